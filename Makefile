@@ -1,0 +1,63 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Both install what they need on a fresh Debian 12 machine (apt packages as
+# root, or through sudo) and build their own virtual environments.
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PAHO1 := .venv-paho1
+APT_PACKAGES := mosquitto libsystemd-dev pkg-config
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Paho's 1.6.1 is the release Debian 12 ships as python3-paho-mqtt.
+PAHO1 := paho-mqtt==1.6.1
+
+.PHONY: all deps venv test lint typecheck pytest pytest-paho1 demo clean
+
+all: test
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.stamp: pyproject.toml | deps
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test,systemd]'
+	touch $@
+
+$(VENV_PAHO1)/.stamp: pyproject.toml | deps
+	$(PYTHON) -m venv $(VENV_PAHO1)
+	$(VENV_PAHO1)/bin/pip install -q --upgrade pip
+	$(VENV_PAHO1)/bin/pip install -q -e '.[test,systemd]' '$(PAHO1)'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.stamp
+	$(VENV)/bin/mypy
+
+pytest: $(VENV)/.stamp
+	$(VENV)/bin/python -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
+	$(VENV)/bin/pytest
+
+# The broker and end-to-end tests again, on Debian 12's paho-mqtt.
+pytest-paho1: $(VENV_PAHO1)/.stamp
+	$(VENV_PAHO1)/bin/python -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
+	$(VENV_PAHO1)/bin/pytest -m 'mqtt or e2e'
+
+test: lint typecheck pytest pytest-paho1
+
+demo: $(VENV)/.stamp
+	$(VENV)/bin/python -m gatewayd.sim.demo
+
+clean:
+	rm -rf $(VENV) $(VENV_PAHO1) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,41 @@
+"""A wrapper that keeps a secret out of reprs, f-strings and log lines."""
+
+from __future__ import annotations
+
+from typing import Final
+
+_MASK: Final = "<secret>"
+
+
+class Secret:
+    """Holds a CIK or a token. ``str()`` and ``repr()`` never show the value.
+
+    The value is only reachable through :meth:`reveal`, so a place that puts a
+    secret on the wire or in the keyring says so in the code.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({_MASK})"
+
+    def __str__(self) -> str:
+        return _MASK
+
+    def __format__(self, format_spec: str) -> str:
+        return _MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> str:
+        raise TypeError("a Secret cannot be pickled")

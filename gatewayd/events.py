@@ -1,0 +1,214 @@
+"""The values that flow in and out of the engine: node records, events, actions.
+
+All of them are frozen, slotted dataclasses. Adapters build events and carry
+out actions; the engine (``gatewayd.engine``) turns one into the other.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from gatewayd.secret import Secret
+
+
+class State(enum.StrEnum):
+    """A node's state, as stored in the state database."""
+
+    ACTIVATING = "activating"  # a request is in flight (or was, when gatewayd stopped)
+    PENDING = "pending"  # a transient failure; the next attempt is scheduled
+    ACTIVATED = "activated"  # the CIK is in the keyring
+    REJECTED = "rejected"  # Exosite refused; answered from the record for a while
+
+
+class Reason(enum.StrEnum):
+    """Why a node was rejected; part of the node-facing contract."""
+
+    UNKNOWN_SERIAL = "unknown_serial"
+    INVALID_VENDOR_MODEL = "invalid_vendor_model"
+    NOT_ACTIVATABLE = "not_activatable"
+    API_ERROR = "api_error"
+    INVALID_REQUEST = "invalid_request"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """Everything gatewayd knows about a node, except its CIK."""
+
+    sn: str
+    vendor: str
+    model: str
+    state: State
+    first_seen: float
+    attempts: int = 0
+    next_attempt: float | None = None
+    last_error: str | None = None
+    reason: Reason | None = None
+    http_status: int | None = None
+    rejected_at: float | None = None
+    activated_at: float | None = None
+    expiry_warned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseTarget:
+    """An MQTT 5 Response Topic, with the Correlation Data to echo."""
+
+    topic: str
+    correlation: bytes | None = None
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """Exosite answered 200: the body is the CIK."""
+
+    cik: Secret
+    well_formed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Exosite answered a 4xx other than 429: a decision about this serial."""
+
+    http_status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A transient failure: 5xx, 429, timeout, connection or TLS error."""
+
+    error: str
+    http_status: int | None = None
+
+
+Outcome = Issued | Refused | Failed
+
+
+# ------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True, slots=True)
+class Announced:
+    """A well-formed announce from a node."""
+
+    sn: str
+    model: str | None = None
+    response: ResponseTarget | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BadAnnounce:
+    """An announce that cannot be acted on; ``sn`` is set when it can be answered."""
+
+    message: str
+    sn: str | None = None
+    response: ResponseTarget | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationAnswered:
+    """The Exosite client finished a request for ``sn``."""
+
+    sn: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class CikLookedUp:
+    """The keystore was read for ``sn``; ``cik`` is None when nothing is stored."""
+
+    sn: str
+    cik: Secret | None
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time has passed: due retries and warnings fire."""
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """gatewayd is stopping: no new request starts from now on."""
+
+
+Event = Announced | BadAnnounce | ActivationAnswered | CikLookedUp | Tick | Drain
+
+
+# ----------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a node is told on its credentials topic (see the README's contract)."""
+
+    sn: str
+    status: str  # "activated" | "pending" | "rejected"
+    vendor: str | None = None
+    model: str | None = None
+    cik: Secret | None = None
+    retry_in: int | None = None
+    reason: Reason | None = None
+    http_status: int | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Activate:
+    """Send one activation request to Exosite."""
+
+    sn: str
+    vendor: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCik:
+    """Write the CIK to the keystore, durably, before anything else happens."""
+
+    sn: str
+    vendor: str
+    model: str
+    cik: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class LookupCik:
+    """Read the stored CIK and answer with a ``CikLookedUp`` event."""
+
+    sn: str
+    vendor: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaveNode:
+    """Write the node's record to the state database."""
+
+    node: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Publish an answer on the node's credentials topic and each response topic."""
+
+    answer: Answer
+    responses: tuple[ResponseTarget, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """A journal line about a node: ``kind`` is stable and has a MESSAGE_ID."""
+
+    kind: str
+    level: int
+    message: str
+    sn: str | None = None
+    state: State | None = None
+    http_status: int | None = None
+    fields: tuple[tuple[str, str], ...] = field(default=())
+
+
+Action = Activate | StoreCik | LookupCik | SaveNode | Publish | Log

@@ -1,0 +1,177 @@
+"""Node records in SQLite (WAL) under ``state_dir``. No secret is ever stored here.
+
+The schema carries a version in ``PRAGMA user_version``; ``MIGRATIONS[n]``
+takes a database from version ``n`` to ``n + 1``. A database newer than this
+code is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Final, Self
+
+from gatewayd.errors import StateError
+from gatewayd.events import Node, Reason, State
+
+log = logging.getLogger(__name__)
+
+DB_NAME: Final = "state.sqlite3"
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 0 -> 1
+    """
+    CREATE TABLE nodes (
+        sn            TEXT PRIMARY KEY,   -- case-sensitive: BINARY collation
+        vendor        TEXT NOT NULL,
+        model         TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        next_attempt  REAL,
+        last_error    TEXT,
+        reason        TEXT,
+        http_status   INTEGER,
+        first_seen    REAL NOT NULL,
+        rejected_at   REAL,
+        activated_at  REAL,
+        expiry_warned INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    """,
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_COLUMNS: Final = (
+    "sn, vendor, model, state, attempts, next_attempt, last_error, reason, http_status, "
+    "first_seen, rejected_at, activated_at, expiry_warned"
+)
+
+
+class StateDB:
+    """The state database. Only the thread that opened it uses it."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        try:
+            if readonly:
+                self._db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+            else:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._migrate()
+            self._check_version()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open the state database {path}: {exc}") from exc
+
+    @classmethod
+    def in_dir(cls, state_dir: Path, *, readonly: bool = False) -> StateDB:
+        return cls(state_dir / DB_NAME, readonly=readonly)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _version(self) -> int:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        return int(version)
+
+    def _check_version(self) -> None:
+        version = self._version()
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"{self.path} has schema version {version}; this gatewayd knows up to "
+                f"{SCHEMA_VERSION}: upgrade gatewayd"
+            )
+
+    def _migrate(self) -> None:
+        version = self._version()
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            log.info("migrating %s to schema version %d", self.path, target)
+            with closing(self._db.cursor()) as cur:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in MIGRATIONS[target - 1].split(";"):
+                        if statement.strip():
+                            cur.execute(statement)
+                    cur.execute(f"PRAGMA user_version = {target:d}")
+                except sqlite3.Error:
+                    cur.execute("ROLLBACK")
+                    raise
+                cur.execute("COMMIT")
+
+    def save(self, node: Node) -> None:
+        """Insert or replace a node's record; durable when it returns."""
+        row = (
+            node.sn,
+            node.vendor,
+            node.model,
+            node.state.value,
+            node.attempts,
+            node.next_attempt,
+            node.last_error,
+            None if node.reason is None else node.reason.value,
+            node.http_status,
+            node.first_seen,
+            node.rejected_at,
+            node.activated_at,
+            int(node.expiry_warned),
+        )
+        try:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO nodes ({_COLUMNS}) VALUES ({', '.join('?' * len(row))})",  # noqa: S608 (fixed column list)
+                row,
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot save node {node.sn!r}: {exc}") from exc
+
+    def delete(self, sn: str) -> bool:
+        try:
+            cur = self._db.execute("DELETE FROM nodes WHERE sn = ?", (sn,))
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot delete node {sn!r}: {exc}") from exc
+        return cur.rowcount > 0
+
+    def get(self, sn: str) -> Node | None:
+        rows = self._select("WHERE sn = ?", (sn,))
+        return next(rows, None)
+
+    def all(self) -> list[Node]:
+        return list(self._select("ORDER BY first_seen, sn", ()))
+
+    def _select(self, clause: str, args: tuple[object, ...]) -> Iterator[Node]:
+        try:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM nodes {clause}", args).fetchall()  # noqa: S608 (fixed clauses)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read {self.path}: {exc}") from exc
+        for row in rows:
+            yield _node(row)
+
+
+def _node(row: tuple[Any, ...]) -> Node:
+    (sn, vendor, model, state, attempts, next_attempt, last_error, reason, http_status) = row[:9]
+    (first_seen, rejected_at, activated_at, expiry_warned) = row[9:]
+    return Node(
+        sn=str(sn),
+        vendor=str(vendor),
+        model=str(model),
+        state=State(state),
+        first_seen=float(first_seen),
+        attempts=int(attempts),
+        next_attempt=None if next_attempt is None else float(next_attempt),
+        last_error=None if last_error is None else str(last_error),
+        reason=None if reason is None else Reason(reason),
+        http_status=None if http_status is None else int(http_status),
+        rejected_at=None if rejected_at is None else float(rejected_at),
+        activated_at=None if activated_at is None else float(activated_at),
+        expiry_warned=bool(expiry_warned),
+    )

@@ -297,19 +297,18 @@ class Engine:
         outcome: Issued | Refused | Failed | None = None,
     ) -> list[Action]:
         node = self._nodes.get(sn)
-        if node is None:
-            return [Log("unexpected", logging.ERROR, f"{trigger.value} for an unknown node", sn)]
-        key = (node.state, trigger)
-        if key not in TRANSITIONS:
-            return [
-                Log(
-                    "unexpected",
-                    logging.ERROR,
-                    f"{trigger.value} in state {node.state.value}: ignored",
-                    sn,
-                    node.state,
-                )
+        key = (node.state if node else None, trigger)
+        if node is None or key not in TRANSITIONS:
+            state = "an unknown node" if node is None else f"state {node.state.value}"
+            actions: list[Action] = [
+                Log("unexpected", logging.ERROR, f"{trigger.value} for {state}", sn, _state(node))
             ]
+            if cik is not None and trigger is Trigger.ISSUED:
+                # a 200 body is never dropped, whatever became of the node meanwhile
+                vendor, model = (node.vendor, node.model) if node else (None, None)
+                vendor = vendor or self.settings.vendor
+                actions.insert(0, StoreCik(sn, vendor, model or self.settings.model, cik))
+            return actions
         return self._apply(node, key, cik, outcome)
 
     def _apply(

@@ -1,0 +1,7 @@
+"""``python -m gatewayd``: run the daemon."""
+
+import sys
+
+from gatewayd.daemon import main
+
+sys.exit(main())

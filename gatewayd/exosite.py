@@ -1,0 +1,182 @@
+"""The Exosite provisioning client: bounded worker threads around ``requests``.
+
+Each request runs on one of ``max_concurrent`` worker threads, after taking a
+slot from a rate limiter that lets at most ``max_rate`` requests start per
+second. Every answer, and every failure, is classified into an outcome
+(:mod:`gatewayd.events`) and handed to ``deliver``, which puts it on the
+daemon's queue. requests' exceptions never leave this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+import requests
+
+from gatewayd.config import ExositeConfig
+from gatewayd.events import ActivationAnswered, Failed, Issued, Outcome, Refused
+from gatewayd.secret import Secret
+
+log = logging.getLogger(__name__)
+
+ACTIVATE_PATH: Final = "/provision/activate"
+CIK_LENGTH: Final = 40
+FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded; charset=utf-8"
+
+
+def classify(status: int, body: bytes) -> Outcome:
+    """Map an HTTP answer to an outcome, per the table in DESIGN.md."""
+    if status == 200:
+        return _issued(body)
+    if status == 429 or status >= 500:
+        return Failed(f"HTTP {status}", status)
+    if 400 <= status < 500:
+        return Refused(status)
+    return Failed(f"unexpected HTTP {status}", status)
+
+
+def _issued(body: bytes) -> Issued:
+    """A 200 body is never dropped: one that is not a clean CIK is kept as received."""
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        text = body.decode("latin-1")
+        return Issued(Secret(text), well_formed=False)
+    cik = text.strip()
+    well_formed = len(cik) == CIK_LENGTH and cik.isprintable() and " " not in cik
+    return Issued(Secret(cik or text), well_formed=well_formed)
+
+
+def request_form(config: ExositeConfig, vendor: str, model: str, sn: str) -> dict[str, str]:
+    """The form body of an activation request, in the configured API's form."""
+    if config.api == "murano":
+        return {"id": sn}
+    return {"vendor": vendor, "model": model, "sn": sn}
+
+
+class RateLimiter:
+    """Lets at most ``rate`` callers through per second, spaced evenly."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Block until the caller's slot; False if ``stop`` was set meanwhile."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        delay = slot - now
+        return not stop.wait(delay) if delay > 0 else not stop.is_set()
+
+
+class ExositeClient:
+    """Sends activation requests without blocking the caller."""
+
+    def __init__(
+        self, config: ExositeConfig, deliver: Callable[[ActivationAnswered], None]
+    ) -> None:
+        self._config = config
+        self._deliver = deliver
+        self._url = config.url.rstrip("/") + ACTIVATE_PATH
+        self._verify: bool | str = str(config.ca_file) if config.ca_file else True
+        self._jobs: queue.SimpleQueue[tuple[str, str, str] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._limiter = RateLimiter(config.max_rate)
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        if config.url.startswith("http://"):
+            log.warning(
+                "exosite.url %s is plain HTTP: CIKs cross the network unencrypted "
+                "(meant for a local simulator only)",
+                config.url,
+            )
+        self._workers = [
+            threading.Thread(target=self._work, name=f"exosite-{i}", daemon=True)
+            for i in range(config.max_concurrent)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def submit(self, sn: str, vendor: str, model: str) -> None:
+        self._jobs.put((sn, vendor, model))
+
+    def in_flight(self) -> int:
+        with self._busy_lock:
+            return self._busy
+
+    def close(self, timeout: float) -> None:
+        """Stop: requests on the wire finish (or time out); queued ones are reported unsent."""
+        self._stop.set()
+        for _ in self._workers:
+            self._jobs.put(None)
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+
+    def _work(self) -> None:
+        with requests.Session() as session:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    break
+                sn, vendor, model = job
+                if not self._limiter.wait(self._stop):
+                    self._deliver(ActivationAnswered(sn, Failed("not sent: gatewayd is stopping")))
+                    continue
+                with self._busy_lock:
+                    self._busy += 1
+                try:
+                    outcome = self._post(session, sn, vendor, model)
+                finally:
+                    with self._busy_lock:
+                        self._busy -= 1
+                self._deliver(ActivationAnswered(sn, outcome))
+        self._drain_unsent()
+
+    def _drain_unsent(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                self._deliver(ActivationAnswered(job[0], Failed("not sent: gatewayd is stopping")))
+
+    def _post(self, session: requests.Session, sn: str, vendor: str, model: str) -> Outcome:
+        form = request_form(self._config, vendor, model, sn)
+        try:
+            response = session.post(
+                self._url,
+                data=form,
+                headers={"Content-Type": FORM_CONTENT_TYPE, "Accept": "text/plain"},
+                timeout=self._config.timeout,
+                verify=self._verify,
+                allow_redirects=False,
+            )
+            body = response.content
+        except requests.exceptions.SSLError as exc:
+            return Failed(f"TLS error: {_brief(exc)}")
+        except requests.exceptions.Timeout:
+            return Failed(f"timeout after {self._config.timeout:g} s")
+        except requests.exceptions.ConnectionError as exc:
+            return Failed(f"connection error: {_brief(exc)}")
+        except requests.exceptions.RequestException as exc:
+            return Failed(f"request error: {_brief(exc)}")
+        return classify(response.status_code, body)
+
+
+def _brief(exc: BaseException) -> str:
+    """The innermost cause of a requests error, in a line."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]

@@ -1,0 +1,444 @@
+"""The engine, with an injected clock: no sockets, no threads, no sleeps."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from gatewayd.engine import (
+    EXPIRY_WINDOW,
+    TRANSITIONS,
+    Engine,
+    Settings,
+    Trigger,
+    compute_backoff,
+)
+from gatewayd.events import (
+    Action,
+    Activate,
+    ActivationAnswered,
+    Announced,
+    BadAnnounce,
+    CikLookedUp,
+    Drain,
+    Failed,
+    Issued,
+    Log,
+    LookupCik,
+    Node,
+    Publish,
+    Reason,
+    Refused,
+    ResponseTarget,
+    SaveNode,
+    State,
+    StoreCik,
+    Tick,
+)
+from gatewayd.secret import Secret
+
+SETTINGS = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1", "hygro"}))
+CIK = Secret("a" * 40)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+def upper(_low: float, high: float) -> float:
+    """Jitter that always picks the top of the range, so delays are predictable."""
+    return high
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def engine(clock: Clock) -> Engine:
+    return Engine(SETTINGS, [], clock, upper)
+
+
+def of(kind: type, actions: list[Action]) -> list[Action]:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def answers(actions: list[Action]) -> list[Publish]:
+    return [a for a in actions if isinstance(a, Publish)]
+
+
+def kinds(actions: list[Action]) -> list[str]:
+    return [type(a).__name__ for a in actions if not isinstance(a, Log)]
+
+
+# ----------------------------------------------------------------- scenarios
+# One per row of TRANSITIONS: bring a node to the row's state, fire its
+# trigger, and return the actions. test_every_row_has_a_scenario keeps them
+# in step with the table.
+
+
+def _activating(engine: Engine) -> list[Action]:
+    return engine.handle(Announced("SN1"))
+
+
+def _pending(engine: Engine) -> list[Action]:
+    _activating(engine)
+    return engine.handle(ActivationAnswered("SN1", Failed("HTTP 503", 503)))
+
+
+def _activated(engine: Engine) -> list[Action]:
+    _activating(engine)
+    return engine.handle(ActivationAnswered("SN1", Issued(CIK)))
+
+
+def _rejected(engine: Engine) -> list[Action]:
+    _activating(engine)
+    return engine.handle(ActivationAnswered("SN1", Refused(404)))
+
+
+Scenario = Callable[[Engine, Clock], list[Action]]
+
+SCENARIOS: dict[tuple[State | None, Trigger], Scenario] = {
+    (None, Trigger.ANNOUNCE): lambda e, c: e.handle(Announced("SN1")),
+    (State.ACTIVATING, Trigger.ANNOUNCE): lambda e, c: (
+        _activating(e),
+        e.handle(Announced("SN1")),
+    )[1],
+    (State.PENDING, Trigger.ANNOUNCE): lambda e, c: (_pending(e), e.handle(Announced("SN1")))[1],
+    (State.ACTIVATED, Trigger.ANNOUNCE): lambda e, c: (
+        _activated(e),
+        e.handle(Announced("SN1")),
+    )[1],
+    (State.REJECTED, Trigger.ANNOUNCE): lambda e, c: (
+        _rejected(e),
+        e.handle(Announced("SN1")),
+    )[1],
+    (State.REJECTED, Trigger.ANNOUNCE_AFTER_HOLD): lambda e, c: (
+        _rejected(e),
+        c.advance(300),
+        e.handle(Announced("SN1")),
+    )[2],
+    (State.ACTIVATING, Trigger.ISSUED): lambda e, c: (
+        _activating(e),
+        e.handle(ActivationAnswered("SN1", Issued(CIK))),
+    )[1],
+    (State.ACTIVATING, Trigger.REFUSED): lambda e, c: (
+        _activating(e),
+        e.handle(ActivationAnswered("SN1", Refused(404))),
+    )[1],
+    (State.ACTIVATING, Trigger.CONFLICT): lambda e, c: (
+        _activating(e),
+        e.handle(ActivationAnswered("SN1", Refused(409))),
+    )[1],
+    (State.ACTIVATING, Trigger.FAILED): lambda e, c: (
+        _activating(e),
+        e.handle(ActivationAnswered("SN1", Failed("timeout"))),
+    )[1],
+    (State.ACTIVATING, Trigger.CIK_FOUND): lambda e, c: (
+        _activating(e),
+        e.handle(ActivationAnswered("SN1", Refused(409))),
+        e.handle(CikLookedUp("SN1", CIK)),
+    )[2],
+    (State.ACTIVATING, Trigger.CIK_MISSING): lambda e, c: (
+        _activating(e),
+        e.handle(ActivationAnswered("SN1", Refused(409))),
+        e.handle(CikLookedUp("SN1", None)),
+    )[2],
+    (State.ACTIVATED, Trigger.CIK_FOUND): lambda e, c: (
+        _activated(e),
+        e.handle(Announced("SN1")),
+        e.handle(CikLookedUp("SN1", CIK)),
+    )[2],
+    (State.ACTIVATED, Trigger.CIK_MISSING): lambda e, c: (
+        _activated(e),
+        e.handle(Announced("SN1")),
+        e.handle(CikLookedUp("SN1", None)),
+    )[2],
+    (State.PENDING, Trigger.RETRY_DUE): lambda e, c: (_pending(e), c.advance(5), e.handle(Tick()))[
+        2
+    ],
+}
+
+EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
+    (None, Trigger.ANNOUNCE): ["SaveNode", "Activate"],
+    (State.ACTIVATING, Trigger.ANNOUNCE): [],
+    (State.PENDING, Trigger.ANNOUNCE): ["Publish"],
+    (State.ACTIVATED, Trigger.ANNOUNCE): ["LookupCik"],
+    (State.REJECTED, Trigger.ANNOUNCE): ["Publish"],
+    (State.REJECTED, Trigger.ANNOUNCE_AFTER_HOLD): ["SaveNode", "Activate"],
+    (State.ACTIVATING, Trigger.ISSUED): ["StoreCik", "SaveNode", "Publish"],
+    (State.ACTIVATING, Trigger.REFUSED): ["SaveNode", "Publish"],
+    (State.ACTIVATING, Trigger.CONFLICT): ["LookupCik"],
+    (State.ACTIVATING, Trigger.FAILED): ["SaveNode", "Publish"],
+    (State.ACTIVATING, Trigger.CIK_FOUND): ["SaveNode", "Publish"],
+    (State.ACTIVATING, Trigger.CIK_MISSING): ["SaveNode", "Publish"],
+    (State.ACTIVATED, Trigger.CIK_FOUND): ["Publish"],
+    (State.ACTIVATED, Trigger.CIK_MISSING): ["SaveNode", "Publish"],
+    (State.PENDING, Trigger.RETRY_DUE): ["SaveNode", "Activate"],
+}
+
+
+def test_every_row_has_a_scenario() -> None:
+    assert set(SCENARIOS) == set(TRANSITIONS)
+    assert set(EXPECTED) == set(TRANSITIONS)
+
+
+@pytest.mark.parametrize("row", list(TRANSITIONS), ids=lambda r: f"{r[0]}-{r[1].name}")
+def test_row(row: tuple[State | None, Trigger], engine: Engine, clock: Clock) -> None:
+    actions = SCENARIOS[row](engine, clock)
+    assert kinds(actions) == EXPECTED[row]
+    node = engine.node("SN1")
+    assert node is not None
+    assert node.state is TRANSITIONS[row][0]
+    for save in of(SaveNode, actions):
+        assert isinstance(save, SaveNode)
+        assert save.node == node
+
+
+# ------------------------------------------------------------------- rules
+
+
+def test_first_announce_saves_before_the_request(engine: Engine, clock: Clock) -> None:
+    actions = engine.handle(Announced("SN1"))
+    save, activate = of(SaveNode, actions) + of(Activate, actions)
+    assert isinstance(save, SaveNode)
+    assert save.node.state is State.ACTIVATING
+    assert save.node.first_seen == clock.now
+    assert activate == Activate("SN1", "acme", "thermo-v1")
+
+
+def test_reannounce_in_flight_sends_no_second_request(engine: Engine) -> None:
+    engine.handle(Announced("SN1"))
+    for _ in range(5):
+        assert of(Activate, engine.handle(Announced("SN1"))) == []
+
+
+def test_200_stores_then_saves_then_publishes(engine: Engine) -> None:
+    engine.handle(Announced("SN1", model="hygro"))
+    actions = engine.handle(ActivationAnswered("SN1", Issued(CIK)))
+    assert kinds(actions) == ["StoreCik", "SaveNode", "Publish"]
+    store, save, publish = (a for a in actions if not isinstance(a, Log))
+    assert store == StoreCik("SN1", "acme", "hygro", CIK)
+    assert isinstance(save, SaveNode)
+    assert save.node.state is State.ACTIVATED
+    assert isinstance(publish, Publish)
+    assert publish.answer.cik == CIK
+    assert (publish.answer.vendor, publish.answer.model) == ("acme", "hygro")
+
+
+def test_malformed_cik_is_stored_and_warned_about(engine: Engine) -> None:
+    engine.handle(Announced("SN1"))
+    actions = engine.handle(ActivationAnswered("SN1", Issued(Secret("short"), well_formed=False)))
+    assert of(StoreCik, actions) == [StoreCik("SN1", "acme", "thermo-v1", Secret("short"))]
+    assert any(isinstance(a, Log) and a.kind == "cik_malformed" for a in actions)
+
+
+def test_reannounce_of_activated_node_reads_the_keyring_only(engine: Engine) -> None:
+    _activated(engine)
+    actions = engine.handle(Announced("SN1"))
+    assert of(LookupCik, actions) == [LookupCik("SN1", "acme", "thermo-v1")]
+    actions = engine.handle(CikLookedUp("SN1", CIK))
+    assert of(Activate, actions) == []
+    (publish,) = answers(actions)
+    assert publish.answer.status == "activated"
+    assert publish.answer.cik == CIK
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (404, Reason.UNKNOWN_SERIAL),
+        (403, Reason.INVALID_VENDOR_MODEL),
+        (400, Reason.API_ERROR),
+        (410, Reason.API_ERROR),
+    ],
+)
+def test_refusals_give_their_reason(engine: Engine, status: int, reason: Reason) -> None:
+    engine.handle(Announced("SN1"))
+    (publish,) = answers(engine.handle(ActivationAnswered("SN1", Refused(status))))
+    assert publish.answer.status == "rejected"
+    assert publish.answer.reason is reason
+    assert publish.answer.http_status == status
+    assert publish.answer.message
+
+
+def test_409_without_a_stored_cik_is_not_activatable(engine: Engine) -> None:
+    engine.handle(Announced("SN1"))
+    engine.handle(ActivationAnswered("SN1", Refused(409)))
+    (publish,) = answers(engine.handle(CikLookedUp("SN1", None)))
+    assert publish.answer.reason is Reason.NOT_ACTIVATABLE
+    assert publish.answer.http_status == 409
+    assert "Portals" in (publish.answer.message or "")
+
+
+def test_409_with_a_stored_cik_republishes_it(engine: Engine) -> None:
+    engine.handle(Announced("SN1"))
+    engine.handle(ActivationAnswered("SN1", Refused(409)))
+    actions = engine.handle(CikLookedUp("SN1", CIK))
+    (publish,) = answers(actions)
+    assert publish.answer.cik == CIK
+    assert any(isinstance(a, Log) and a.kind == "republished" for a in actions)
+    node = engine.node("SN1")
+    assert node is not None
+    assert node.state is State.ACTIVATED
+
+
+def test_rejection_is_held_then_the_api_is_asked_again(engine: Engine, clock: Clock) -> None:
+    _rejected(engine)
+    clock.advance(299)
+    actions = engine.handle(Announced("SN1"))
+    assert of(Activate, actions) == []
+    assert answers(actions)[0].answer.reason is Reason.UNKNOWN_SERIAL
+    clock.advance(1)
+    assert of(Activate, engine.handle(Announced("SN1"))) == [Activate("SN1", "acme", "thermo-v1")]
+
+
+def test_transient_failures_back_off_exponentially_to_the_cap(engine: Engine, clock: Clock) -> None:
+    engine.handle(Announced("SN1"))
+    delays = []
+    for _ in range(12):
+        actions = engine.handle(ActivationAnswered("SN1", Failed("HTTP 503", 503)))
+        node = engine.node("SN1")
+        assert node is not None
+        assert node.state is State.PENDING
+        assert node.next_attempt is not None
+        delays.append(node.next_attempt - clock.now)
+        (publish,) = answers(actions)
+        assert publish.answer.retry_in == round(delays[-1])
+        assert engine.next_deadline() == node.next_attempt
+        assert of(Activate, engine.handle(Tick())) == []
+        clock.now = node.next_attempt
+        assert of(Activate, engine.handle(Tick())) == [Activate("SN1", "acme", "thermo-v1")]
+    assert delays[:5] == [5, 10, 20, 40, 80]
+    assert delays[-1] == 900
+
+
+def test_backoff_has_full_jitter() -> None:
+    seen = [compute_backoff(3, SETTINGS, lambda lo, hi: lo) for _ in range(3)]
+    assert seen == [0.0, 0.0, 0.0]
+    assert compute_backoff(3, SETTINGS, lambda lo, hi: (lo + hi) / 2) == 10.0
+    assert compute_backoff(500, SETTINGS, upper) == 900.0
+
+
+def test_pending_reannounce_is_answered_without_a_request(engine: Engine, clock: Clock) -> None:
+    _pending(engine)
+    clock.advance(2)
+    actions = engine.handle(Announced("SN1"))
+    assert of(Activate, actions) == []
+    assert answers(actions)[0].answer.retry_in == 3
+
+
+def test_next_attempt_survives_a_restart(clock: Clock) -> None:
+    first = Engine(SETTINGS, [], clock, upper)
+    first.handle(Announced("SN1"))
+    saved = of(SaveNode, first.handle(ActivationAnswered("SN1", Failed("timeout"))))
+    assert isinstance(saved[-1], SaveNode)
+    restarted = Engine(SETTINGS, [saved[-1].node], clock, upper)
+    assert restarted.next_deadline() == clock.now + 5
+    clock.advance(5)
+    assert of(Activate, restarted.handle(Tick())) == [Activate("SN1", "acme", "thermo-v1")]
+
+
+def test_a_request_in_flight_at_stop_is_retried_at_start(clock: Clock) -> None:
+    node = Node("SN1", "acme", "thermo-v1", State.ACTIVATING, clock.now - 60)
+    restarted = Engine(SETTINGS, [node], clock, upper)
+    assert of(Activate, restarted.handle(Tick())) == [Activate("SN1", "acme", "thermo-v1")]
+
+
+def test_expiry_warning_once(engine: Engine, clock: Clock) -> None:
+    _pending(engine)
+    clock.advance(EXPIRY_WINDOW + 1)
+    warnings: list[Action] = []
+    for _ in range(30):
+        actions = engine.handle(Tick())
+        warnings += [a for a in actions if isinstance(a, Log) and a.kind == "expiry_warning"]
+        if of(Activate, actions):
+            engine.handle(ActivationAnswered("SN1", Failed("timeout")))
+        deadline = engine.next_deadline()
+        assert deadline is not None
+        clock.now = max(clock.now, deadline)
+    assert len(warnings) == 1
+    assert isinstance(warnings[0], Log)
+    assert warnings[0].level == logging.WARNING
+    node = engine.node("SN1")
+    assert node is not None
+    assert node.expiry_warned
+
+
+def test_no_expiry_warning_for_activated_nodes(engine: Engine, clock: Clock) -> None:
+    _activated(engine)
+    clock.advance(EXPIRY_WINDOW * 2)
+    assert engine.handle(Tick()) == []
+    assert engine.next_deadline() is None
+
+
+def test_response_targets_are_answered_with_the_result(engine: Engine) -> None:
+    first = ResponseTarget("gatewayd/nodes/SN1/reply", b"1")
+    second = ResponseTarget("gatewayd/nodes/SN1/reply", b"2")
+    engine.handle(Announced("SN1", response=first))
+    engine.handle(Announced("SN1", response=second))
+    (publish,) = answers(engine.handle(ActivationAnswered("SN1", Issued(CIK))))
+    assert publish.responses == (first, second)
+    _, publish_again = (
+        engine.handle(Announced("SN1")),
+        answers(engine.handle(CikLookedUp("SN1", CIK)))[0],
+    )
+    assert publish_again.responses == ()
+
+
+def test_model_outside_models_is_an_invalid_request(engine: Engine) -> None:
+    actions = engine.handle(Announced("SN1", model="toaster"))
+    (publish,) = answers(actions)
+    assert publish.answer.reason is Reason.INVALID_REQUEST
+    assert engine.node("SN1") is None
+
+
+def test_bad_announce_is_answered_when_addressable(engine: Engine) -> None:
+    (publish,) = answers(engine.handle(BadAnnounce("not JSON", "SN1")))
+    assert publish.answer.reason is Reason.INVALID_REQUEST
+    assert answers(engine.handle(BadAnnounce("not an announce topic"))) == []
+
+
+def test_drain_starts_no_request_and_keeps_nodes_pending(engine: Engine, clock: Clock) -> None:
+    _pending(engine)
+    engine.handle(Drain())
+    clock.advance(3600)
+    assert of(Activate, engine.handle(Tick())) == []
+    actions = engine.handle(Announced("SN2"))
+    assert of(Activate, actions) == []
+    (save,) = of(SaveNode, actions)
+    assert isinstance(save, SaveNode)
+    assert save.node.state is State.PENDING
+
+
+def test_counts(engine: Engine) -> None:
+    _activated(engine)
+    engine.handle(Announced("SN2"))
+    counts = engine.counts()
+    assert counts[State.ACTIVATED] == 1
+    assert counts[State.ACTIVATING] == 1
+    assert counts[State.REJECTED] == 0
+
+
+def test_unexpected_answer_is_logged_not_raised(engine: Engine) -> None:
+    _rejected(engine)
+    actions = engine.handle(ActivationAnswered("SN1", Refused(404)))
+    assert [a.kind for a in actions if isinstance(a, Log)] == ["unexpected"]
+    assert kinds(actions) == []
+
+
+def test_an_unexpected_cik_is_still_stored(engine: Engine) -> None:
+    actions = engine.handle(ActivationAnswered("nobody", Issued(CIK)))
+    assert of(StoreCik, actions) == [StoreCik("nobody", "acme", "thermo-v1", CIK)]
+    assert [a.kind for a in actions if isinstance(a, Log)] == ["unexpected"]

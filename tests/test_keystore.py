@@ -1,0 +1,407 @@
+"""The keystore against real files: keyring's contract, modes, encryption, durability."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import select
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.errors import InitError, KeyringError, PasswordDeleteError, PasswordSetError
+from keyring.testing.backend import BackendBasicTests
+
+from gatewayd.errors import KeystoreError
+from gatewayd.keystore import KEY_CREDENTIAL, FileKeyring, Keystore, load_key, open_backend
+from gatewayd.secret import Secret
+
+VENDOR = "acme"
+MODEL = "thermo-v1"
+WRITER = Path(__file__).with_name("keystore_writer.py")
+TIMEOUT = 30.0
+
+
+def new_cik() -> Secret:
+    return Secret(secrets.token_urlsafe(30)[:40])
+
+
+def entry_files(folder: Path) -> list[Path]:
+    return [path for path in folder.iterdir() if not path.name.startswith(".")]
+
+
+class _ContractTests(BackendBasicTests):
+    key: bytes | None = None
+
+    def init_keyring(self) -> FileKeyring:
+        self.temp = Path(tempfile.mkdtemp(prefix="gatewayd-keyring-test-"))
+        return FileKeyring(folder=self.temp / "keyring", key=self.key)
+
+    def cleanup(self) -> None:
+        try:
+            super().cleanup()  # type: ignore[no-untyped-call, unused-ignore]
+        finally:
+            shutil.rmtree(self.temp)
+
+
+class TestFileKeyringContract(_ContractTests):
+    pass
+
+
+class TestEncryptedFileKeyringContract(_ContractTests):
+    key = bytes(range(32))
+
+
+class _Unusable:
+    def __get__(self, obj: object, owner: type | None = None) -> float:
+        raise RuntimeError("this backend needs a D-Bus session")
+
+
+class UnusableBackend(KeyringBackend):
+    priority = _Unusable()
+
+    def get_password(self, _service: str, _username: str) -> str | None:
+        return None
+
+    def set_password(self, _service: str, _username: str, _password: str) -> None:
+        raise PasswordSetError("unusable")
+
+
+class LeakyBackend(KeyringBackend):
+    """Fails every call, quoting the password in its messages as a careless backend might."""
+
+    priority = -1
+
+    def get_password(self, _service: str, _username: str) -> str | None:
+        raise KeyringError("the collection is locked")
+
+    def set_password(self, _service: str, _username: str, password: str) -> None:
+        raise PasswordSetError(f"refused to store {password!r}")
+
+    def delete_password(self, _service: str, _username: str) -> None:
+        raise PasswordDeleteError("refused to delete")
+
+
+def test_serials_differing_only_in_case_keep_separate_ciks(tmp_path: Path) -> None:
+    keystore = Keystore(FileKeyring(folder=tmp_path / "keyring"))
+    lower, upper = new_cik(), new_cik()
+    keystore.store(VENDOR, MODEL, "abc123", lower)
+    keystore.store(VENDOR, MODEL, "ABC123", upper)
+    assert keystore.load(VENDOR, MODEL, "abc123") == lower
+    assert keystore.load(VENDOR, MODEL, "ABC123") == upper
+    assert keystore.delete(VENDOR, MODEL, "abc123") is True
+    assert keystore.load(VENDOR, MODEL, "abc123") is None
+    assert keystore.load(VENDOR, MODEL, "ABC123") == upper
+
+
+def test_keystore_round_trip_names_the_service_and_logs_no_cik(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    backend = FileKeyring(folder=tmp_path / "keyring")
+    keystore = Keystore(backend, service_prefix="gw")
+    cik = new_cik()
+    assert keystore.service(VENDOR, MODEL) == "gw/acme/thermo-v1"
+    assert keystore.load(VENDOR, MODEL, "SN-1") is None
+    keystore.store(VENDOR, MODEL, "SN-1", cik)
+    assert backend.get_password("gw/acme/thermo-v1", "SN-1") == cik.reveal()
+    assert keystore.load(VENDOR, MODEL, "SN-1") == cik
+    assert keystore.load(VENDOR, "other-model", "SN-1") is None
+    assert keystore.delete(VENDOR, MODEL, "SN-1") is True
+    assert keystore.delete(VENDOR, MODEL, "SN-1") is False
+    assert caplog.records
+    assert all(cik.reveal() not in record.getMessage() for record in caplog.records)
+
+
+def test_entry_is_0600_in_a_new_0700_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "var" / "lib" / "keyring"
+    FileKeyring(folder=folder).set_password("svc", "user", "pw")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    [entry] = entry_files(folder)
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+    assert list(folder.iterdir()) == [entry]
+
+
+def test_wider_existing_folder_is_tightened(tmp_path: Path) -> None:
+    folder = tmp_path / "keyring"
+    folder.mkdir()
+    folder.chmod(0o755)
+    FileKeyring(folder=folder).set_password("svc", "user", "pw")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_stale_temp_file_from_a_crash_is_ignored(tmp_path: Path) -> None:
+    folder = tmp_path / "keyring"
+    backend = FileKeyring(folder=folder)
+    backend.set_password("svc", "user", "first")
+    [entry] = entry_files(folder)
+    stale = folder / f".{entry.name}.0123456789abcdef.tmp"
+    stale.write_bytes(b"half a wri")
+    assert backend.get_password("svc", "user") == "first"
+    backend.set_password("svc", "user", "second")
+    assert backend.get_password("svc", "user") == "second"
+    assert entry_files(folder) == [entry]
+
+
+def test_encrypted_entry_holds_neither_cik_nor_serial(tmp_path: Path) -> None:
+    cik = new_cik()
+    for key, folder in ((None, tmp_path / "plain"), (os.urandom(32), tmp_path / "sealed")):
+        Keystore(FileKeyring(folder=folder, key=key)).store(VENDOR, MODEL, "SN-SECRETLESS", cik)
+    [plain] = entry_files(tmp_path / "plain")
+    [sealed] = entry_files(tmp_path / "sealed")
+    assert cik.reveal().encode() in plain.read_bytes()
+    assert cik.reveal().encode() not in sealed.read_bytes()
+    assert b"SN-SECRETLESS" not in sealed.read_bytes()
+    assert plain.read_bytes()[:6] != sealed.read_bytes()[:6]
+
+
+@pytest.mark.parametrize("reader_key", [None, bytes(32)], ids=["no-key", "wrong-key"])
+def test_encrypted_entry_without_the_right_key_is_a_clear_error(
+    tmp_path: Path, reader_key: bytes | None
+) -> None:
+    folder = tmp_path / "keyring"
+    cik = new_cik()
+    Keystore(FileKeyring(folder=folder, key=os.urandom(32))).store(VENDOR, MODEL, "SN-1", cik)
+    reader = FileKeyring(folder=folder, key=reader_key)
+    with pytest.raises(KeyringError, match=r"encrypted|decrypted") as raised:
+        reader.get_password("gatewayd/acme/thermo-v1", "SN-1")
+    assert cik.reveal() not in str(raised.value)
+    with pytest.raises(KeystoreError, match="SN-1") as mapped:
+        Keystore(reader).load(VENDOR, MODEL, "SN-1")
+    assert cik.reveal() not in str(mapped.value)
+
+
+@pytest.mark.parametrize("key", [None, bytes(range(32))], ids=["plain", "encrypted"])
+def test_entry_copied_to_another_name_is_refused(tmp_path: Path, key: bytes | None) -> None:
+    folder = tmp_path / "keyring"
+    backend = FileKeyring(folder=folder, key=key)
+    backend.set_password("svc", "alice", "alice-pw")
+    [alice] = entry_files(folder)
+    backend.set_password("svc", "bob", "bob-pw")
+    [bob] = [path for path in entry_files(folder) if path != alice]
+    shutil.copyfile(alice, bob)
+    with pytest.raises(KeyringError, match=r"another service|decrypted"):
+        backend.get_password("svc", "bob")
+
+
+def test_altered_or_foreign_file_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "keyring"
+    backend = FileKeyring(folder=folder, key=os.urandom(32))
+    backend.set_password("svc", "user", "pw")
+    [entry] = entry_files(folder)
+    blob = bytearray(entry.read_bytes())
+    blob[-1] ^= 1
+    entry.write_bytes(bytes(blob))
+    with pytest.raises(KeyringError, match="decrypted"):
+        backend.get_password("svc", "user")
+    entry.write_bytes(b'{"service": "svc", "username": "user", "password": "pw"}')
+    with pytest.raises(KeyringError, match="not a gatewayd keyring entry"):
+        backend.get_password("svc", "user")
+
+
+def test_plain_entry_stays_readable_once_a_key_is_set(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "keyring"
+    FileKeyring(folder=folder).set_password("svc", "user", "written-before-the-key")
+    with caplog.at_level(logging.WARNING):
+        value = FileKeyring(folder=folder, key=os.urandom(32)).get_password("svc", "user")
+    assert value == "written-before-the-key"
+    assert "unencrypted" in caplog.text
+
+
+def test_key_of_the_wrong_size_is_refused_and_no_repr_shows_a_key(tmp_path: Path) -> None:
+    with pytest.raises(InitError, match="32 bytes"):
+        FileKeyring(folder=tmp_path, key=bytes(16))
+    key = bytes(range(65, 97))
+    backend = FileKeyring(folder=tmp_path, key=key)
+    for text in (repr(backend), str(backend), repr(vars(backend))):
+        assert key.hex() not in text
+        assert key.decode() not in text
+    assert "encrypted=True" in repr(backend)
+
+
+KEY = bytes(range(32))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        KEY,
+        b" " + KEY[1:],
+        KEY.hex().encode() + b"\n",
+        b"  " + KEY.hex().upper().encode() + b"\r\n",
+        b"\n" + base64.b64encode(KEY) + b"\n",
+    ],
+    ids=["raw", "raw-with-edge-whitespace", "hex", "upper-hex", "base64"],
+)
+def test_load_key_accepts_raw_hex_and_base64(tmp_path: Path, content: bytes) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(content)
+    expected = content if len(content) == 32 else KEY
+    assert load_key(key_file, None) == expected
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        KEY[:31],
+        KEY.hex().encode()[:63],
+        b"g" * 64,
+        base64.b64encode(KEY[:16]),
+        base64.b64encode(KEY + b"x"),
+        b"correct horse battery staple",
+    ],
+    ids=["empty", "raw-31", "hex-63", "not-hex-64", "base64-16", "base64-33", "passphrase"],
+)
+def test_load_key_rejects_anything_else(tmp_path: Path, content: bytes) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(content)
+    with pytest.raises(KeystoreError, match="32 raw bytes, 64 hex characters") as raised:
+        load_key(key_file, None)
+    message = str(raised.value)
+    assert str(key_file) in message
+    if len(content) > 3:
+        assert content.decode("latin-1") not in message
+
+
+def test_load_key_reads_the_systemd_credential(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    assert load_key(None, str(credentials)) is None
+    (credentials / KEY_CREDENTIAL).write_text(base64.b64encode(KEY).decode() + "\n")
+    assert load_key(None, str(credentials)) == KEY
+    key_file = tmp_path / "key"
+    other = os.urandom(32)
+    key_file.write_bytes(other)
+    assert load_key(key_file, str(credentials)) == other
+    assert load_key(None, None) is None
+
+
+def test_load_key_names_a_missing_key_file(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-key"
+    with pytest.raises(KeystoreError, match=str(missing)):
+        load_key(missing, None)
+
+
+def test_cik_survives_sigkill_right_after_store(tmp_path: Path) -> None:
+    folder = tmp_path / "keyring"
+    key = os.urandom(32)
+    cik = new_cik()
+    request = {"folder": str(folder), "key": key.hex(), "vendor": VENDOR, "model": MODEL}
+    request |= {"sn": "SN-DURABLE", "cik": cik.reveal()}
+    errors = tmp_path / "writer.stderr"
+    with (
+        errors.open("wb") as stderr,
+        subprocess.Popen(
+            [sys.executable, str(WRITER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        ) as proc,
+    ):
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], TIMEOUT)
+            assert ready, f"the writer said nothing within {TIMEOUT} s"
+            line = proc.stdout.readline()
+            assert line == "stored\n", errors.read_text()
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(timeout=TIMEOUT) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    keystore = Keystore(FileKeyring(folder=folder, key=key))
+    assert keystore.load(VENDOR, MODEL, "SN-DURABLE") == cik
+
+
+def test_open_backend_builds_file_keyring_with_folder_and_key(tmp_path: Path) -> None:
+    folder = tmp_path / "keyring"
+    key = os.urandom(32)
+    backend = open_backend("gatewayd.keystore.FileKeyring", folder, key)
+    assert isinstance(backend, FileKeyring)
+    assert backend.folder == folder
+    assert backend.encrypted
+    backend.set_password("svc", "user", "pw")
+    assert FileKeyring(folder=folder, key=key).get_password("svc", "user") == "pw"
+
+
+def test_open_backend_builds_plaintext_keyring_under_xdg_data_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_home = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
+    backend = open_backend("keyrings.alt.file.PlaintextKeyring", tmp_path / "unused", None)
+    assert type(backend).__name__ == "PlaintextKeyring"
+    keystore = Keystore(backend)
+    cik = new_cik()
+    keystore.store(VENDOR, MODEL, "SN-1", cik)
+    assert keystore.load(VENDOR, MODEL, "SN-1") == cik
+    assert (data_home / "python_keyring" / "keyring_pass.cfg").is_file()
+    assert not (tmp_path / "unused").exists()
+
+
+@pytest.mark.parametrize(
+    ("dotted", "key", "expected"),
+    [
+        ("FileKeyring", None, "module.Class"),
+        ("gatewayd.no_such_module.Backend", None, "cannot import"),
+        ("gatewayd.keystore.NoSuchBackend", None, "cannot import"),
+        ("gatewayd.keystore.Keystore", None, "not a keyring.backend.KeyringBackend"),
+        ("gatewayd.keystore.load_key", None, "not a keyring.backend.KeyringBackend"),
+        ("keyrings.alt.file.PlaintextKeyring", bytes(32), "cannot use a keystore key"),
+        ("gatewayd.keystore.FileKeyring", bytes(16), "32 bytes"),
+        (f"{__name__}.UnusableBackend", None, "D-Bus session"),
+    ],
+)
+def test_open_backend_errors_name_the_class(
+    tmp_path: Path, dotted: str, key: bytes | None, expected: str
+) -> None:
+    with pytest.raises(KeystoreError, match=expected) as raised:
+        open_backend(dotted, tmp_path / "keyring", key)
+    assert dotted in str(raised.value)
+
+
+def test_keystore_maps_a_folder_that_is_a_file_to_keystore_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "keyring"
+    not_a_folder.write_text("a regular file where the folder should be")
+    keystore = Keystore(FileKeyring(folder=not_a_folder))
+    cik = new_cik()
+    with pytest.raises(KeystoreError, match="cannot store the CIK of serial 'SN-1'") as stored:
+        keystore.store(VENDOR, MODEL, "SN-1", cik)
+    assert isinstance(stored.value.__cause__, PasswordSetError)
+    with pytest.raises(KeystoreError, match="cannot load the CIK of serial 'SN-1'") as loaded:
+        keystore.load(VENDOR, MODEL, "SN-1")
+    assert isinstance(loaded.value.__cause__, KeyringError)
+    with pytest.raises(KeystoreError, match="cannot delete the CIK of serial 'SN-1'"):
+        keystore.delete(VENDOR, MODEL, "SN-1")
+    assert cik.reveal() not in str(stored.value)
+    assert cik.reveal() not in repr(stored.value)
+
+
+def test_keystore_keeps_a_backend_quoted_cik_out_of_its_message() -> None:
+    keystore = Keystore(LeakyBackend())  # type: ignore[no-untyped-call, unused-ignore]
+    cik = new_cik()
+    with pytest.raises(KeystoreError, match="SN-1") as raised:
+        keystore.store(VENDOR, MODEL, "SN-1", cik)
+    assert "refused to store" in str(raised.value)
+    assert cik.reveal() not in str(raised.value)
+    assert cik.reveal() not in repr(raised.value)
+    with pytest.raises(KeystoreError, match="locked"):
+        keystore.load(VENDOR, MODEL, "SN-1")
+    with pytest.raises(KeystoreError, match="cannot delete"):
+        keystore.delete(VENDOR, MODEL, "SN-1")

@@ -71,6 +71,8 @@ def engine_settings(config: Config) -> Settings:
         model=config.exosite.model,
         models=frozenset(config.exosite.models),
         rejected_retry_after=config.nodes.rejected_retry_after,
+        backoff_base=config.exosite.retry_base,
+        backoff_cap=config.exosite.retry_cap,
     )
 
 

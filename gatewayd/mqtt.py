@@ -58,14 +58,18 @@ class Message:
 LinkEvent = Connected | Disconnected | Message
 
 
-def _new_client(config: MqttConfig) -> paho.Client:
-    """The one place that differs between paho-mqtt 1.6.1 and 2.x."""
-    kwargs: dict[str, Any] = {"client_id": config.client_id}
-    if config.protocol == 5:
+def new_client(client_id: str, protocol: int = 5, *, persistent: bool = False) -> paho.Client:
+    """A paho client with version-2 callbacks: the one place 1.6.1 and 2.x differ.
+
+    ``persistent`` asks for a session the broker keeps (3.1.1: clean session
+    off; for MQTT 5 it is chosen at connect time, with clean start).
+    """
+    kwargs: dict[str, Any] = {"client_id": client_id}
+    if protocol == 5:
         kwargs["protocol"] = paho.MQTTv5
     else:
         kwargs["protocol"] = paho.MQTTv311
-        kwargs["clean_session"] = False
+        kwargs["clean_session"] = not persistent
     if PAHO_2:
         kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2  # type: ignore[attr-defined]
     return paho.Client(**kwargs)
@@ -96,7 +100,7 @@ class MqttLink:
         self._deliver = deliver
         self._uniform = uniform
         self._failures = 0
-        self._client = _new_client(config)
+        self._client = new_client(config.client_id, config.protocol, persistent=True)
         self._client.max_queued_messages_set(MAX_QUEUED)
         self._client.will_set(will_topic, will_payload, qos=1, retain=True)
         if config.username is not None:

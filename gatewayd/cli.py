@@ -1,0 +1,149 @@
+"""gatewayctl: the operator's command line.
+
+``check-config``, ``list`` and ``show`` read the configuration and the state
+database directly; ``show --reveal`` also reads the keyring. Exit codes: 0 on
+success, 2 for a bad configuration or usage, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from gatewayd import __version__
+from gatewayd.config import DEFAULT_PATH, Config, load
+from gatewayd.daemon import open_keystore
+from gatewayd.errors import ConfigError, GatewaydError
+from gatewayd.events import Node
+from gatewayd.state import DB_NAME, StateDB
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_USAGE: Final = 2
+
+_LIST_COLUMNS: Final = ("sn", "state", "model", "attempts", "reason", "first_seen", "activated_at")
+
+
+def _time(value: float | None) -> str:
+    if value is None:
+        return "-"
+    moment = dt.datetime.fromtimestamp(value, tz=dt.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _record(node: Node) -> dict[str, object]:
+    """A node as JSON-ready data: enums as strings, times as ISO 8601 UTC."""
+    record: dict[str, object] = {}
+    for field in dataclasses.fields(node):
+        value = getattr(node, field.name)
+        if field.name in {"first_seen", "next_attempt", "rejected_at", "activated_at"}:
+            value = None if value is None else _time(value)
+        elif value is not None and not isinstance(value, bool | int | float):
+            value = str(value)
+        record[field.name] = value
+    return record
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> str:
+    """An aligned plain-text table with upper-case headers."""
+    cells = [[c.upper() for c in columns]] + [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def _nodes(config: Config) -> list[Node]:
+    if not (config.gateway.state_dir / DB_NAME).exists():
+        return []
+    with StateDB.in_dir(config.gateway.state_dir, readonly=True) as db:
+        return db.all()
+
+
+def cmd_check_config(_config: Config, _args: argparse.Namespace) -> int:
+    print("ok")
+    return EXIT_OK
+
+
+def cmd_list(config: Config, args: argparse.Namespace) -> int:
+    records = [_record(node) for node in _nodes(config)]
+    if args.json:
+        print(json.dumps(records, indent=2))
+    else:
+        print(table(records, _LIST_COLUMNS))
+    return EXIT_OK
+
+
+def cmd_show(config: Config, args: argparse.Namespace) -> int:
+    node = next((n for n in _nodes(config) if n.sn == args.sn), None)
+    if node is None:
+        print(f"gatewayctl: no node {args.sn!r} in {config.gateway.state_dir}", file=sys.stderr)
+        return EXIT_FAILURE
+    record = _record(node)
+    if args.reveal:
+        cik = open_keystore(config).load(node.vendor, node.model, node.sn)
+        record["cik"] = None if cik is None else cik.reveal()
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        width = max(len(key) for key in record)
+        for key, value in record.items():
+            print(f"{key.ljust(width)}  {_cell(value)}")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help=f"the TOML file (default {DEFAULT_PATH})",
+    )
+    top = argparse.ArgumentParser(
+        prog="gatewayctl", description="Inspect gatewayd's nodes.", parents=[common]
+    )
+    top.add_argument("--version", action="version", version=f"gatewayctl {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = sub.add_parser("check-config", parents=[common], help="validate the configuration")
+    check.set_defaults(run=cmd_check_config)
+    listing = sub.add_parser("list", parents=[common], help="every node and its state")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=cmd_list)
+    show = sub.add_parser("show", parents=[common], help="one node in full")
+    show.add_argument("sn", help="the node's serial number")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--reveal", action="store_true", help="include the CIK")
+    show.set_defaults(run=cmd_show)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    path: Path = getattr(args, "config", DEFAULT_PATH)
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        print(f"gatewayctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        status: int = args.run(config, args)
+    except GatewaydError as exc:
+        print(f"gatewayctl: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

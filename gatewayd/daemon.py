@@ -172,7 +172,12 @@ class Daemon:
                 self._execute(self._engine.handle(item))
             case Connected():
                 self._connected = True
-                log.info("connected to broker %s:%d", self.config.mqtt.host, self.config.mqtt.port)
+                log.info(
+                    "connected to broker %s:%d, subscribed to %s",
+                    self.config.mqtt.host,
+                    self.config.mqtt.port,
+                    self._topics.announce_filter,
+                )
                 self._status_sent = None
             case Disconnected(reason=reason):
                 if self._connected:

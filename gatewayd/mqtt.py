@@ -37,7 +37,7 @@ MAX_QUEUED: Final = 10_000
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """The broker accepted the connection; the announce subscription is sent."""
+    """The broker accepted the connection and the announce subscription."""
 
     session_present: bool
 
@@ -109,6 +109,8 @@ class MqttLink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._session_present = False
         self._client.on_connect_fail = self._on_connect_fail
         self._jitter_reconnect()
 
@@ -175,11 +177,14 @@ class MqttLink:
             return
         self._failures = 0
         self._jitter_reconnect()
-        client.subscribe(self._subscribe, qos=1)
         present = flags.get("session present", 0) if isinstance(flags, dict) else None
         if present is None:
             present = getattr(flags, "session_present", False)
-        self._deliver(Connected(session_present=bool(present)))
+        self._session_present = bool(present)
+        client.subscribe(self._subscribe, qos=1)
+
+    def _on_subscribe(self, _client: paho.Client, _userdata: object, *_rest: object) -> None:
+        self._deliver(Connected(session_present=self._session_present))
 
     def _on_disconnect(self, _client: paho.Client, _userdata: object, *rest: object) -> None:
         reason = next((r for r in rest if hasattr(r, "getName") or isinstance(r, int)), None)

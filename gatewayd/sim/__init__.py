@@ -1,0 +1,36 @@
+"""A local stand-in for Exosite's provisioning API, for tests and firmware development.
+
+The daemon never imports this package. Start one from Python::
+
+    registry = Registry()
+    registry.add("acme", "thermo-v1", "ABC123")
+    with Simulator(registry) as sim:
+        requests.post(f"{sim.url}/provision/activate", data={...})
+
+or from a shell with ``python -m gatewayd.sim``.
+"""
+
+from gatewayd.sim.registry import (
+    DROP,
+    EXPIRY_SECONDS,
+    Answer,
+    Device,
+    LogEntry,
+    Registry,
+    State,
+)
+from gatewayd.sim.server import Request, Response, Route, Simulator
+
+__all__ = [
+    "DROP",
+    "EXPIRY_SECONDS",
+    "Answer",
+    "Device",
+    "LogEntry",
+    "Registry",
+    "Request",
+    "Response",
+    "Route",
+    "Simulator",
+    "State",
+]

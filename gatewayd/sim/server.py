@@ -1,0 +1,285 @@
+"""The simulator's HTTP side: a threaded server, a routing table and its endpoints.
+
+An endpoint is a function from a :class:`Request` to a :class:`Response`; it
+does no I/O. The request handler reads the request, looks the endpoint up in
+:attr:`Simulator.routes`, waits out the response's delay and writes it (or,
+for :data:`~gatewayd.sim.registry.DROP`, closes the connection without a word).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socketserver
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from email.message import Message
+from http.client import responses
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Final, Self
+from urllib.parse import parse_qs, urlsplit
+
+from gatewayd.errors import ConfigError
+from gatewayd.sim.registry import DROP, Answer, Device, Registry, parse_device
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+TEXT: Final = "text/plain; charset=utf-8"
+JSON: Final = "application/json"
+FORM: Final = "application/x-www-form-urlencoded"
+MAX_BODY: Final = 64 * 1024
+HANDLER_TIMEOUT: Final = 10.0
+POLL_INTERVAL: Final = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    headers: Message
+    body: bytes
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An answer to write; ``status`` :data:`DROP` closes the connection instead."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = TEXT
+    delay: float = 0.0
+
+    @classmethod
+    def text(cls, status: int, text: str | None = None) -> Self:
+        text = responses.get(status, "") if text is None else text
+        return cls(status, f"{text}\n".encode())
+
+    @classmethod
+    def json(cls, status: int, document: object) -> Self:
+        return cls(status, json.dumps(document).encode(), JSON)
+
+
+Endpoint = Callable[[Request], Response]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``pattern`` must match the whole path; its named groups become ``Request.params``."""
+
+    method: str
+    pattern: re.Pattern[str]
+    endpoint: Endpoint
+
+
+class Simulator:
+    """Exosite's provisioning API, served on ``host:port`` from a daemon thread.
+
+    It serves as soon as it is constructed; :meth:`stop` (or leaving the
+    ``with`` block) closes the listening socket, wakes any answer still waiting
+    out its latency (that connection is then dropped) and joins the threads.
+    ``murano`` names the (vendor, model) pair that answers the ``id=<sn>`` form.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        murano: tuple[str, str] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.murano = murano
+        self.routes: tuple[Route, ...] = (
+            Route("POST", re.compile(r"/provision/activate"), self._activate),
+            Route("GET", re.compile(r"/_sim/devices"), self._list_devices),
+            Route("POST", re.compile(r"/_sim/devices"), self._add_device),
+        )
+        self._server = _Server((host, port), self.dispatch)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": POLL_INTERVAL},
+            name="gatewayd-sim",
+            daemon=True,
+        )
+        self._thread.start()
+        log.debug("simulator listening on %s", self.url)
+
+    @property
+    def host(self) -> str:
+        return str(self._server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        if self._server.stopping.is_set():
+            return
+        self._server.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def dispatch(self, method: str, path: str, headers: Message, body: bytes) -> Response:
+        """The response the routing table gives; 404 for an unknown path, 405 for a method."""
+        path_known = False
+        for route in self.routes:
+            match = route.pattern.fullmatch(path)
+            if match is None:
+                continue
+            if route.method != method:
+                path_known = True
+                continue
+            return route.endpoint(Request(method, path, headers, body, match.groupdict()))
+        return Response.text(405 if path_known else 404)
+
+    def _activate(self, request: Request) -> Response:
+        form = _form(request)
+        if form is not None and {"vendor", "model", "sn"} <= form.keys():
+            sn = form["sn"]
+            answer = self.registry.activate((form["vendor"], form["model"]), sn)
+        elif form is not None and "id" in form:
+            sn = form["id"]
+            answer = self.registry.activate(self.murano, sn, murano=True)
+        else:
+            sn = "" if form is None else form.get("sn", form.get("id", ""))
+            self.registry.record(sn, 400)
+            log.info("activate sn=%r: 400", sn)
+            return Response.text(400, f"expected a {FORM} body: vendor, model and sn, or id")
+        log.info("activate sn=%r: %s", sn, "dropped" if answer.status == DROP else answer.status)
+        return _activation_response(answer)
+
+    def _list_devices(self, _request: Request) -> Response:
+        pairs = [{"vendor": vendor, "model": model} for vendor, model in self.registry.pairs()]
+        devices = [_device_json(device) for device in self.registry.devices()]
+        return Response.json(200, {"pairs": pairs, "devices": devices})
+
+    def _add_device(self, request: Request) -> Response:
+        if request.headers.get_content_type() != JSON:
+            return Response.text(400, f"expected a {JSON} body")
+        try:
+            document = json.loads(request.body)
+            vendor, model, sn, state = parse_device(document, "request body")
+        except ValueError as exc:
+            return Response.text(400, f"request body: not valid JSON: {exc}")
+        except ConfigError as exc:
+            return Response.text(400, str(exc))
+        device = self.registry.add(vendor, model, sn, state)
+        log.info("added %s/%s sn=%r as %s", vendor, model, sn, state)
+        return Response.json(201, _device_json(device))
+
+
+def _form(request: Request) -> dict[str, str] | None:
+    """The form fields, each given once and non-empty; None if the body is no such form."""
+    if request.headers.get_content_type() != FORM:
+        return None
+    try:
+        fields = parse_qs(request.body.decode(), errors="strict", max_num_fields=16)
+    except ValueError:
+        return None
+    if any(len(values) != 1 for values in fields.values()):
+        return None
+    return {name: values[0] for name, values in fields.items()}
+
+
+def _activation_response(answer: Answer) -> Response:
+    if answer.cik is not None:
+        return Response(200, answer.cik.reveal().encode(), TEXT, answer.delay)
+    return replace(Response.text(answer.status), delay=answer.delay)
+
+
+def _device_json(device: Device) -> dict[str, object]:
+    return {
+        "vendor": device.vendor,
+        "model": device.model,
+        "sn": device.sn,
+        "state": str(device.state),
+        "calls": device.calls,
+    }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        dispatch: Callable[[str, str, Message, bytes], Response],
+    ) -> None:
+        self.dispatch = dispatch
+        self.stopping = threading.Event()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, _request: object, client_address: object) -> None:
+        log.exception(  # noqa: LOG004 (socketserver calls this from its except clause)
+            "unexpected error answering %s", client_address
+        )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"
+    timeout = HANDLER_TIMEOUT
+    error_content_type = TEXT
+    error_message_format = "%(code)d %(message)s\n"
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def _handle(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self.send_error(413 if length > MAX_BODY else 400, "bad Content-Length")
+            return
+        body = self.rfile.read(length)
+        path = urlsplit(self.path).path
+        response = self.server.dispatch(self.command, path, self.headers, body)
+        if response.delay > 0 and self.server.stopping.wait(response.delay):
+            return
+        if response.status == DROP:
+            return
+        try:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            log.debug("%s went away before its answer", self.address_string())

@@ -1,0 +1,269 @@
+"""Real parts for the integration tests: mosquitto, the simulator, the daemon.
+
+Every broker is a mosquitto process on a free port; the Exosite simulator is a
+real HTTP server; the daemon runs as a subprocess whose stderr is read line by
+line, so tests wait for what it says, never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from gatewayd.sim import Registry, Simulator
+from gatewayd.sim.node import SimulatedNode
+
+WAIT = 20.0
+"""Upper bound for anything a test waits for; a healthy run needs far less."""
+
+VENDOR = "acme"
+MODEL = "thermo-v1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LineWatcher:
+    """Reads a process's stderr in a thread, keeps every line, wakes waiters."""
+
+    def __init__(self, stream: IO[bytes] | None, sink: Path) -> None:
+        assert stream is not None
+        self._stream = stream
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._sink = sink
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        with self._sink.open("a", encoding="utf-8") as sink:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace")
+                sink.write(line)
+                sink.flush()
+                with self._cond:
+                    self.lines.append(line)
+                    self._cond.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = WAIT, start: int = 0) -> str:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines[start:]:
+                    if regex.search(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = "".join(self.lines[-20:])
+                    raise TimeoutError(f"no line matching {pattern!r}; last lines:\n{tail}")
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        """Wait for the end of the stream (the process has exited), then close it."""
+        self._thread.join(WAIT)
+        self._stream.close()
+
+
+class Broker:
+    """A mosquitto process on a fixed free port; can be stopped and restarted."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "log_dest stderr\n"
+            "log_type error\n"
+            "log_type warning\n"
+            "log_type notice\n"
+            "log_type information\n"
+            "max_queued_messages 100000\n"
+        )
+        self.log_path = folder / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._watcher: LineWatcher
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self._process = subprocess.Popen(
+            [binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self._watcher = LineWatcher(self._process.stderr, self.log_path)
+        self._watcher.wait_for(r"mosquitto version \S+ running")
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+        self._process.wait(WAIT)
+        self._watcher.close()
+        self._process = None
+
+
+class Gateway:
+    """gatewayd as a subprocess, with a config file written for the test."""
+
+    def __init__(
+        self, folder: Path, broker: Broker, sim: Simulator, **sections: dict[str, object]
+    ) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.state_dir = folder / "state"
+        self.config_path = folder / "config.toml"
+        self.log_path = folder / "gatewayd.log"
+        self.env = dict(os.environ, XDG_DATA_HOME=str(folder / "xdg"), PYTHONUNBUFFERED="1")
+        self.env.pop("JOURNAL_STREAM", None)
+        self.env.pop("INVOCATION_ID", None)
+        config: dict[str, dict[str, object]] = {
+            "gateway": {"id": "gw1", "state_dir": str(self.state_dir), "log_level": "debug"},
+            "mqtt": {"host": broker.host, "port": broker.port, "keepalive": 10},
+            "exosite": {
+                "url": sim.url,
+                "vendor": VENDOR,
+                "model": MODEL,
+                "models": [MODEL, "hygro"],
+                "timeout": 3,
+                "max_rate": 100,
+                "retry_base": 0.2,
+                "retry_cap": 1.0,
+            },
+            "keyring": {},
+            "nodes": {},
+        }
+        for name, values in sections.items():
+            config[name].update(values)
+        self.config_path.write_text(_toml(config))
+        self.process: subprocess.Popen[bytes] | None = None
+        self.watcher: LineWatcher | None = None
+
+    def start(self, *, wait_connected: bool = True) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gatewayd", "--config", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=self.env,
+        )
+        self.watcher = LineWatcher(self.process.stderr, self.log_path)
+        if wait_connected:
+            self.wait_for("subscribed to ")
+
+    def wait_for(self, pattern: str, timeout: float = WAIT) -> str:
+        assert self.watcher is not None
+        return self.watcher.wait_for(pattern, timeout)
+
+    def send(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Stop the daemon and return its exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        code = self.process.wait(WAIT)
+        assert self.watcher is not None
+        self.watcher.close()
+        self.process = None
+        return code
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8") if self.log_path.exists() else ""
+
+
+def _toml(config: dict[str, dict[str, object]]) -> str:
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    out = []
+    for name, values in config.items():
+        out.append(f"[{name}]")
+        out += [f"{key} = {value(v)}" for key, v in values.items()]
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    broker = Broker(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def registry() -> Registry:
+    registry = Registry()
+    registry.add_pair(VENDOR, MODEL)
+    registry.add_pair(VENDOR, "hygro")
+    return registry
+
+
+@pytest.fixture
+def simulator(registry: Registry) -> Iterator[Simulator]:
+    with Simulator(registry) as sim:
+        yield sim
+
+
+@pytest.fixture
+def gateway(
+    tmp_path: Path, broker: Broker, simulator: Simulator
+) -> Iterator[Callable[..., Gateway]]:
+    """Makes gateways; at teardown stops them and checks no issued CIK reached a log."""
+    made: list[Gateway] = []
+
+    def make(**sections: dict[str, object]) -> Gateway:
+        gw = Gateway(tmp_path / f"gw{len(made)}", broker, simulator, **sections)
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        gw.stop(signal.SIGKILL)
+    logs = "".join(gw.log_text() for gw in made)
+    leaked = [sn for sn, cik in simulator.registry.issued() if cik in logs]
+    assert leaked == [], f"CIKs of {leaked} appear in gatewayd's log"
+
+
+@pytest.fixture
+def node(broker: Broker) -> Iterator[Callable[..., SimulatedNode]]:
+    made: list[SimulatedNode] = []
+
+    def make(sn: str, **kwargs: object) -> SimulatedNode:
+        n = SimulatedNode(broker.host, broker.port, sn, **kwargs)  # type: ignore[arg-type]
+        n.connect()
+        made.append(n)
+        return n
+
+    yield make
+    for n in made:
+        n.close()

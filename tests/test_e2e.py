@@ -1,0 +1,287 @@
+"""End to end: gatewayd as a subprocess, a real mosquitto, the simulator over HTTP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+from conftest import MODEL, VENDOR, Gateway
+
+from gatewayd.sim import Registry, Simulator, State
+from gatewayd.sim.node import NodeTimeoutError, Received, SimulatedNode
+
+pytestmark = pytest.mark.e2e
+
+MakeGateway = Callable[..., Gateway]
+MakeNode = Callable[..., SimulatedNode]
+
+BACKENDS = ["gatewayd.keystore.FileKeyring", "keyrings.alt.file.PlaintextKeyring"]
+
+
+def issued_cik(registry: Registry, sn: str) -> str:
+    (cik,) = [c for s, c in registry.issued() if s == sn]
+    return cik
+
+
+def answers_until_final(node: SimulatedNode, timeout: float = 20.0) -> list[dict[str, object]]:
+    """Collect answers on the credentials topic, without re-announcing, until a final one."""
+    seen = []
+    while True:
+        answer = node.next_answer(timeout)
+        if answer.topic != node.credentials_topic:
+            continue
+        seen.append(answer.body)
+        if answer.body["status"] in {"activated", "rejected"}:
+            return seen
+
+
+def gatewayctl(gw: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gatewayd.cli", "--config", str(gw.config_path), *args],
+        capture_output=True,
+        text=True,
+        env=gw.env,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_activation_and_reannounce_from_the_keyring(
+    backend: str, registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    registry.add(VENDOR, MODEL, "SN-A1")
+    gw = gateway(keyring={"backend": backend})
+    gw.start()
+    n = node("SN-A1")
+    body = n.activate()
+    cik = issued_cik(registry, "SN-A1")
+    assert body == {
+        "sn": "SN-A1",
+        "status": "activated",
+        "cik": cik,
+        "vendor": VENDOR,
+        "model": MODEL,
+    }
+    calls = registry.calls("SN-A1")
+    assert calls == 1
+    again = n.activate()
+    assert again["cik"] == cik
+    assert registry.calls("SN-A1") == calls
+    gw.wait_for(r"node SN-A1: credentials republished")
+    shown = gatewayctl(gw, "show", "SN-A1", "--json", "--reveal")
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert (record["state"], record["cik"]) == ("activated", cik)
+    assert gw.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "model", "reason", "status"),
+    [
+        ("unknown", None, "unknown_serial", 404),
+        ("ghost-model", "ghost", "invalid_vendor_model", 403),
+        ("activated-elsewhere", None, "not_activatable", 409),
+    ],
+)
+def test_refusals_give_their_reason(
+    setup: str,
+    model: str | None,
+    reason: str,
+    status: int,
+    registry: Registry,
+    gateway: MakeGateway,
+    node: MakeNode,
+) -> None:
+    if setup == "activated-elsewhere":
+        registry.add(VENDOR, MODEL, "SN-R1", state=State.ACTIVATED)
+    gw = gateway(exosite={"models": [MODEL, "ghost"]})
+    gw.start()
+    body = node("SN-R1").activate(model=model)
+    assert body["status"] == "rejected"
+    assert (body["reason"], body["http_status"]) == (reason, status)
+    assert isinstance(body["message"], str)
+    assert body["message"]
+    if status == 409:
+        assert "Portals" in body["message"]
+    gw.wait_for(rf"node SN-R1: rejected: {reason}")
+
+
+def test_409_for_a_node_with_a_stored_cik_republishes_it(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    registry.add(VENDOR, MODEL, "SN-C1")
+    gw = gateway()
+    gw.start()
+    n = node("SN-C1")
+    cik = n.activate()["cik"]
+    assert gw.stop() == 0
+    # the state database is lost, the keyring is not
+    for path in gw.state_dir.glob("state.sqlite3*"):
+        path.unlink()
+    gw.start()
+    body = n.activate()
+    assert body["cik"] == cik
+    assert registry.calls("SN-C1") == 2
+    gw.wait_for(r"node SN-C1: credentials republished")
+
+
+def test_transient_failures_then_activated_without_a_reannounce(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    registry.add(VENDOR, MODEL, "SN-P1")
+    registry.script("SN-P1", [503, 503])
+    gw = gateway()
+    gw.start()
+    n = node("SN-P1")
+    n.announce()
+    seen = answers_until_final(n)
+    assert [a["status"] for a in seen] == ["pending", "pending", "activated"]
+    assert all(isinstance(a["retry_in"], int) for a in seen[:2])
+    assert seen[-1]["cik"] == issued_cik(registry, "SN-P1")
+    assert registry.calls("SN-P1") == 3
+
+
+def test_restart_serves_stored_ciks(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    for sn in ("SN-S1", "SN-S2"):
+        registry.add(VENDOR, MODEL, sn)
+    gw = gateway()
+    gw.start()
+    ciks = {sn: node(sn).activate()["cik"] for sn in ("SN-S1", "SN-S2")}
+    assert gw.stop() == 0
+    gw.start()
+    for sn, cik in ciks.items():
+        assert node(sn, client_id=f"again-{sn}").activate()["cik"] == cik
+    assert registry.total_calls() == 2
+
+
+def test_announce_while_stopped_is_answered_after_start(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    registry.add(VENDOR, MODEL, "SN-Q1")
+    gw = gateway()
+    gw.start()
+    assert gw.stop() == 0
+    n = node("SN-Q1")
+    n.announce()
+    with pytest.raises(NodeTimeoutError):
+        n.next_answer(timeout=0.5)
+    gw.start()
+    (body,) = answers_until_final(n)
+    assert body["cik"] == issued_cik(registry, "SN-Q1")
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_mqtt_protocol_versions(
+    protocol: int, registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    registry.add(VENDOR, MODEL, "SN-V1")
+    gw = gateway(mqtt={"protocol": protocol})
+    gw.start()
+    assert node("SN-V1", protocol=protocol).activate()["status"] == "activated"
+
+
+MALFORMED = [
+    ("SN-M1", b"{not json", "not valid JSON"),
+    ("SN-M2", b"[1, 2, 3]", "not a JSON object"),
+    ("SN-M3", b'{"model": "toaster"}', "not one of the allowed models"),
+    ("SN-M4", b'{"sn": "SOMEONE-ELSE"}', "differs from the topic"),
+    ("SN-M5", b"{" + b" " * (1024 * 1024) + b"}", "over 4096 bytes"),
+    ("bad*serial", b"", "does not match sn_pattern"),
+]
+
+
+def test_malformed_announces_are_answered_and_survived(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    gw = gateway()
+    gw.start()
+    for sn, payload, message in MALFORMED:
+        n = node(sn)
+        n.publish(n.announce_topic, payload)
+        answer = n.next_answer()
+        assert answer.topic == n.credentials_topic
+        assert answer.body["status"] == "rejected"
+        assert answer.body["reason"] == "invalid_request"
+        assert message in str(answer.body["message"])
+    registry.add(VENDOR, MODEL, "SN-OK")
+    assert node("SN-OK").activate()["status"] == "activated"
+    assert registry.total_calls() == 1
+    assert gw.process is not None
+    assert gw.process.poll() is None
+
+
+def test_mqtt5_response_topic_is_answered_with_its_correlation_data(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    registry.add(VENDOR, MODEL, "SN-T1")
+    gw = gateway()
+    gw.start()
+    n = node("SN-T1")
+    reply = "gatewayd/nodes/SN-T1/reply/42"
+    outside = "gatewayd/nodes/SN-T2/reply"
+    n.subscribe(reply)
+    n.subscribe(outside)
+    n.announce(response_topic=outside, correlation=b"nope")
+    n.announce(response_topic=reply, correlation=b"\x00corr-7")
+    got: dict[str, Received] = {}
+    while len(got) < 2:
+        answer = n.next_answer()
+        got[answer.topic] = answer
+    assert set(got) == {n.credentials_topic, reply}
+    assert got[reply].correlation == b"\x00corr-7"
+    assert got[reply].body == got[n.credentials_topic].body
+    assert got[reply].body["status"] == "activated"
+
+
+def test_logs_name_nodes_but_hold_no_cik(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    serials = [f"SN-L{i}" for i in range(3)]
+    for sn in serials:
+        registry.add(VENDOR, MODEL, sn)
+    gw = gateway()
+    gw.start()
+    for sn in serials:
+        node(sn).activate()
+    assert gw.stop() == 0
+    text = gw.log_text()
+    issued = registry.issued()
+    assert len(issued) == 3
+    for sn, cik in issued:
+        assert f"node {sn}: credentials activated" in text
+        assert cik not in text
+
+
+def test_sigterm_and_sigint_exit_cleanly(gateway: MakeGateway) -> None:
+    gw = gateway()
+    gw.start()
+    assert gw.stop(signal.SIGTERM) == 0
+    gw.start()
+    assert gw.stop(signal.SIGINT) == 0
+    assert "gatewayd stopped" in gw.log_text()
+
+
+def test_state_database_holds_no_secret(
+    registry: Registry, gateway: MakeGateway, node: MakeNode, simulator: Simulator
+) -> None:
+    registry.add(VENDOR, MODEL, "SN-D1")
+    gw = gateway()
+    gw.start()
+    cik = node("SN-D1").activate()["cik"]
+    assert gw.stop() == 0
+    with sqlite3.connect(gw.state_dir / "state.sqlite3") as db:
+        rows = db.execute("SELECT * FROM nodes").fetchall()
+    assert len(rows) == 1
+    assert "activated" in rows[0]
+    assert all(cik not in str(value) for value in rows[0])
+    raw = b"".join(p.read_bytes() for p in gw.state_dir.glob("state.sqlite3*"))
+    assert str(cik).encode() not in raw
+    assert simulator.url.startswith("http://127.0.0.1:")

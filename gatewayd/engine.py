@@ -7,7 +7,7 @@ trigger (an event, sharpened by a guard such as "the rejection is older than
 
 The engine never sleeps, reads a clock of its own or touches a socket, a file
 or a thread. Time comes from the injected ``clock``; randomness (the jitter of
-retries) from the injected ``rng``. The daemon feeds it events from its one
+retries) from the injected ``uniform``. The daemon feeds it events from its one
 queue and carries out the actions it returns, in order.
 """
 
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import heapq
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from gatewayd import wording
 from gatewayd.events import (
     Action,
     Activate,
@@ -37,6 +37,7 @@ from gatewayd.events import (
     Log,
     LookupCik,
     Node,
+    Outcome,
     Publish,
     Reason,
     Refused,
@@ -47,6 +48,7 @@ from gatewayd.events import (
     Tick,
 )
 from gatewayd.secret import Secret
+from gatewayd.timers import Timers, backoff_ceiling
 
 EXPIRY_WINDOW: Final = 24 * 3600.0
 """Exosite expires a device not activated within 24 h of being added."""
@@ -57,7 +59,7 @@ MAX_WAITING_RESPONSES: Final = 8
 
 class Trigger(enum.Enum):
     ANNOUNCE = "announce"
-    ANNOUNCE_AFTER_HOLD = "announce after the rejection hold"
+    ANNOUNCE_LATE = "announce after rejected_retry_after"
     ISSUED = "200"
     REFUSED = "refused"
     CONFLICT = "409"
@@ -73,64 +75,50 @@ class Effect(enum.Enum):
     STORE = "store the CIK"
     LOOKUP = "read the stored CIK"
     SCHEDULE = "schedule the next attempt"
-    ANSWER_CIK = "publish the credentials"
-    ANSWER_PENDING = "publish pending, with retry_in"
-    ANSWER_REJECTED = "publish the recorded rejection"
+    TELL_CIK = "publish the credentials"
+    TELL_PENDING = "publish pending, with retry_in"
+    TELL_REJECTED = "publish the recorded rejection"
     AWAIT = "answer with the request in flight"
 
 
 _NEW: Final = None
 """The 'state' of a serial gatewayd has never seen."""
 
-TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], tuple[State, tuple[Effect, ...]]]] = {
-    # first announce: write the record ahead of the request
-    (_NEW, Trigger.ANNOUNCE): (State.ACTIVATING, (Effect.SAVE, Effect.REQUEST)),
-    # re-announces never start a second request for a serial
-    (State.ACTIVATING, Trigger.ANNOUNCE): (State.ACTIVATING, (Effect.AWAIT,)),
-    (State.PENDING, Trigger.ANNOUNCE): (State.PENDING, (Effect.ANSWER_PENDING,)),
-    (State.ACTIVATED, Trigger.ANNOUNCE): (State.ACTIVATED, (Effect.LOOKUP,)),
-    (State.REJECTED, Trigger.ANNOUNCE): (State.REJECTED, (Effect.ANSWER_REJECTED,)),
-    (State.REJECTED, Trigger.ANNOUNCE_AFTER_HOLD): (
-        State.ACTIVATING,
-        (Effect.SAVE, Effect.REQUEST),
-    ),
-    # Exosite's answers
-    (State.ACTIVATING, Trigger.ISSUED): (
-        State.ACTIVATED,
-        (Effect.STORE, Effect.SAVE, Effect.ANSWER_CIK),
-    ),
-    (State.ACTIVATING, Trigger.REFUSED): (State.REJECTED, (Effect.SAVE, Effect.ANSWER_REJECTED)),
-    (State.ACTIVATING, Trigger.CONFLICT): (State.ACTIVATING, (Effect.LOOKUP,)),
-    (State.ACTIVATING, Trigger.FAILED): (
-        State.PENDING,
-        (Effect.SCHEDULE, Effect.SAVE, Effect.ANSWER_PENDING),
-    ),
-    # the keystore's answers
-    (State.ACTIVATING, Trigger.CIK_FOUND): (State.ACTIVATED, (Effect.SAVE, Effect.ANSWER_CIK)),
-    (State.ACTIVATING, Trigger.CIK_MISSING): (
-        State.REJECTED,
-        (Effect.SAVE, Effect.ANSWER_REJECTED),
-    ),
-    (State.ACTIVATED, Trigger.CIK_FOUND): (State.ACTIVATED, (Effect.ANSWER_CIK,)),
-    (State.ACTIVATED, Trigger.CIK_MISSING): (
-        State.REJECTED,
-        (Effect.SAVE, Effect.ANSWER_REJECTED),
-    ),
-    # timers
-    (State.PENDING, Trigger.RETRY_DUE): (State.ACTIVATING, (Effect.SAVE, Effect.REQUEST)),
-}
+SAVE, REQUEST, STORE, LOOKUP = Effect.SAVE, Effect.REQUEST, Effect.STORE, Effect.LOOKUP
+SCHEDULE, AWAIT = Effect.SCHEDULE, Effect.AWAIT
+TELL_CIK, TELL_PENDING, TELL_REJECTED = Effect.TELL_CIK, Effect.TELL_PENDING, Effect.TELL_REJECTED
 
-_REFUSALS: Final[Mapping[int, tuple[Reason, str]]] = {
-    404: (Reason.UNKNOWN_SERIAL, "Exosite does not know this serial number"),
-    403: (Reason.INVALID_VENDOR_MODEL, "Exosite does not accept this vendor/model pair"),
-    409: (
-        Reason.NOT_ACTIVATABLE,
-        (
-            "Exosite refused activation: the device is not added to a portal, is already "
-            "activated, or its 24 h activation window expired; re-enable it in Portals"
-        ),
-    ),
+# fmt: off
+TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], tuple[State, tuple[Effect, ...]]]] = {
+    # state before     trigger                 state after        effects, in order
+    # -- announces: a record is written ahead of every request; never two requests at once
+    (_NEW,             Trigger.ANNOUNCE):      (State.ACTIVATING, (SAVE, REQUEST)),
+    (State.ACTIVATING, Trigger.ANNOUNCE):      (State.ACTIVATING, (AWAIT,)),
+    (State.PENDING,    Trigger.ANNOUNCE):      (State.PENDING,    (TELL_PENDING,)),
+    (State.ACTIVATED,  Trigger.ANNOUNCE):      (State.ACTIVATED,  (LOOKUP,)),
+    (State.REJECTED,   Trigger.ANNOUNCE):      (State.REJECTED,   (TELL_REJECTED,)),
+    (State.REJECTED,   Trigger.ANNOUNCE_LATE): (State.ACTIVATING, (SAVE, REQUEST)),
+    # -- Exosite's answers: a CIK is stored before anything else happens
+    (State.ACTIVATING, Trigger.ISSUED):        (State.ACTIVATED,  (STORE, SAVE, TELL_CIK)),
+    (State.ACTIVATING, Trigger.REFUSED):       (State.REJECTED,   (SAVE, TELL_REJECTED)),
+    (State.ACTIVATING, Trigger.CONFLICT):      (State.ACTIVATING, (LOOKUP,)),
+    (State.ACTIVATING, Trigger.FAILED):        (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
+    # -- the keystore's answers
+    (State.ACTIVATING, Trigger.CIK_FOUND):     (State.ACTIVATED,  (SAVE, TELL_CIK)),
+    (State.ACTIVATING, Trigger.CIK_MISSING):   (State.REJECTED,   (SAVE, TELL_REJECTED)),
+    (State.ACTIVATED,  Trigger.CIK_FOUND):     (State.ACTIVATED,  (TELL_CIK,)),
+    (State.ACTIVATED,  Trigger.CIK_MISSING):   (State.REJECTED,   (SAVE, TELL_REJECTED)),
+    # -- timers
+    (State.PENDING,    Trigger.RETRY_DUE):     (State.ACTIVATING, (SAVE, REQUEST)),
 }
+# fmt: on
+
+REFUSALS: Final[Mapping[int, Reason]] = {
+    404: Reason.UNKNOWN_SERIAL,
+    403: Reason.INVALID_VENDOR_MODEL,
+    409: Reason.NOT_ACTIVATABLE,
+}
+"""Exosite's refusals by status; any other 4xx (but 429) is ``api_error``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,13 +134,15 @@ class Settings:
     backoff_cap: float = 15 * 60.0
 
 
-def compute_backoff(
-    attempt: int, settings: Settings, uniform: Callable[[float, float], float]
-) -> float:
-    """Full-jitter exponential backoff for the ``attempt``-th failure in a row (1-based)."""
-    exponent = min(max(attempt - 1, 0), 64)
-    ceiling = min(settings.backoff_cap, settings.backoff_base * settings.backoff_factor**exponent)
-    return uniform(0.0, ceiling)
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One transition being applied: the node's new record and what caused it."""
+
+    node: Node
+    trigger: Trigger
+    now: float
+    cik: Secret | None = None
+    outcome: Outcome | None = None
 
 
 class Engine:
@@ -170,7 +160,7 @@ class Engine:
         self._uniform = uniform
         self._nodes: dict[str, Node] = {}
         self._waiting: dict[str, list[ResponseTarget]] = {}
-        self._timers: list[tuple[float, str]] = []
+        self._timers = Timers(self._timer_live)
         self._draining = False
         now = clock()
         for stored in nodes:
@@ -194,12 +184,7 @@ class Engine:
 
     def next_deadline(self) -> float | None:
         """When :class:`Tick` next has something to do, or None."""
-        while self._timers:
-            when, sn = self._timers[0]
-            if self._timer_live(when, sn):
-                return when
-            heapq.heappop(self._timers)
-        return None
+        return self._timers.next()
 
     # ------------------------------------------------------------- events
 
@@ -210,7 +195,8 @@ class Engine:
             case BadAnnounce():
                 return self._bad_announce(event)
             case ActivationAnswered(sn=sn, outcome=outcome):
-                return self._answered(sn, outcome)
+                cik = outcome.cik if isinstance(outcome, Issued) else None
+                return self._fire(sn, _trigger(outcome), cik, outcome)
             case CikLookedUp(sn=sn, cik=cik):
                 trigger = Trigger.CIK_FOUND if cik is not None else Trigger.CIK_MISSING
                 return self._fire(sn, trigger, cik=cik)
@@ -236,22 +222,21 @@ class Engine:
             Log("announce", logging.DEBUG, "announce received", sn, _state(node))
         ]
         if node is None:
-            now = self._clock()
+            settings = self.settings
             node = Node(
-                sn, self.settings.vendor, model or self.settings.model, State.ACTIVATING, now
+                sn, settings.vendor, model or settings.model, State.ACTIVATING, self._clock()
             )
             self._nodes[sn] = node
             self._arm(None, node)
             return actions + self._apply(node, (_NEW, Trigger.ANNOUNCE))
         trigger = Trigger.ANNOUNCE
         if node.state is State.REJECTED and self._hold_over(node):
-            trigger = Trigger.ANNOUNCE_AFTER_HOLD
+            trigger = Trigger.ANNOUNCE_LATE
         return actions + self._fire(sn, trigger)
 
     def _bad_announce(self, event: BadAnnounce) -> list[Action]:
-        actions: list[Action] = [
-            Log("invalid_request", logging.WARNING, f"announce ignored: {event.message}", event.sn)
-        ]
+        message = f"announce ignored: {event.message}"
+        actions: list[Action] = [Log("invalid_request", logging.WARNING, message, event.sn)]
         if event.sn is not None:
             answer = Answer(
                 event.sn, "rejected", reason=Reason.INVALID_REQUEST, message=event.message
@@ -260,29 +245,13 @@ class Engine:
             actions.append(Publish(answer, responses))
         return actions
 
-    def _answered(self, sn: str, outcome: Issued | Refused | Failed) -> list[Action]:
-        match outcome:
-            case Issued(cik=cik):
-                return self._fire(sn, Trigger.ISSUED, cik=cik, outcome=outcome)
-            case Refused(http_status=409):
-                return self._fire(sn, Trigger.CONFLICT, outcome=outcome)
-            case Refused():
-                return self._fire(sn, Trigger.REFUSED, outcome=outcome)
-            case Failed():
-                return self._fire(sn, Trigger.FAILED, outcome=outcome)
-
     def _tick(self) -> list[Action]:
-        now = self._clock()
         actions: list[Action] = []
-        while self._timers and self._timers[0][0] <= now:
-            when, sn = heapq.heappop(self._timers)
-            if not self._timer_live(when, sn):
-                continue
+        for when, sn in self._timers.due(self._clock()):
             node = self._nodes[sn]
             if node.state is State.PENDING and node.next_attempt == when:
-                if self._draining:
-                    continue
-                actions += self._fire(sn, Trigger.RETRY_DUE)
+                if not self._draining:
+                    actions += self._fire(sn, Trigger.RETRY_DUE)
             else:
                 actions += self._warn_expiry(node)
         return actions
@@ -290,114 +259,100 @@ class Engine:
     # -------------------------------------------------------- transitions
 
     def _fire(
-        self,
-        sn: str,
-        trigger: Trigger,
-        cik: Secret | None = None,
-        outcome: Issued | Refused | Failed | None = None,
+        self, sn: str, trigger: Trigger, cik: Secret | None = None, outcome: Outcome | None = None
     ) -> list[Action]:
         node = self._nodes.get(sn)
-        key = (node.state if node else None, trigger)
-        if node is None or key not in TRANSITIONS:
-            state = "an unknown node" if node is None else f"state {node.state.value}"
-            actions: list[Action] = [
-                Log("unexpected", logging.ERROR, f"{trigger.value} for {state}", sn, _state(node))
-            ]
-            if cik is not None and trigger is Trigger.ISSUED:
-                # a 200 body is never dropped, whatever became of the node meanwhile
-                vendor, model = (node.vendor, node.model) if node else (None, None)
-                vendor = vendor or self.settings.vendor
-                actions.insert(0, StoreCik(sn, vendor, model or self.settings.model, cik))
-            return actions
-        return self._apply(node, key, cik, outcome)
+        key = (_state(node), trigger)
+        if node is not None and key in TRANSITIONS:
+            return self._apply(node, key, cik, outcome)
+        where = "an unknown node" if node is None else f"state {key[0]}"
+        actions: list[Action] = [
+            Log("unexpected", logging.ERROR, f"{trigger.value} for {where}", sn, key[0])
+        ]
+        if cik is not None and trigger is Trigger.ISSUED:
+            # a 200 body is never dropped, whatever became of the node meanwhile
+            vendor = node.vendor if node else self.settings.vendor
+            model = node.model if node else self.settings.model
+            actions.insert(0, StoreCik(sn, vendor, model, cik))
+        return actions
 
     def _apply(
         self,
         node: Node,
         key: tuple[State | None, Trigger],
         cik: Secret | None = None,
-        outcome: Issued | Refused | Failed | None = None,
+        outcome: Outcome | None = None,
     ) -> list[Action]:
         target, effects = TRANSITIONS[key]
-        trigger = key[1]
         now = self._clock()
-        before = node
-        node = self._next_record(node, target, trigger, outcome, now)
+        record = self._next_record(node, target, key[1], outcome, now)
         if Effect.REQUEST in effects and self._draining:
-            node = dataclasses.replace(node, state=State.PENDING, next_attempt=now)
+            record = dataclasses.replace(record, state=State.PENDING, next_attempt=now)
             effects = (Effect.SAVE,)
-        self._nodes[node.sn] = node
-        self._arm(before, node)
+        self._nodes[node.sn] = record
+        self._arm(node, record)
+        step = _Step(record, key[1], now, cik, outcome)
         actions: list[Action] = []
         for effect in effects:
-            actions += self._effect(effect, node, trigger, cik, outcome, now)
+            actions += self._effect(effect, step)
         return actions
 
     def _next_record(
-        self,
-        node: Node,
-        target: State,
-        trigger: Trigger,
-        outcome: Issued | Refused | Failed | None,
-        now: float,
+        self, node: Node, target: State, trigger: Trigger, outcome: Outcome | None, now: float
     ) -> Node:
         changes: dict[str, object] = {"state": target}
         if target is State.ACTIVATED and node.state is not State.ACTIVATED:
+            status = 200 if trigger is Trigger.ISSUED else 409
             changes |= {"activated_at": now, "next_attempt": None, "reason": None}
-            changes |= {
-                "last_error": None,
-                "http_status": 200 if trigger is Trigger.ISSUED else 409,
-            }
+            changes |= {"last_error": None, "http_status": status}
         elif target is State.REJECTED and node.state is not State.REJECTED:
-            reason, error, status = _rejection(trigger, outcome, node)
-            changes |= {"reason": reason, "last_error": error, "http_status": status}
+            changes |= _rejection(trigger, outcome, node)
             changes |= {"rejected_at": now, "next_attempt": None}
         elif target is State.PENDING and isinstance(outcome, Failed):
             attempts = node.attempts + 1
-            delay = compute_backoff(attempts, self.settings, self._uniform)
+            settings = self.settings
+            ceiling = backoff_ceiling(
+                attempts, settings.backoff_base, settings.backoff_factor, settings.backoff_cap
+            )
+            delay = self._uniform(0.0, ceiling)
             changes |= {"attempts": attempts, "next_attempt": now + delay}
             changes |= {"last_error": outcome.error, "http_status": outcome.http_status}
         elif target is State.ACTIVATING and node.state is State.REJECTED:
             changes |= {"reason": None, "rejected_at": None, "attempts": 0}
         return dataclasses.replace(node, **changes)  # type: ignore[arg-type]
 
-    def _effect(
-        self,
-        effect: Effect,
-        node: Node,
-        trigger: Trigger,
-        cik: Secret | None,
-        outcome: Issued | Refused | Failed | None,
-        now: float,
-    ) -> list[Action]:
+    def _effect(self, effect: Effect, step: _Step) -> list[Action]:
+        node = step.node
         match effect:
             case Effect.SAVE:
                 return [SaveNode(node)]
             case Effect.REQUEST:
                 return [Activate(node.sn, node.vendor, node.model)]
             case Effect.STORE:
-                return self._store(node, cik, outcome)
+                return self._store(step)
             case Effect.LOOKUP:
                 return [LookupCik(node.sn, node.vendor, node.model)]
             case Effect.SCHEDULE:
-                return [_log_pending(node, now)]
-            case Effect.ANSWER_CIK | Effect.ANSWER_PENDING | Effect.ANSWER_REJECTED:
-                return self._answer(effect, node, trigger, cik, now)
+                text = wording.pending_log(node, (node.next_attempt or step.now) - step.now)
+                return [
+                    Log("pending", logging.WARNING, text, node.sn, node.state, node.http_status)
+                ]
+            case Effect.TELL_CIK:
+                kind = "activated" if step.trigger is Trigger.ISSUED else "republished"
+                answer = Answer(node.sn, "activated", node.vendor, node.model, step.cik)
+                log = Log(kind, logging.INFO, f"credentials {kind}", node.sn, node.state, 200)
+                return [self._publish(answer), log]
+            case Effect.TELL_PENDING:
+                retry_in = max(0, math.ceil((node.next_attempt or step.now) - step.now))
+                text = wording.pending_answer(node)
+                return [self._publish(Answer(node.sn, "pending", retry_in=retry_in, message=text))]
+            case Effect.TELL_REJECTED:
+                return self._answer_rejected(step)
             case Effect.AWAIT:
                 return []
 
-    def _answer(
-        self, effect: Effect, node: Node, trigger: Trigger, cik: Secret | None, now: float
-    ) -> list[Action]:
-        if effect is Effect.ANSWER_CIK:
-            kind = "activated" if trigger is Trigger.ISSUED else "republished"
-            answer = Answer(node.sn, "activated", node.vendor, node.model, cik)
-            log = Log(kind, logging.INFO, f"credentials {kind}", node.sn, node.state, 200)
-            return [self._publish(answer), log]
-        if effect is Effect.ANSWER_PENDING:
-            retry_in = max(0, math.ceil((node.next_attempt or now) - now))
-            message = _pending_message(node)
-            return [self._publish(Answer(node.sn, "pending", retry_in=retry_in, message=message))]
+    def _answer_rejected(self, step: _Step) -> list[Action]:
+        node = step.node
         answer = Answer(
             node.sn,
             "rejected",
@@ -406,26 +361,20 @@ class Engine:
             message=node.last_error,
         )
         actions: list[Action] = [self._publish(answer)]
-        if trigger is not Trigger.ANNOUNCE:
-            message = f"rejected: {node.reason} ({node.last_error})"
-            status = node.http_status
-            actions.append(Log("rejected", logging.WARNING, message, node.sn, node.state, status))
+        if step.trigger is not Trigger.ANNOUNCE:
+            text = wording.rejected_log(node)
+            actions.append(
+                Log("rejected", logging.WARNING, text, node.sn, node.state, node.http_status)
+            )
         return actions
 
-    def _store(self, node: Node, cik: Secret | None, outcome: object) -> list[Action]:
-        assert cik is not None  # noqa: S101 (the ISSUED trigger always carries the CIK)
-        actions: list[Action] = [StoreCik(node.sn, node.vendor, node.model, cik)]
-        if isinstance(outcome, Issued) and not outcome.well_formed:
-            actions.append(
-                Log(
-                    "cik_malformed",
-                    logging.WARNING,
-                    "Exosite's 200 body is not 40 printable characters; stored as received",
-                    node.sn,
-                    node.state,
-                    200,
-                )
-            )
+    def _store(self, step: _Step) -> list[Action]:
+        node = step.node
+        assert step.cik is not None  # noqa: S101 (the ISSUED trigger always carries the CIK)
+        actions: list[Action] = [StoreCik(node.sn, node.vendor, node.model, step.cik)]
+        if isinstance(step.outcome, Issued) and not step.outcome.well_formed:
+            text = wording.CIK_MALFORMED
+            actions.append(Log("cik_malformed", logging.WARNING, text, node.sn, node.state, 200))
         return actions
 
     def _publish(self, answer: Answer) -> Publish:
@@ -436,11 +385,12 @@ class Engine:
     def _arm(self, before: Node | None, node: Node) -> None:
         """Push the timers a change of record calls for, each once."""
         retry = node.state is State.PENDING and node.next_attempt is not None
-        if retry and (before is None or before.next_attempt != node.next_attempt):
-            heapq.heappush(self._timers, (node.next_attempt or 0.0, node.sn))
+        moved = before is None or before.state is not State.PENDING
+        if retry and (moved or (before is not None and before.next_attempt != node.next_attempt)):
+            self._timers.push(node.next_attempt or 0.0, node.sn)
         watch = node.state is not State.ACTIVATED and not node.expiry_warned
         if watch and (before is None or before.state is State.ACTIVATED):
-            heapq.heappush(self._timers, (node.first_seen + EXPIRY_WINDOW, node.sn))
+            self._timers.push(node.first_seen + EXPIRY_WINDOW, node.sn)
 
     def _timer_live(self, when: float, sn: str) -> bool:
         node = self._nodes.get(sn)
@@ -448,24 +398,14 @@ class Engine:
             return False
         if node.state is State.PENDING and node.next_attempt == when:
             return True
-        return (
-            node.state is not State.ACTIVATED
-            and not node.expiry_warned
-            and when == node.first_seen + EXPIRY_WINDOW
-        )
+        watched = node.state is not State.ACTIVATED and not node.expiry_warned
+        return watched and when == node.first_seen + EXPIRY_WINDOW
 
     def _warn_expiry(self, node: Node) -> list[Action]:
         node = dataclasses.replace(node, expiry_warned=True)
         self._nodes[node.sn] = node
-        hours = (self._clock() - node.first_seen) / 3600
-        message = (
-            f"not activated {hours:.0f} h after it was first seen: its Exosite activation "
-            "window has probably expired; re-enable the device in Portals"
-        )
-        return [
-            SaveNode(node),
-            Log("expiry_warning", logging.WARNING, message, node.sn, node.state),
-        ]
+        text = wording.expiry_log((self._clock() - node.first_seen) / 3600)
+        return [SaveNode(node), Log("expiry_warning", logging.WARNING, text, node.sn, node.state)]
 
     def _hold_over(self, node: Node) -> bool:
         rejected_at = node.rejected_at if node.rejected_at is not None else node.first_seen
@@ -476,25 +416,30 @@ def _state(node: Node | None) -> State | None:
     return None if node is None else node.state
 
 
-def _rejection(
-    trigger: Trigger, outcome: Issued | Refused | Failed | None, node: Node
-) -> tuple[Reason, str, int | None]:
+def _trigger(outcome: Outcome) -> Trigger:
+    match outcome:
+        case Issued():
+            return Trigger.ISSUED
+        case Refused(http_status=409):
+            return Trigger.CONFLICT
+        case Refused():
+            return Trigger.REFUSED
+        case Failed():
+            return Trigger.FAILED
+
+
+def _rejection(trigger: Trigger, outcome: Outcome | None, node: Node) -> dict[str, object]:
+    """The reason, message and status a node is rejected with."""
     if trigger is Trigger.CIK_MISSING and node.state is State.ACTIVATED:
-        return Reason.NOT_ACTIVATABLE, "the stored CIK is missing from the keyring", None
+        return {
+            "reason": Reason.NOT_ACTIVATABLE,
+            "last_error": wording.CIK_MISSING,
+            "http_status": None,
+        }
     status = outcome.http_status if isinstance(outcome, Refused) else 409
-    reason, message = _REFUSALS.get(status, (Reason.API_ERROR, "Exosite rejected the request"))
-    return reason, f"{message} (HTTP {status})", status
-
-
-def _pending_message(node: Node) -> str:
-    if node.http_status is not None:
-        return f"Exosite answered HTTP {node.http_status}; retrying"
-    return f"Exosite unreachable ({node.last_error}); retrying"
-
-
-def _log_pending(node: Node, now: float) -> Log:
-    delay = (node.next_attempt or now) - now
-    message = (
-        f"activation failed ({node.last_error}); attempt {node.attempts}, next in {delay:.0f} s"
-    )
-    return Log("pending", logging.WARNING, message, node.sn, node.state, node.http_status)
+    reason = REFUSALS.get(status, Reason.API_ERROR)
+    return {
+        "reason": reason,
+        "last_error": wording.rejection(reason, status),
+        "http_status": status,
+    }

@@ -13,7 +13,6 @@ from gatewayd.engine import (
     Engine,
     Settings,
     Trigger,
-    compute_backoff,
 )
 from gatewayd.events import (
     Action,
@@ -38,6 +37,7 @@ from gatewayd.events import (
     Tick,
 )
 from gatewayd.secret import Secret
+from gatewayd.timers import backoff_ceiling
 
 SETTINGS = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1", "hygro"}))
 CIK = Secret("a" * 40)
@@ -124,7 +124,7 @@ SCENARIOS: dict[tuple[State | None, Trigger], Scenario] = {
         _rejected(e),
         e.handle(Announced("SN1")),
     )[1],
-    (State.REJECTED, Trigger.ANNOUNCE_AFTER_HOLD): lambda e, c: (
+    (State.REJECTED, Trigger.ANNOUNCE_LATE): lambda e, c: (
         _rejected(e),
         c.advance(300),
         e.handle(Announced("SN1")),
@@ -176,7 +176,7 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.PENDING, Trigger.ANNOUNCE): ["Publish"],
     (State.ACTIVATED, Trigger.ANNOUNCE): ["LookupCik"],
     (State.REJECTED, Trigger.ANNOUNCE): ["Publish"],
-    (State.REJECTED, Trigger.ANNOUNCE_AFTER_HOLD): ["SaveNode", "Activate"],
+    (State.REJECTED, Trigger.ANNOUNCE_LATE): ["SaveNode", "Activate"],
     (State.ACTIVATING, Trigger.ISSUED): ["StoreCik", "SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.REFUSED): ["SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.CONFLICT): ["LookupCik"],
@@ -324,11 +324,20 @@ def test_transient_failures_back_off_exponentially_to_the_cap(engine: Engine, cl
     assert delays[-1] == 900
 
 
-def test_backoff_has_full_jitter() -> None:
-    seen = [compute_backoff(3, SETTINGS, lambda lo, hi: lo) for _ in range(3)]
-    assert seen == [0.0, 0.0, 0.0]
-    assert compute_backoff(3, SETTINGS, lambda lo, hi: (lo + hi) / 2) == 10.0
-    assert compute_backoff(500, SETTINGS, upper) == 900.0
+def test_backoff_has_full_jitter(clock: Clock) -> None:
+    draws: list[tuple[float, float]] = []
+
+    def record(low: float, high: float) -> float:
+        draws.append((low, high))
+        return low
+
+    engine = Engine(SETTINGS, [], clock, record)
+    engine.handle(Announced("SN1"))
+    for _ in range(3):
+        engine.handle(ActivationAnswered("SN1", Failed("timeout")))
+        engine.handle(Tick())
+    assert draws == [(0.0, 5.0), (0.0, 10.0), (0.0, 20.0)]
+    assert backoff_ceiling(500, 5.0, 2.0, 900.0) == 900.0
 
 
 def test_pending_reannounce_is_answered_without_a_request(engine: Engine, clock: Clock) -> None:

@@ -159,6 +159,7 @@ class Engine:
         self._clock = clock
         self._uniform = uniform
         self._nodes: dict[str, Node] = {}
+        self._counts = dict.fromkeys(State, 0)
         self._waiting: dict[str, list[ResponseTarget]] = {}
         self._timers = Timers(self._timer_live)
         self._draining = False
@@ -168,7 +169,7 @@ class Engine:
             if node.state is State.ACTIVATING:
                 # gatewayd stopped with this request in flight: ask again now
                 node = dataclasses.replace(node, state=State.PENDING, next_attempt=now)
-            self._nodes[node.sn] = node
+            self._put(node)
             self._arm(None, node)
 
     # ------------------------------------------------------------ queries
@@ -177,10 +178,7 @@ class Engine:
         return self._nodes.get(sn)
 
     def counts(self) -> dict[State, int]:
-        counts = dict.fromkeys(State, 0)
-        for node in self._nodes.values():
-            counts[node.state] += 1
-        return counts
+        return dict(self._counts)
 
     def next_deadline(self) -> float | None:
         """When :class:`Tick` next has something to do, or None."""
@@ -226,7 +224,7 @@ class Engine:
             node = Node(
                 sn, settings.vendor, model or settings.model, State.ACTIVATING, self._clock()
             )
-            self._nodes[sn] = node
+            self._put(node)
             self._arm(None, node)
             return actions + self._apply(node, (_NEW, Trigger.ANNOUNCE))
         trigger = Trigger.ANNOUNCE
@@ -289,7 +287,7 @@ class Engine:
         if Effect.REQUEST in effects and self._draining:
             record = dataclasses.replace(record, state=State.PENDING, next_attempt=now)
             effects = (Effect.SAVE,)
-        self._nodes[node.sn] = record
+        self._put(record)
         self._arm(node, record)
         step = _Step(record, key[1], now, cik, outcome)
         actions: list[Action] = []
@@ -403,9 +401,16 @@ class Engine:
 
     def _warn_expiry(self, node: Node) -> list[Action]:
         node = dataclasses.replace(node, expiry_warned=True)
-        self._nodes[node.sn] = node
+        self._put(node)
         text = wording.expiry_log((self._clock() - node.first_seen) / 3600)
         return [SaveNode(node), Log("expiry_warning", logging.WARNING, text, node.sn, node.state)]
+
+    def _put(self, node: Node) -> None:
+        old = self._nodes.get(node.sn)
+        if old is not None:
+            self._counts[old.state] -= 1
+        self._counts[node.state] += 1
+        self._nodes[node.sn] = node
 
     def _hold_over(self, node: Node) -> bool:
         rejected_at = node.rejected_at if node.rejected_at is not None else node.first_seen

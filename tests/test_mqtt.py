@@ -1,0 +1,106 @@
+"""The broker link against a real mosquitto, on whichever paho-mqtt is installed."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterator
+
+import pytest
+from conftest import WAIT, Broker
+
+from gatewayd.config import MqttConfig
+from gatewayd.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
+from gatewayd.sim.node import SimulatedNode
+
+pytestmark = pytest.mark.mqtt
+
+STATUS = "gatewayd/gateway/t/status"
+
+
+def next_of(events: queue.Queue[LinkEvent], kind: type, timeout: float = WAIT) -> LinkEvent:
+    """The next event of a kind, skipping others (a reconnect may say Disconnected twice)."""
+    while True:
+        event = events.get(timeout=timeout)
+        if isinstance(event, kind):
+            return event
+
+
+@pytest.fixture(params=[5, 4], ids=["mqtt5", "mqtt311"])
+def link(
+    request: pytest.FixtureRequest, broker: Broker
+) -> Iterator[tuple[MqttLink, queue.Queue[LinkEvent]]]:
+    events: queue.Queue[LinkEvent] = queue.Queue()
+    config = MqttConfig(
+        host=broker.host,
+        port=broker.port,
+        client_id="gatewayd-t",
+        protocol=request.param,
+        keepalive=5,
+    )
+    mqtt_link = MqttLink(
+        config,
+        subscribe="gatewayd/nodes/+/announce",
+        will_topic=STATUS,
+        will_payload=b'{"state":"offline"}',
+        password=None,
+        deliver=events.put,
+    )
+    mqtt_link.start()
+    yield mqtt_link, events
+    mqtt_link.stop(STATUS, b'{"state":"offline"}', timeout=2)
+
+
+def test_subscribed_then_messages_arrive(
+    link: tuple[MqttLink, queue.Queue[LinkEvent]], node: Callable[..., SimulatedNode]
+) -> None:
+    _, events = link
+    assert isinstance(next_of(events, Connected), Connected)
+    n = node("SN1")
+    n.announce()
+    message = next_of(events, Message)
+    assert isinstance(message, Message)
+    assert message.topic == "gatewayd/nodes/SN1/announce"
+    assert b'"sn": "SN1"' in message.payload
+
+
+def test_response_topic_and_correlation_reach_the_event(
+    broker: Broker,
+    link: tuple[MqttLink, queue.Queue[LinkEvent]],
+    node: Callable[..., SimulatedNode],
+) -> None:
+    mqtt_link, events = link
+    next_of(events, Connected)
+    n = node("SN2")
+    n.publish(n.announce_topic, b"", response_topic="gatewayd/nodes/SN2/r", correlation=b"\x01\x02")
+    message = next_of(events, Message)
+    assert isinstance(message, Message)
+    if mqtt_link._config.protocol == 5:
+        assert (message.response_topic, message.correlation) == (
+            "gatewayd/nodes/SN2/r",
+            b"\x01\x02",
+        )
+    else:
+        assert (message.response_topic, message.correlation) == (None, None)
+
+
+def test_reconnects_and_delivers_what_was_queued_while_down(
+    broker: Broker,
+    link: tuple[MqttLink, queue.Queue[LinkEvent]],
+    node: Callable[..., SimulatedNode],
+) -> None:
+    mqtt_link, events = link
+    next_of(events, Connected)
+    broker.stop()
+    assert isinstance(next_of(events, Disconnected), Disconnected)
+    queued = "gatewayd/nodes/SN3/queued"
+    assert mqtt_link.publish(queued, b'{"status":"pending"}', retain=True)
+    broker.start()
+    assert isinstance(next_of(events, Connected), Connected)
+    n = node("SN3")
+    n.subscribe(queued)
+    received = n.next_answer()
+    assert (received.topic, received.body) == (queued, {"status": "pending"})
+    n.announce()
+    message = next_of(events, Message)
+    assert isinstance(message, Message)
+    assert message.topic == "gatewayd/nodes/SN3/announce"

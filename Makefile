@@ -27,13 +27,13 @@ deps:
 $(VENV)/.stamp: pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,systemd]'
+	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
 $(VENV_PAHO1)/.stamp: pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV_PAHO1)
 	$(VENV_PAHO1)/bin/pip install -q --upgrade pip
-	$(VENV_PAHO1)/bin/pip install -q -e '.[test,systemd]' '$(PAHO1)'
+	$(VENV_PAHO1)/bin/pip install -q -e '.[test]' '$(PAHO1)'
 	touch $@
 
 venv: $(VENV)/.stamp

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Final
+from urllib.parse import urlsplit
 
 import requests
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 ACTIVATE_PATH: Final = "/provision/activate"
 CIK_LENGTH: Final = 40
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded; charset=utf-8"
+NOT_SENT: Final = "not sent: gatewayd is stopping"
 
 
 def classify(status: int, body: bytes) -> Outcome:
@@ -41,15 +43,17 @@ def classify(status: int, body: bytes) -> Outcome:
 
 
 def _issued(body: bytes) -> Issued:
-    """A 200 body is never dropped: one that is not a clean CIK is kept as received."""
+    """A 200 body is never dropped: one that is not a clean CIK is kept as received.
+
+    Nothing is stripped or re-encoded away: a body that is not valid ASCII is
+    decoded as Latin-1, which maps each byte to one character and back.
+    """
     try:
         text = body.decode("ascii")
     except UnicodeDecodeError:
-        text = body.decode("latin-1")
-        return Issued(Secret(text), well_formed=False)
-    cik = text.strip()
-    well_formed = len(cik) == CIK_LENGTH and cik.isprintable() and " " not in cik
-    return Issued(Secret(cik or text), well_formed=well_formed)
+        return Issued(Secret(body.decode("latin-1")), well_formed=False)
+    well_formed = len(text) == CIK_LENGTH and text.isprintable() and " " not in text
+    return Issued(Secret(text), well_formed=well_formed)
 
 
 def request_form(config: ExositeConfig, vendor: str, model: str, sn: str) -> dict[str, str]:
@@ -93,7 +97,8 @@ class ExositeClient:
         self._limiter = RateLimiter(config.max_rate)
         self._busy = 0
         self._busy_lock = threading.Lock()
-        if config.url.startswith("http://"):
+        self._submit_lock = threading.Lock()
+        if urlsplit(config.url).scheme.lower() == "http":
             log.warning(
                 "exosite.url %s is plain HTTP: CIKs cross the network unencrypted "
                 "(meant for a local simulator only)",
@@ -107,17 +112,29 @@ class ExositeClient:
             worker.start()
 
     def submit(self, sn: str, vendor: str, model: str) -> None:
-        self._jobs.put((sn, vendor, model))
+        """Queue a request; once :meth:`close` was called it is reported unsent at once."""
+        with self._submit_lock:
+            if not self._stop.is_set():
+                self._jobs.put((sn, vendor, model))
+                return
+        self._deliver(ActivationAnswered(sn, Failed(NOT_SENT)))
 
     def in_flight(self) -> int:
         with self._busy_lock:
             return self._busy
 
     def close(self, timeout: float) -> None:
-        """Stop: requests on the wire finish (or time out); queued ones are reported unsent."""
-        self._stop.set()
-        for _ in self._workers:
-            self._jobs.put(None)
+        """Stop: requests on the wire finish (or time out); queued ones are reported unsent.
+
+        Every job queued before this call lies ahead of the workers' stop
+        markers, so each is answered exactly once; ``timeout`` bounds only the
+        wait for the requests on the wire. Calling it again just waits again.
+        """
+        with self._submit_lock:
+            if not self._stop.is_set():
+                self._stop.set()
+                for _ in self._workers:
+                    self._jobs.put(None)
         deadline = time.monotonic() + timeout
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
@@ -127,29 +144,20 @@ class ExositeClient:
             while True:
                 job = self._jobs.get()
                 if job is None:
-                    break
+                    return
                 sn, vendor, model = job
                 if not self._limiter.wait(self._stop):
-                    self._deliver(ActivationAnswered(sn, Failed("not sent: gatewayd is stopping")))
+                    self._deliver(ActivationAnswered(sn, Failed(NOT_SENT)))
                     continue
                 with self._busy_lock:
                     self._busy += 1
+                log.debug("node %s: activation request sent to %s", sn, self._url)
                 try:
                     outcome = self._post(session, sn, vendor, model)
                 finally:
                     with self._busy_lock:
                         self._busy -= 1
                 self._deliver(ActivationAnswered(sn, outcome))
-        self._drain_unsent()
-
-    def _drain_unsent(self) -> None:
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                return
-            if job is not None:
-                self._deliver(ActivationAnswered(job[0], Failed("not sent: gatewayd is stopping")))
 
     def _post(self, session: requests.Session, sn: str, vendor: str, model: str) -> Outcome:
         form = request_form(self._config, vendor, model, sn)

@@ -234,14 +234,27 @@ def simulator(registry: Registry) -> Iterator[Simulator]:
         yield sim
 
 
+KEYRING_BACKENDS = {
+    "file": "gatewayd.keystore.FileKeyring",
+    "plaintext": "keyrings.alt.file.PlaintextKeyring",
+}
+
+
+@pytest.fixture(params=list(KEYRING_BACKENDS))
+def keyring_backend(request: pytest.FixtureRequest) -> str:
+    """Every end-to-end test runs with gatewayd's backend and with a third-party one."""
+    return KEYRING_BACKENDS[request.param]
+
+
 @pytest.fixture
 def gateway(
-    tmp_path: Path, broker: Broker, simulator: Simulator
+    tmp_path: Path, broker: Broker, simulator: Simulator, keyring_backend: str
 ) -> Iterator[Callable[..., Gateway]]:
     """Makes gateways; at teardown stops them and checks no issued CIK reached a log."""
     made: list[Gateway] = []
 
     def make(**sections: dict[str, object]) -> Gateway:
+        sections.setdefault("keyring", {"backend": keyring_backend})
         gw = Gateway(tmp_path / f"gw{len(made)}", broker, simulator, **sections)
         made.append(gw)
         return gw

@@ -20,8 +20,6 @@ pytestmark = pytest.mark.e2e
 MakeGateway = Callable[..., Gateway]
 MakeNode = Callable[..., SimulatedNode]
 
-BACKENDS = ["gatewayd.keystore.FileKeyring", "keyrings.alt.file.PlaintextKeyring"]
-
 
 def issued_cik(registry: Registry, sn: str) -> str:
     (cik,) = [c for s, c in registry.issued() if s == sn]
@@ -51,12 +49,11 @@ def gatewayctl(gw: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_activation_and_reannounce_from_the_keyring(
-    backend: str, registry: Registry, gateway: MakeGateway, node: MakeNode
+    registry: Registry, gateway: MakeGateway, node: MakeNode
 ) -> None:
     registry.add(VENDOR, MODEL, "SN-A1")
-    gw = gateway(keyring={"backend": backend})
+    gw = gateway()
     gw.start()
     n = node("SN-A1")
     body = n.activate()
@@ -285,3 +282,22 @@ def test_state_database_holds_no_secret(
     raw = b"".join(p.read_bytes() for p in gw.state_dir.glob("state.sqlite3*"))
     assert str(cik).encode() not in raw
     assert simulator.url.startswith("http://127.0.0.1:")
+
+
+def test_sigterm_waits_for_the_request_in_flight_and_keeps_its_cik(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    registry.add(VENDOR, MODEL, "SN-F1")
+    registry.latency = 1.0
+    gw = gateway()
+    gw.start()
+    n = node("SN-F1")
+    n.announce()
+    gw.wait_for(r"node SN-F1: activation request sent")
+    assert gw.stop(signal.SIGTERM) == 0
+    assert registry.calls("SN-F1") == 1
+    registry.latency = 0.0
+    gw.start()
+    body = n.activate()
+    assert body["cik"] == issued_cik(registry, "SN-F1")
+    assert registry.calls("SN-F1") == 1

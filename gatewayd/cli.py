@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         status: int = args.run(config, args)
-    except GatewaydError as exc:
+    except (GatewaydError, OSError) as exc:
         print(f"gatewayctl: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return status

@@ -169,17 +169,32 @@ class ExositeClient:
                 timeout=self._config.timeout,
                 verify=self._verify,
                 allow_redirects=False,
+                stream=True,
             )
-            body = response.content
-        except requests.exceptions.SSLError as exc:
-            return Failed(f"TLS error: {_brief(exc)}")
-        except requests.exceptions.Timeout:
-            return Failed(f"timeout after {self._config.timeout:g} s")
-        except requests.exceptions.ConnectionError as exc:
-            return Failed(f"connection error: {_brief(exc)}")
         except requests.exceptions.RequestException as exc:
-            return Failed(f"request error: {_brief(exc)}")
-        return classify(response.status_code, body)
+            return self._failure(exc)
+        with response:
+            body = bytearray()
+            # a 200 is read byte by byte, so a connection lost mid-body keeps what arrived
+            chunk_size = 1 if response.status_code == 200 else 4096
+            try:
+                for chunk in response.iter_content(chunk_size=chunk_size):
+                    body += chunk
+            except requests.exceptions.RequestException as exc:
+                if response.status_code != 200 or not body:
+                    return self._failure(exc)
+                # the 200 is in: whatever of the CIK arrived is kept, never dropped
+                return Issued(_issued(bytes(body)).cik, well_formed=False)
+        return classify(response.status_code, bytes(body))
+
+    def _failure(self, exc: requests.exceptions.RequestException) -> Failed:
+        if isinstance(exc, requests.exceptions.SSLError):
+            return Failed(f"TLS error: {_brief(exc)}")
+        if isinstance(exc, requests.exceptions.Timeout):
+            return Failed(f"timeout after {self._config.timeout:g} s")
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return Failed(f"connection error: {_brief(exc)}")
+        return Failed(f"request error: {_brief(exc)}")
 
 
 def _brief(exc: BaseException) -> str:

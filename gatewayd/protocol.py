@@ -45,6 +45,9 @@ class Topics:
     def node_subtree(self, sn: str) -> str:
         return f"{self.prefix}/nodes/{sn}/"
 
+    def announce(self, sn: str) -> str:
+        return f"{self.prefix}/nodes/{sn}/announce"
+
     def topic_sn(self, topic: str) -> str | None:
         """The serial level of an announce topic, or None if the topic is not one."""
         head = f"{self.prefix}/nodes/"
@@ -84,11 +87,17 @@ def parse_announce(
 def response_target(
     topics: Topics, sn: str, response_topic: str | None, correlation: bytes | None
 ) -> ResponseTarget | None:
-    """The MQTT 5 response target of an announce, if it lies under the node's subtree."""
+    """The MQTT 5 response target of an announce, if it lies under the node's subtree.
+
+    The node's announce topic itself is refused: gatewayd subscribes to it, and
+    would take its own answer for a new announce.
+    """
     if not response_topic:
         return None
     subtree = topics.node_subtree(sn)
     if not response_topic.startswith(subtree) or len(response_topic) == len(subtree):
+        return None
+    if response_topic == topics.announce(sn):
         return None
     if _WILDCARDS.search(response_topic):
         return None
@@ -102,8 +111,10 @@ def _parse_payload(sn: str, payload: bytes) -> str | None:
         return None
     try:
         document = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:
         raise InvalidRequest("announce payload is not valid JSON", sn) from exc
+    except RecursionError as exc:
+        raise InvalidRequest("announce payload is nested too deeply", sn) from exc
     if not isinstance(document, dict):
         raise InvalidRequest("announce payload is not a JSON object", sn)
     body_sn = document.get("sn")

@@ -54,19 +54,32 @@ class StateDB:
     """The state database. Only the thread that opened it uses it."""
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """Open (read-write: create and migrate) the database at ``path``.
+
+        The schema version is checked before anything is written, and the
+        connection is closed again whenever opening fails.
+        """
         self.path = path
         try:
             if readonly:
-                self._db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+                self._db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
             else:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 self._db = sqlite3.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"cannot open the state database {path}: {_why(exc)}") from exc
+        try:
+            self._check_version()
+            if not readonly:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._migrate()
-            self._check_version()
         except sqlite3.Error as exc:
+            self._db.close()
             raise StateError(f"cannot open the state database {path}: {exc}") from exc
+        except StateError:
+            self._db.close()
+            raise
 
     @classmethod
     def in_dir(cls, state_dir: Path, *, readonly: bool = False) -> StateDB:
@@ -155,6 +168,12 @@ class StateDB:
             raise StateError(f"cannot read {self.path}: {exc}") from exc
         for row in rows:
             yield _node(row)
+
+
+def _why(exc: OSError | sqlite3.Error) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc)
 
 
 def _node(row: tuple[Any, ...]) -> Node:

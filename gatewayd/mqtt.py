@@ -26,11 +26,14 @@ from paho.mqtt.properties import Properties
 from gatewayd.config import MqttConfig
 from gatewayd.errors import MqttError
 from gatewayd.secret import Secret
+from gatewayd.timers import backoff_ceiling
 
 log = logging.getLogger(__name__)
 
 PAHO_2: Final = hasattr(paho, "CallbackAPIVersion")
+RECONNECT_BASE: Final = 1.0
 RECONNECT_CAP: Final = 60.0
+RECONNECT_FLOOR: Final = 0.1
 MAX_QUEUED: Final = 10_000
 """QoS 1 messages paho keeps for a broker that is down; beyond it, publishes fail."""
 
@@ -176,7 +179,6 @@ class MqttLink:
             self._jitter_reconnect()
             return
         self._failures = 0
-        self._jitter_reconnect()
         present = flags.get("session present", 0) if isinstance(flags, dict) else None
         if present is None:
             present = getattr(flags, "session_present", False)
@@ -211,8 +213,12 @@ class MqttLink:
         )
 
     def _jitter_reconnect(self) -> None:
-        """Full jitter on paho's reconnect delay: the next wait is random up to a growing cap."""
+        """Full jitter: paho's next wait is drawn below a cap that doubles per failure.
+
+        paho resets its own doubling on every ``reconnect_delay_set``, so the
+        delay is chosen here and given as both bounds.
+        """
+        ceiling = backoff_ceiling(self._failures + 1, RECONNECT_BASE, 2.0, RECONNECT_CAP)
+        delay = max(RECONNECT_FLOOR, self._uniform(0.0, ceiling))
         self._failures += 1
-        cap = min(RECONNECT_CAP, 2.0 ** min(self._failures, 6))
-        low = self._uniform(0.1, 1.0)
-        self._client.reconnect_delay_set(min_delay=low, max_delay=max(low, self._uniform(0, cap)))  # type: ignore[arg-type]
+        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]

@@ -104,3 +104,27 @@ def test_reconnects_and_delivers_what_was_queued_while_down(
     message = next_of(events, Message)
     assert isinstance(message, Message)
     assert message.topic == "gatewayd/nodes/SN3/announce"
+
+
+def test_reconnect_waits_have_full_jitter_below_a_doubling_cap() -> None:
+    draws: list[tuple[float, float]] = []
+
+    def record(low: float, high: float) -> float:
+        draws.append((low, high))
+        return high / 2
+
+    config = MqttConfig(host="127.0.0.1", port=1, client_id="gatewayd-j")
+    link = MqttLink(
+        config,
+        subscribe="gatewayd/nodes/+/announce",
+        will_topic=STATUS,
+        will_payload=b"{}",
+        password=None,
+        deliver=lambda _event: None,
+        uniform=record,
+    )
+    for _ in range(8):
+        link._on_connect_fail(link._client, None)
+    ceilings = [high for _low, high in draws]
+    assert ceilings == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    assert all(low == 0.0 for low, _high in draws)

@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 STATUS_INTERVAL: Final = 2.0
 """The status topic is republished at most this often."""
 STORE_RETRY_CAP: Final = 30.0
-DRAIN_MARGIN: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,8 @@ class Daemon:
         self._engine = Engine(engine_settings(config), self._state.all(), time.time, random.uniform)
         self._started = time.time()
         self._outstanding = 0
-        self._stopping: float | None = None
+        self._stopping = False
+        self._forced = False
         self._status_sent: tuple[object, ...] | None = None
         self._status_at = 0.0
         self._connected = False
@@ -121,7 +121,7 @@ class Daemon:
     # ------------------------------------------------------------------ run
 
     def run(self) -> int:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         self._link.start()
         counts = self._engine.counts()
@@ -130,11 +130,12 @@ class Daemon:
             __version__,
             ", ".join(f"{n} {state}" for state, n in counts.items()),
         )
+        self._execute(self._engine.start())
         self._execute(self._engine.handle(Tick()))
         while not self._drained():
             item = self._next_item()
             self._dispatch(item)
-        self._exosite.close(timeout=1.0)
+        self._exosite.close(timeout=0)
         self._link.stop(self._topics.status, self._status_payload("offline"))
         self._state.close()
         log.info("gatewayd stopped")
@@ -145,8 +146,6 @@ class Daemon:
 
     def _next_item(self) -> Item:
         deadlines = [d for d in (self._engine.next_deadline(), self._status_due()) if d]
-        if self._stopping is not None:
-            deadlines.append(self._stopping)
         timeout = max(0.0, min(deadlines) - time.time()) if deadlines else None
         try:
             return self._queue.get(timeout=timeout)
@@ -154,14 +153,8 @@ class Daemon:
             return Tick()
 
     def _drained(self) -> bool:
-        if self._stopping is None:
-            return False
-        if self._outstanding == 0:
-            return True
-        if time.time() >= self._stopping:
-            log.warning("%d activation requests unanswered at exit", self._outstanding)
-            return True
-        return False
+        """Stopping, and no request is on the wire: a 200 can no longer arrive."""
+        return self._stopping and (self._outstanding == 0 or self._forced)
 
     def _dispatch(self, item: Item) -> None:
         match item:
@@ -170,6 +163,9 @@ class Daemon:
             case ActivationAnswered():
                 self._outstanding -= 1
                 self._execute(self._engine.handle(item))
+            case Connected(subscribed=False):
+                self._connected = True
+                self._status_sent = None
             case Connected():
                 self._connected = True
                 log.info(
@@ -183,12 +179,25 @@ class Daemon:
                 if self._connected:
                     log.warning("disconnected from the broker (%s); reconnecting", reason)
                 self._connected = False
+            case Stop(signal=signal.SIGHUP):
+                log.warning("SIGHUP ignored: restart gatewayd to apply a changed configuration")
+            case Stop(signal=signum) if not self._stopping:
+                self._stopping = True
+                log.info(
+                    "signal %d: stopping; %d activation requests in flight are waited for "
+                    "(a second signal stops at once, and their CIKs may be lost)",
+                    signum,
+                    self._outstanding,
+                )
+                self._execute(self._engine.handle(Drain()))
+                self._exosite.close(timeout=0)
             case Stop(signal=signum):
-                if self._stopping is None:
-                    log.info("signal %d: stopping once in-flight activations end", signum)
-                    self._stopping = time.time() + self.config.exosite.timeout + DRAIN_MARGIN
-                    self._execute(self._engine.handle(Drain()))
-                    self._exosite.close(timeout=0)
+                log.warning(
+                    "signal %d again: stopping with %d activation requests in flight",
+                    signum,
+                    self._outstanding,
+                )
+                self._forced = True
             case _:
                 self._execute(self._engine.handle(item))
         self._publish_status()
@@ -230,36 +239,45 @@ class Daemon:
                 case Activate(sn=sn, vendor=vendor, model=model):
                     self._outstanding += 1
                     self._exosite.submit(sn, vendor, model)
-                case LookupCik(sn=sn, vendor=vendor, model=model):
-                    try:
-                        cik = self._keystore.load(vendor, model, sn)
-                    except KeystoreError as exc:
-                        log.error("node %s: cannot read its CIK: %s", sn, exc)  # noqa: TRY400
-                        continue
-                    todo.extendleft(reversed(self._engine.handle(CikLookedUp(sn, cik))))
+                case LookupCik():
+                    todo.extendleft(reversed(self._engine.handle(self._lookup(action))))
                 case Publish():
                     self._publish(action)
                 case Log():
                     logs.emit(action)
 
+    def _lookup(self, action: LookupCik) -> CikLookedUp:
+        try:
+            cik = self._keystore.load(action.vendor, action.model, action.sn)
+        except KeystoreError as exc:
+            return CikLookedUp(action.sn, None, error=f"cannot read the keyring: {exc}")
+        return CikLookedUp(action.sn, cik)
+
     def _store(self, action: StoreCik) -> None:
-        """Store a CIK; until it is stored, nothing else happens (it exists nowhere else)."""
+        """Store a CIK; until it is stored nothing else happens, for it exists nowhere else.
+
+        While the keystore fails, no new activation request starts, so no
+        further CIK is issued into a keystore that cannot keep it.
+        """
         delay = 0.5
         while True:
             try:
                 self._keystore.store(action.vendor, action.model, action.sn, action.cik)
-            except KeystoreError as exc:
+            except Exception as exc:  # noqa: BLE001 (whatever a backend raises, the CIK stays)
+                problem = str(exc) if isinstance(exc, KeystoreError) else type(exc).__name__
+                self._exosite.pause()
                 logs.emit(
                     Log(
                         "cik_unstored",
                         logging.CRITICAL,
-                        f"CIK received but not stored ({exc}); retrying in {delay:.0f} s",
+                        f"CIK received but not stored ({problem}); retrying in {delay:.0f} s",
                         action.sn,
                     )
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY_CAP)
             else:
+                self._exosite.resume()
                 return
 
     def _publish(self, action: Publish) -> None:

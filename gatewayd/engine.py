@@ -66,6 +66,7 @@ class Trigger(enum.Enum):
     FAILED = "transient failure"
     CIK_FOUND = "CIK found"
     CIK_MISSING = "no CIK stored"
+    LOOKUP_FAILED = "keyring unreadable"
     RETRY_DUE = "retry due"
 
 
@@ -78,38 +79,47 @@ class Effect(enum.Enum):
     TELL_CIK = "publish the credentials"
     TELL_PENDING = "publish pending, with retry_in"
     TELL_REJECTED = "publish the recorded rejection"
-    AWAIT = "answer with the request in flight"
+    WAIT = "nothing yet: an answer is on its way"
 
 
 _NEW: Final = None
 """The 'state' of a serial gatewayd has never seen."""
 
+_UNSETTLED: Final = frozenset({State.PENDING, State.REJECTED})
+"""States in which a re-announce may change the model of the next request."""
+
 SAVE, REQUEST, STORE, LOOKUP = Effect.SAVE, Effect.REQUEST, Effect.STORE, Effect.LOOKUP
-SCHEDULE, AWAIT = Effect.SCHEDULE, Effect.AWAIT
+SCHEDULE, WAIT = Effect.SCHEDULE, Effect.WAIT
 TELL_CIK, TELL_PENDING, TELL_REJECTED = Effect.TELL_CIK, Effect.TELL_PENDING, Effect.TELL_REJECTED
 
 # fmt: off
 TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], tuple[State, tuple[Effect, ...]]]] = {
-    # state before     trigger                 state after        effects, in order
+    # state before     trigger                    state after        effects, in order
     # -- announces: a record is written ahead of every request; never two requests at once
-    (_NEW,             Trigger.ANNOUNCE):      (State.ACTIVATING, (SAVE, REQUEST)),
-    (State.ACTIVATING, Trigger.ANNOUNCE):      (State.ACTIVATING, (AWAIT,)),
-    (State.PENDING,    Trigger.ANNOUNCE):      (State.PENDING,    (TELL_PENDING,)),
-    (State.ACTIVATED,  Trigger.ANNOUNCE):      (State.ACTIVATED,  (LOOKUP,)),
-    (State.REJECTED,   Trigger.ANNOUNCE):      (State.REJECTED,   (TELL_REJECTED,)),
-    (State.REJECTED,   Trigger.ANNOUNCE_LATE): (State.ACTIVATING, (SAVE, REQUEST)),
+    (_NEW,             Trigger.ANNOUNCE):       (State.ACTIVATING, (SAVE, REQUEST)),
+    (State.ACTIVATING, Trigger.ANNOUNCE):       (State.ACTIVATING, (WAIT,)),
+    (State.RECOVERING, Trigger.ANNOUNCE):       (State.RECOVERING, (WAIT,)),
+    (State.PENDING,    Trigger.ANNOUNCE):       (State.PENDING,    (TELL_PENDING,)),
+    (State.ACTIVATED,  Trigger.ANNOUNCE):       (State.ACTIVATED,  (LOOKUP,)),
+    (State.REJECTED,   Trigger.ANNOUNCE):       (State.REJECTED,   (TELL_REJECTED,)),
+    (State.REJECTED,   Trigger.ANNOUNCE_LATE):  (State.ACTIVATING, (SAVE, REQUEST)),
     # -- Exosite's answers: a CIK is stored before anything else happens
-    (State.ACTIVATING, Trigger.ISSUED):        (State.ACTIVATED,  (STORE, SAVE, TELL_CIK)),
-    (State.ACTIVATING, Trigger.REFUSED):       (State.REJECTED,   (SAVE, TELL_REJECTED)),
-    (State.ACTIVATING, Trigger.CONFLICT):      (State.ACTIVATING, (LOOKUP,)),
-    (State.ACTIVATING, Trigger.FAILED):        (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
-    # -- the keystore's answers
-    (State.ACTIVATING, Trigger.CIK_FOUND):     (State.ACTIVATED,  (SAVE, TELL_CIK)),
-    (State.ACTIVATING, Trigger.CIK_MISSING):   (State.REJECTED,   (SAVE, TELL_REJECTED)),
-    (State.ACTIVATED,  Trigger.CIK_FOUND):     (State.ACTIVATED,  (TELL_CIK,)),
-    (State.ACTIVATED,  Trigger.CIK_MISSING):   (State.REJECTED,   (SAVE, TELL_REJECTED)),
+    (State.ACTIVATING, Trigger.ISSUED):         (State.ACTIVATED,  (STORE, SAVE, TELL_CIK)),
+    (State.ACTIVATING, Trigger.REFUSED):        (State.REJECTED,   (SAVE, TELL_REJECTED)),
+    (State.ACTIVATING, Trigger.CONFLICT):       (State.ACTIVATING, (LOOKUP,)),
+    (State.ACTIVATING, Trigger.FAILED):         (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
+    # -- the keystore's answers (after a 409, a re-announce, or a restart)
+    (State.ACTIVATING, Trigger.CIK_FOUND):      (State.ACTIVATED,  (SAVE, TELL_CIK)),
+    (State.ACTIVATING, Trigger.CIK_MISSING):    (State.REJECTED,   (SAVE, TELL_REJECTED)),
+    (State.ACTIVATING, Trigger.LOOKUP_FAILED):  (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
+    (State.ACTIVATED,  Trigger.CIK_FOUND):      (State.ACTIVATED,  (TELL_CIK,)),
+    (State.ACTIVATED,  Trigger.CIK_MISSING):    (State.REJECTED,   (SAVE, TELL_REJECTED)),
+    (State.ACTIVATED,  Trigger.LOOKUP_FAILED):  (State.ACTIVATED,  (WAIT,)),
+    (State.RECOVERING, Trigger.CIK_FOUND):      (State.ACTIVATED,  (SAVE, TELL_CIK)),
+    (State.RECOVERING, Trigger.CIK_MISSING):    (State.ACTIVATING, (SAVE, REQUEST)),
+    (State.RECOVERING, Trigger.LOOKUP_FAILED):  (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
     # -- timers
-    (State.PENDING,    Trigger.RETRY_DUE):     (State.ACTIVATING, (SAVE, REQUEST)),
+    (State.PENDING,    Trigger.RETRY_DUE):      (State.ACTIVATING, (SAVE, REQUEST)),
 }
 # fmt: on
 
@@ -163,14 +173,20 @@ class Engine:
         self._waiting: dict[str, list[ResponseTarget]] = {}
         self._timers = Timers(self._timer_live)
         self._draining = False
-        now = clock()
         for stored in nodes:
             node = stored
             if node.state is State.ACTIVATING:
-                # gatewayd stopped with this request in flight: ask again now
-                node = dataclasses.replace(node, state=State.PENDING, next_attempt=now)
+                node = dataclasses.replace(node, state=State.RECOVERING)
             self._put(node)
             self._arm(None, node)
+
+    def start(self) -> list[Action]:
+        """Keyring reads that settle the nodes whose request was in flight at the last stop."""
+        return [
+            LookupCik(node.sn, node.vendor, node.model)
+            for node in self._nodes.values()
+            if node.state is State.RECOVERING
+        ]
 
     # ------------------------------------------------------------ queries
 
@@ -195,6 +211,8 @@ class Engine:
             case ActivationAnswered(sn=sn, outcome=outcome):
                 cik = outcome.cik if isinstance(outcome, Issued) else None
                 return self._fire(sn, _trigger(outcome), cik, outcome)
+            case CikLookedUp(sn=sn, error=str() as error):
+                return self._fire(sn, Trigger.LOOKUP_FAILED, outcome=Failed(error))
             case CikLookedUp(sn=sn, cik=cik):
                 trigger = Trigger.CIK_FOUND if cik is not None else Trigger.CIK_MISSING
                 return self._fire(sn, trigger, cik=cik)
@@ -227,6 +245,10 @@ class Engine:
             self._put(node)
             self._arm(None, node)
             return actions + self._apply(node, (_NEW, Trigger.ANNOUNCE))
+        if model is not None and model != node.model and node.state in _UNSETTLED:
+            # the node names another model now: its next request uses it
+            node = dataclasses.replace(node, model=model)
+            self._put(node)
         trigger = Trigger.ANNOUNCE
         if node.state is State.REJECTED and self._hold_over(node):
             trigger = Trigger.ANNOUNCE_LATE
@@ -346,7 +368,7 @@ class Engine:
                 return [self._publish(Answer(node.sn, "pending", retry_in=retry_in, message=text))]
             case Effect.TELL_REJECTED:
                 return self._answer_rejected(step)
-            case Effect.AWAIT:
+            case Effect.WAIT:
                 return []
 
     def _answer_rejected(self, step: _Step) -> list[Action]:

@@ -16,6 +16,7 @@ class State(enum.StrEnum):
     """A node's state, as stored in the state database."""
 
     ACTIVATING = "activating"  # a request is in flight (or was, when gatewayd stopped)
+    RECOVERING = "recovering"  # was activating when gatewayd stopped: the keyring is read first
     PENDING = "pending"  # a transient failure; the next attempt is scheduled
     ACTIVATED = "activated"  # the CIK is in the keyring
     REJECTED = "rejected"  # Exosite refused; answered from the record for a while
@@ -118,10 +119,15 @@ class ActivationAnswered:
 
 @dataclass(frozen=True, slots=True)
 class CikLookedUp:
-    """The keystore was read for ``sn``; ``cik`` is None when nothing is stored."""
+    """The keystore was read for ``sn``; ``cik`` is None when nothing is stored.
+
+    ``error`` is set when the keystore could not be read at all: then nothing
+    is known about the CIK.
+    """
 
     sn: str
     cik: Secret | None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,8 @@ class ExositeClient:
         self._verify: bool | str = str(config.ca_file) if config.ca_file else True
         self._jobs: queue.SimpleQueue[tuple[str, str, str] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
         self._limiter = RateLimiter(config.max_rate)
         self._busy = 0
         self._busy_lock = threading.Lock()
@@ -123,6 +125,13 @@ class ExositeClient:
         with self._busy_lock:
             return self._busy
 
+    def pause(self) -> None:
+        """Start no new request until :meth:`resume` (requests on the wire go on)."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
+
     def close(self, timeout: float) -> None:
         """Stop: requests on the wire finish (or time out); queued ones are reported unsent.
 
@@ -133,6 +142,7 @@ class ExositeClient:
         with self._submit_lock:
             if not self._stop.is_set():
                 self._stop.set()
+                self._open.set()
                 for _ in self._workers:
                     self._jobs.put(None)
         deadline = time.monotonic() + timeout
@@ -146,7 +156,7 @@ class ExositeClient:
                 if job is None:
                     return
                 sn, vendor, model = job
-                if not self._limiter.wait(self._stop):
+                if not self._gate() or not self._limiter.wait(self._stop):
                     self._deliver(ActivationAnswered(sn, Failed(NOT_SENT)))
                     continue
                 with self._busy_lock:
@@ -154,10 +164,18 @@ class ExositeClient:
                 log.debug("node %s: activation request sent to %s", sn, self._url)
                 try:
                     outcome = self._post(session, sn, vendor, model)
+                except Exception as exc:  # a worker must answer every job it took
+                    log.exception("node %s: activation request failed unexpectedly", sn)
+                    outcome = Failed(f"internal error: {type(exc).__name__}")
                 finally:
                     with self._busy_lock:
                         self._busy -= 1
                 self._deliver(ActivationAnswered(sn, outcome))
+
+    def _gate(self) -> bool:
+        """Wait while paused (closing opens the gate); False once the client is stopping."""
+        self._open.wait()
+        return not self._stop.is_set()
 
     def _post(self, session: requests.Session, sn: str, vendor: str, model: str) -> Outcome:
         form = request_form(self._config, vendor, model, sn)
@@ -181,6 +199,12 @@ class ExositeClient:
                 for chunk in response.iter_content(chunk_size=chunk_size):
                     body += chunk
             except requests.exceptions.RequestException as exc:
+                if response.status_code == 200 and not body:
+                    log.error(  # noqa: TRY400 (the cause is in the outcome; no traceback)
+                        "node %s: Exosite answered 200 but the connection broke before "
+                        "any of the CIK arrived; the CIK is probably lost",
+                        sn,
+                    )
                 if response.status_code != 200 or not body:
                     return self._failure(exc)
                 # the 200 is in: whatever of the CIK arrived is kept, never dropped

@@ -34,15 +34,17 @@ PAHO_2: Final = hasattr(paho, "CallbackAPIVersion")
 RECONNECT_BASE: Final = 1.0
 RECONNECT_CAP: Final = 60.0
 RECONNECT_FLOOR: Final = 0.1
+SUBACK_FAILURE: Final = 0x80
 MAX_QUEUED: Final = 10_000
 """QoS 1 messages paho keeps for a broker that is down; beyond it, publishes fail."""
 
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """The broker accepted the connection and the announce subscription."""
+    """The broker accepted the connection and answered the announce subscription."""
 
     session_present: bool
+    subscribed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +187,17 @@ class MqttLink:
         self._session_present = bool(present)
         client.subscribe(self._subscribe, qos=1)
 
-    def _on_subscribe(self, _client: paho.Client, _userdata: object, *_rest: object) -> None:
-        self._deliver(Connected(session_present=self._session_present))
+    def _on_subscribe(self, _client: paho.Client, _userdata: object, *rest: object) -> None:
+        granted = rest[1] if len(rest) > 1 and isinstance(rest[1], list | tuple) else ()
+        refused = [code for code in map(_code, granted) if code >= SUBACK_FAILURE]
+        if refused:
+            log.error(
+                "broker %s refused the subscription to %s (reason code %#x): check its ACL",
+                self._config.host,
+                self._subscribe,
+                refused[0],
+            )
+        self._deliver(Connected(session_present=self._session_present, subscribed=not refused))
 
     def _on_disconnect(self, _client: paho.Client, _userdata: object, *rest: object) -> None:
         reason = next((r for r in rest if hasattr(r, "getName") or isinstance(r, int)), None)

@@ -31,7 +31,7 @@ def rejection(reason: Reason, http_status: int) -> str:
 def pending_answer(node: Node) -> str:
     if node.http_status is not None:
         return f"Exosite answered HTTP {node.http_status}; retrying"
-    return f"Exosite unreachable ({node.last_error}); retrying"
+    return f"activation delayed ({node.last_error}); retrying"
 
 
 def pending_log(node: Node, delay: float) -> str:

@@ -97,6 +97,8 @@ class Broker:
             "log_type notice\n"
             "log_type information\n"
             "max_queued_messages 100000\n"
+            # as root, mosquitto would switch to its own user, which cannot read tmp_path
+            f"user {'root' if os.geteuid() == 0 else 'mosquitto'}\n"
         )
         self.log_path = folder / "mosquitto.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -108,7 +110,11 @@ class Broker:
             [binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         self._watcher = LineWatcher(self._process.stderr, self.log_path)
-        self._watcher.wait_for(r"mosquitto version \S+ running")
+        try:
+            self._watcher.wait_for(r"mosquitto version \S+ running")
+        except TimeoutError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self._process is None:

@@ -107,6 +107,15 @@ def _rejected(engine: Engine) -> list[Action]:
     return engine.handle(ActivationAnswered("SN1", Refused(404)))
 
 
+def _recovering(clock: Clock) -> Engine:
+    """An engine started on a record left 'activating' by the previous run."""
+    node = Node("SN1", "acme", "thermo-v1", State.ACTIVATING, clock.now - 60)
+    return Engine(SETTINGS, [node], clock, upper)
+
+
+LOST = "cannot read the keyring: backend down"
+
+
 Scenario = Callable[[Engine, Clock], list[Action]]
 
 SCENARIOS: dict[tuple[State | None, Trigger], Scenario] = {
@@ -165,6 +174,22 @@ SCENARIOS: dict[tuple[State | None, Trigger], Scenario] = {
         e.handle(Announced("SN1")),
         e.handle(CikLookedUp("SN1", None)),
     )[2],
+    (State.RECOVERING, Trigger.ANNOUNCE): lambda e, c: e.handle(Announced("SN1")),
+    (State.RECOVERING, Trigger.CIK_FOUND): lambda e, c: e.handle(CikLookedUp("SN1", CIK)),
+    (State.RECOVERING, Trigger.CIK_MISSING): lambda e, c: e.handle(CikLookedUp("SN1", None)),
+    (State.RECOVERING, Trigger.LOOKUP_FAILED): lambda e, c: e.handle(
+        CikLookedUp("SN1", None, LOST)
+    ),
+    (State.ACTIVATING, Trigger.LOOKUP_FAILED): lambda e, c: (
+        _activating(e),
+        e.handle(ActivationAnswered("SN1", Refused(409))),
+        e.handle(CikLookedUp("SN1", None, LOST)),
+    )[2],
+    (State.ACTIVATED, Trigger.LOOKUP_FAILED): lambda e, c: (
+        _activated(e),
+        e.handle(Announced("SN1")),
+        e.handle(CikLookedUp("SN1", None, LOST)),
+    )[2],
     (State.PENDING, Trigger.RETRY_DUE): lambda e, c: (_pending(e), c.advance(5), e.handle(Tick()))[
         2
     ],
@@ -186,6 +211,12 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.ACTIVATED, Trigger.CIK_FOUND): ["Publish"],
     (State.ACTIVATED, Trigger.CIK_MISSING): ["SaveNode", "Publish"],
     (State.PENDING, Trigger.RETRY_DUE): ["SaveNode", "Activate"],
+    (State.RECOVERING, Trigger.ANNOUNCE): [],
+    (State.RECOVERING, Trigger.CIK_FOUND): ["SaveNode", "Publish"],
+    (State.RECOVERING, Trigger.CIK_MISSING): ["SaveNode", "Activate"],
+    (State.RECOVERING, Trigger.LOOKUP_FAILED): ["SaveNode", "Publish"],
+    (State.ACTIVATING, Trigger.LOOKUP_FAILED): ["SaveNode", "Publish"],
+    (State.ACTIVATED, Trigger.LOOKUP_FAILED): [],
 }
 
 
@@ -196,6 +227,8 @@ def test_every_row_has_a_scenario() -> None:
 
 @pytest.mark.parametrize("row", list(TRANSITIONS), ids=lambda r: f"{r[0]}-{r[1].name}")
 def test_row(row: tuple[State | None, Trigger], engine: Engine, clock: Clock) -> None:
+    if row[0] is State.RECOVERING:
+        engine = _recovering(clock)
     actions = SCENARIOS[row](engine, clock)
     assert kinds(actions) == EXPECTED[row]
     node = engine.node("SN1")
@@ -359,10 +392,56 @@ def test_next_attempt_survives_a_restart(clock: Clock) -> None:
     assert of(Activate, restarted.handle(Tick())) == [Activate("SN1", "acme", "thermo-v1")]
 
 
-def test_a_request_in_flight_at_stop_is_retried_at_start(clock: Clock) -> None:
-    node = Node("SN1", "acme", "thermo-v1", State.ACTIVATING, clock.now - 60)
-    restarted = Engine(SETTINGS, [node], clock, upper)
-    assert of(Activate, restarted.handle(Tick())) == [Activate("SN1", "acme", "thermo-v1")]
+def test_a_request_in_flight_at_stop_is_settled_from_the_keyring_first(clock: Clock) -> None:
+    restarted = _recovering(clock)
+    assert of(Activate, restarted.handle(Tick())) == []
+    assert restarted.start() == [LookupCik("SN1", "acme", "thermo-v1")]
+    actions = restarted.handle(CikLookedUp("SN1", CIK))
+    assert of(Activate, actions) == []
+    (publish,) = answers(actions)
+    assert publish.answer.cik == CIK
+    node = restarted.node("SN1")
+    assert node is not None
+    assert node.state is State.ACTIVATED
+
+
+def test_a_request_in_flight_at_stop_without_a_stored_cik_is_sent_again(clock: Clock) -> None:
+    restarted = _recovering(clock)
+    restarted.start()
+    actions = restarted.handle(CikLookedUp("SN1", None))
+    assert of(Activate, actions) == [Activate("SN1", "acme", "thermo-v1")]
+
+
+def test_an_unreadable_keyring_makes_the_node_pending_not_stuck(
+    engine: Engine, clock: Clock
+) -> None:
+    engine.handle(Announced("SN1"))
+    engine.handle(ActivationAnswered("SN1", Refused(409)))
+    (publish,) = answers(engine.handle(CikLookedUp("SN1", None, LOST)))
+    assert publish.answer.status == "pending"
+    assert LOST in (publish.answer.message or "")
+    node = engine.node("SN1")
+    assert node is not None
+    assert node.next_attempt is not None
+    clock.now = node.next_attempt
+    assert of(Activate, engine.handle(Tick())) == [Activate("SN1", "acme", "thermo-v1")]
+
+
+@pytest.mark.parametrize("setup", [_pending, _rejected])
+def test_a_reannounce_with_another_allowed_model_is_used_next(
+    setup: Callable[[Engine], list[Action]], engine: Engine, clock: Clock
+) -> None:
+    setup(engine)
+    engine.handle(Announced("SN1", model="hygro"))
+    clock.advance(3600)
+    actions = engine.handle(Tick()) + engine.handle(Announced("SN1", model="hygro"))
+    assert of(Activate, actions) == [Activate("SN1", "acme", "hygro")]
+
+
+def test_an_activated_node_keeps_its_model(engine: Engine) -> None:
+    _activated(engine)
+    actions = engine.handle(Announced("SN1", model="hygro"))
+    assert of(LookupCik, actions) == [LookupCik("SN1", "acme", "thermo-v1")]
 
 
 def test_expiry_warning_once(engine: Engine, clock: Clock) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 import queue
 from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import WAIT, Broker
+from paho.mqtt.packettypes import PacketTypes
 
 from gatewayd.config import MqttConfig
 from gatewayd.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
@@ -25,19 +28,13 @@ def next_of(events: queue.Queue[LinkEvent], kind: type, timeout: float = WAIT) -
             return event
 
 
-@pytest.fixture(params=[5, 4], ids=["mqtt5", "mqtt311"])
-def link(
-    request: pytest.FixtureRequest, broker: Broker
-) -> Iterator[tuple[MqttLink, queue.Queue[LinkEvent]]]:
-    events: queue.Queue[LinkEvent] = queue.Queue()
+def make_link(
+    broker: Broker, protocol: int, events: queue.Queue[LinkEvent], client_id: str = "gatewayd-t"
+) -> MqttLink:
     config = MqttConfig(
-        host=broker.host,
-        port=broker.port,
-        client_id="gatewayd-t",
-        protocol=request.param,
-        keepalive=5,
+        host=broker.host, port=broker.port, client_id=client_id, protocol=protocol, keepalive=5
     )
-    mqtt_link = MqttLink(
+    return MqttLink(
         config,
         subscribe="gatewayd/nodes/+/announce",
         will_topic=STATUS,
@@ -45,6 +42,14 @@ def link(
         password=None,
         deliver=events.put,
     )
+
+
+@pytest.fixture(params=[5, 4], ids=["mqtt5", "mqtt311"])
+def link(
+    request: pytest.FixtureRequest, broker: Broker
+) -> Iterator[tuple[MqttLink, queue.Queue[LinkEvent]]]:
+    events: queue.Queue[LinkEvent] = queue.Queue()
+    mqtt_link = make_link(broker, request.param, events)
     mqtt_link.start()
     yield mqtt_link, events
     mqtt_link.stop(STATUS, b'{"state":"offline"}', timeout=2)
@@ -128,3 +133,42 @@ def test_reconnect_waits_have_full_jitter_below_a_doubling_cap() -> None:
     ceilings = [high for _low, high in draws]
     assert ceilings == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
     assert all(low == 0.0 for low, _high in draws)
+
+
+def suback_code(value: int) -> object:
+    """A SUBACK reason code as the installed paho hands it to on_subscribe."""
+    codes = importlib.import_module("paho.mqtt.reasoncodes")
+    kind = getattr(codes, "ReasonCode", None) or codes.ReasonCodes
+    return kind(PacketTypes.SUBACK, identifier=value)
+
+
+@pytest.mark.parametrize(
+    ("granted", "subscribed"),
+    [
+        ((1,), True),  # MQTT 3.1.1: granted QoS 1
+        ((0x80,), False),  # MQTT 3.1.1: failure
+        ("v5-granted", True),
+        ("v5-not-authorized", False),
+    ],
+)
+def test_the_suback_decides_whether_gatewayd_is_subscribed(
+    granted: object, subscribed: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    if granted == "v5-granted":
+        granted = [suback_code(1)]
+    elif granted == "v5-not-authorized":
+        granted = [suback_code(0x87)]
+    events: queue.Queue[LinkEvent] = queue.Queue()
+    config = MqttConfig(host="127.0.0.1", port=1, client_id="gatewayd-s")
+    link = MqttLink(
+        config,
+        subscribe="gatewayd/nodes/+/announce",
+        will_topic=STATUS,
+        will_payload=b"{}",
+        password=None,
+        deliver=events.put,
+    )
+    with caplog.at_level(logging.ERROR, logger="gatewayd.mqtt"):
+        link._on_subscribe(link._client, None, 1, granted)
+    assert events.get_nowait() == Connected(session_present=False, subscribed=subscribed)
+    assert ("refused the subscription" in caplog.text) is not subscribed

@@ -405,3 +405,31 @@ def test_keystore_keeps_a_backend_quoted_cik_out_of_its_message() -> None:
         keystore.load(VENDOR, MODEL, "SN-1")
     with pytest.raises(KeystoreError, match="cannot delete"):
         keystore.delete(VENDOR, MODEL, "SN-1")
+
+
+def test_a_store_fsyncs_the_file_then_renames_it_then_fsyncs_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What makes a stored CIK survive a power cut, not just a killed process."""
+    folder = tmp_path / "keyring"
+    backend = FileKeyring(folder)
+    backend.set_password("warm", "up", "folder exists")
+    calls: list[tuple[str, ...]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", str(Path(f"/proc/self/fd/{fd}").readlink())))
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        calls.append(("replace", os.fspath(src), os.fspath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    Keystore(backend).store("acme", "thermo-v1", "SN1", Secret("c" * 40))
+    assert [call[0] for call in calls] == ["fsync", "replace", "fsync"]
+    (_, synced), (_, renamed, target), (_, folder_synced) = calls
+    assert synced == renamed
+    assert Path(target).parent == folder
+    assert folder_synced == str(folder)

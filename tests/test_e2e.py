@@ -301,3 +301,25 @@ def test_sigterm_waits_for_the_request_in_flight_and_keeps_its_cik(
     body = n.activate()
     assert body["cik"] == issued_cik(registry, "SN-F1")
     assert registry.calls("SN-F1") == 1
+
+
+def test_a_cik_the_keystore_cannot_take_is_kept_and_stored_later(
+    keyring_backend: str, registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    if not keyring_backend.startswith("gatewayd."):
+        pytest.skip("breaks gatewayd's own keyring folder")
+    registry.add(VENDOR, MODEL, "SN-K1")
+    gw = gateway()
+    gw.start()
+    blocker = gw.state_dir / "keyring"
+    blocker.write_text("not a folder")
+    n = node("SN-K1")
+    n.announce()
+    gw.wait_for(r"CRITICAL .*node SN-K1: CIK received but not stored")
+    with pytest.raises(NodeTimeoutError):
+        n.next_answer(timeout=0.5)
+    blocker.unlink()
+    (body,) = answers_until_final(n, timeout=60)
+    assert body["cik"] == issued_cik(registry, "SN-K1")
+    assert registry.calls("SN-K1") == 1
+    assert gw.stop() == 0

@@ -26,7 +26,7 @@ from typing import Final
 
 from gatewayd import __version__, logs, protocol
 from gatewayd.config import DEFAULT_PATH, Config, load
-from gatewayd.engine import Engine, Settings
+from gatewayd.engine import Engine
 from gatewayd.errors import ConfigError, GatewaydError, InvalidRequest, KeystoreError, StateError
 from gatewayd.events import (
     Action,
@@ -40,6 +40,7 @@ from gatewayd.events import (
     LookupCik,
     Publish,
     SaveNode,
+    Settings,
     StoreCik,
     Tick,
 )

@@ -16,12 +16,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from gatewayd import wording
+from gatewayd import replies
 from gatewayd.events import (
     Action,
     Activate,
@@ -43,6 +42,7 @@ from gatewayd.events import (
     Refused,
     ResponseTarget,
     SaveNode,
+    Settings,
     State,
     StoreCik,
     Tick,
@@ -129,19 +129,6 @@ REFUSALS: Final[Mapping[int, Reason]] = {
     409: Reason.NOT_ACTIVATABLE,
 }
 """Exosite's refusals by status; any other 4xx (but 429) is ``api_error``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """What the engine needs from the configuration; replaced on reload."""
-
-    vendor: str
-    model: str
-    models: frozenset[str]
-    rejected_retry_after: float = 300.0
-    backoff_base: float = 5.0
-    backoff_factor: float = 2.0
-    backoff_cap: float = 15 * 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,9 +245,7 @@ class Engine:
         message = f"announce ignored: {event.message}"
         actions: list[Action] = [Log("invalid_request", logging.WARNING, message, event.sn)]
         if event.sn is not None:
-            answer = Answer(
-                event.sn, "rejected", reason=Reason.INVALID_REQUEST, message=event.message
-            )
+            answer = replies.invalid(event.sn, event.message)
             responses = (event.response,) if event.response is not None else ()
             actions.append(Publish(answer, responses))
         return actions
@@ -349,53 +334,24 @@ class Engine:
             case Effect.REQUEST:
                 return [Activate(node.sn, node.vendor, node.model)]
             case Effect.STORE:
-                return self._store(step)
+                return _store(step)
             case Effect.LOOKUP:
                 return [LookupCik(node.sn, node.vendor, node.model)]
             case Effect.SCHEDULE:
-                text = wording.pending_log(node, (node.next_attempt or step.now) - step.now)
-                return [
-                    Log("pending", logging.WARNING, text, node.sn, node.state, node.http_status)
-                ]
+                return [replies.pending_log(node, step.now)]
             case Effect.TELL_CIK:
                 kind = "activated" if step.trigger is Trigger.ISSUED else "republished"
-                answer = Answer(node.sn, "activated", node.vendor, node.model, step.cik)
-                log = Log(kind, logging.INFO, f"credentials {kind}", node.sn, node.state, 200)
-                return [self._publish(answer), log]
+                answer = replies.activated(node, step.cik)
+                return [self._publish(answer), replies.credentials_log(node, kind)]
             case Effect.TELL_PENDING:
-                retry_in = max(0, math.ceil((node.next_attempt or step.now) - step.now))
-                text = wording.pending_answer(node)
-                return [self._publish(Answer(node.sn, "pending", retry_in=retry_in, message=text))]
+                return [self._publish(replies.pending(node, step.now))]
             case Effect.TELL_REJECTED:
-                return self._answer_rejected(step)
+                # a rejection is logged when it is made, not each time it is repeated
+                repeated = step.trigger is Trigger.ANNOUNCE
+                log = [] if repeated else [replies.rejected_log(node)]
+                return [self._publish(replies.rejected(node)), *log]
             case Effect.WAIT:
                 return []
-
-    def _answer_rejected(self, step: _Step) -> list[Action]:
-        node = step.node
-        answer = Answer(
-            node.sn,
-            "rejected",
-            reason=node.reason,
-            http_status=node.http_status,
-            message=node.last_error,
-        )
-        actions: list[Action] = [self._publish(answer)]
-        if step.trigger is not Trigger.ANNOUNCE:
-            text = wording.rejected_log(node)
-            actions.append(
-                Log("rejected", logging.WARNING, text, node.sn, node.state, node.http_status)
-            )
-        return actions
-
-    def _store(self, step: _Step) -> list[Action]:
-        node = step.node
-        assert step.cik is not None  # noqa: S101 (the ISSUED trigger always carries the CIK)
-        actions: list[Action] = [StoreCik(node.sn, node.vendor, node.model, step.cik)]
-        if isinstance(step.outcome, Issued) and not step.outcome.well_formed:
-            text = wording.CIK_MALFORMED
-            actions.append(Log("cik_malformed", logging.WARNING, text, node.sn, node.state, 200))
-        return actions
 
     def _publish(self, answer: Answer) -> Publish:
         return Publish(answer, tuple(self._waiting.pop(answer.sn, ())))
@@ -424,8 +380,7 @@ class Engine:
     def _warn_expiry(self, node: Node) -> list[Action]:
         node = dataclasses.replace(node, expiry_warned=True)
         self._put(node)
-        text = wording.expiry_log((self._clock() - node.first_seen) / 3600)
-        return [SaveNode(node), Log("expiry_warning", logging.WARNING, text, node.sn, node.state)]
+        return [SaveNode(node), replies.expiry_log(node, self._clock())]
 
     def _put(self, node: Node) -> None:
         old = self._nodes.get(node.sn)
@@ -437,6 +392,14 @@ class Engine:
     def _hold_over(self, node: Node) -> bool:
         rejected_at = node.rejected_at if node.rejected_at is not None else node.first_seen
         return self._clock() - rejected_at >= self.settings.rejected_retry_after
+
+
+def _store(step: _Step) -> list[Action]:
+    node = step.node
+    assert step.cik is not None  # noqa: S101 (ISSUED always carries the CIK)
+    store = StoreCik(node.sn, node.vendor, node.model, step.cik)
+    malformed = isinstance(step.outcome, Issued) and not step.outcome.well_formed
+    return [store, replies.malformed_log(node)] if malformed else [store]
 
 
 def _state(node: Node | None) -> State | None:
@@ -458,15 +421,9 @@ def _trigger(outcome: Outcome) -> Trigger:
 def _rejection(trigger: Trigger, outcome: Outcome | None, node: Node) -> dict[str, object]:
     """The reason, message and status a node is rejected with."""
     if trigger is Trigger.CIK_MISSING and node.state is State.ACTIVATED:
-        return {
-            "reason": Reason.NOT_ACTIVATABLE,
-            "last_error": wording.CIK_MISSING,
-            "http_status": None,
-        }
-    status = outcome.http_status if isinstance(outcome, Refused) else 409
-    reason = REFUSALS.get(status, Reason.API_ERROR)
-    return {
-        "reason": reason,
-        "last_error": wording.rejection(reason, status),
-        "http_status": status,
-    }
+        reason, text, status = Reason.NOT_ACTIVATABLE, replies.CIK_MISSING, None
+    else:
+        status = outcome.http_status if isinstance(outcome, Refused) else 409
+        reason = REFUSALS.get(status, Reason.API_ERROR)
+        text = replies.rejection(reason, status)
+    return {"reason": reason, "last_error": text, "http_status": status}

@@ -1,4 +1,4 @@
-"""The values that flow in and out of the engine: node records, events, actions.
+"""The values that flow in and out of the engine: settings, node records, events, actions.
 
 All of them are frozen, slotted dataclasses. Adapters build events and carry
 out actions; the engine (``gatewayd.engine``) turns one into the other.
@@ -49,6 +49,19 @@ class Node:
     rejected_at: float | None = None
     activated_at: float | None = None
     expiry_warned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the engine needs from the configuration; replaced on reload."""
+
+    vendor: str
+    model: str
+    models: frozenset[str]
+    rejected_retry_after: float = 300.0
+    backoff_base: float = 5.0
+    backoff_factor: float = 2.0
+    backoff_cap: float = 15 * 60.0
 
 
 @dataclass(frozen=True, slots=True)

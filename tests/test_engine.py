@@ -11,7 +11,6 @@ from gatewayd.engine import (
     EXPIRY_WINDOW,
     TRANSITIONS,
     Engine,
-    Settings,
     Trigger,
 )
 from gatewayd.events import (
@@ -32,6 +31,7 @@ from gatewayd.events import (
     Refused,
     ResponseTarget,
     SaveNode,
+    Settings,
     State,
     StoreCik,
     Tick,

@@ -1,0 +1,97 @@
+"""What nodes and operators are told: the answers and journal lines of node events.
+
+The engine decides; this module words. No text here ever includes a CIK: the
+``activated`` answer carries it as a :class:`~gatewayd.secret.Secret`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Final
+
+from gatewayd.events import Answer, Log, Node, Reason
+from gatewayd.secret import Secret
+
+REASON_TEXT: Final[dict[Reason, str]] = {
+    Reason.UNKNOWN_SERIAL: "Exosite does not know this serial number",
+    Reason.INVALID_VENDOR_MODEL: "Exosite does not accept this vendor/model pair",
+    Reason.NOT_ACTIVATABLE: (
+        "Exosite refused activation: the device is not added to a portal, is already "
+        "activated, or its 24 h activation window expired; re-enable it in Portals"
+    ),
+    Reason.API_ERROR: "Exosite rejected the request",
+}
+
+CIK_MISSING: Final = "the stored CIK is missing from the keyring"
+
+
+def rejection(reason: Reason, http_status: int) -> str:
+    return f"{REASON_TEXT[reason]} (HTTP {http_status})"
+
+
+def _delay(node: Node, now: float) -> float:
+    return max(0.0, (node.next_attempt or now) - now)
+
+
+# ------------------------------------------------------------------ answers
+
+
+def activated(node: Node, cik: Secret | None) -> Answer:
+    return Answer(node.sn, "activated", node.vendor, node.model, cik)
+
+
+def pending(node: Node, now: float) -> Answer:
+    if node.http_status is not None:
+        text = f"Exosite answered HTTP {node.http_status}; retrying"
+    else:
+        text = f"activation delayed ({node.last_error}); retrying"
+    return Answer(node.sn, "pending", retry_in=math.ceil(_delay(node, now)), message=text)
+
+
+def rejected(node: Node) -> Answer:
+    return Answer(
+        node.sn,
+        "rejected",
+        reason=node.reason,
+        http_status=node.http_status,
+        message=node.last_error,
+    )
+
+
+def invalid(sn: str, message: str) -> Answer:
+    return Answer(sn, "rejected", reason=Reason.INVALID_REQUEST, message=message)
+
+
+# ------------------------------------------------------------ journal lines
+
+
+def credentials_log(node: Node, kind: str) -> Log:
+    return Log(kind, logging.INFO, f"credentials {kind}", node.sn, node.state, 200)
+
+
+def pending_log(node: Node, now: float) -> Log:
+    text = (
+        f"activation failed ({node.last_error}); attempt {node.attempts}, "
+        f"next in {_delay(node, now):.0f} s"
+    )
+    return Log("pending", logging.WARNING, text, node.sn, node.state, node.http_status)
+
+
+def rejected_log(node: Node) -> Log:
+    text = f"rejected: {node.reason} ({node.last_error})"
+    return Log("rejected", logging.WARNING, text, node.sn, node.state, node.http_status)
+
+
+def malformed_log(node: Node) -> Log:
+    text = "Exosite's 200 body is not 40 printable characters; stored as received"
+    return Log("cik_malformed", logging.WARNING, text, node.sn, node.state, 200)
+
+
+def expiry_log(node: Node, now: float) -> Log:
+    hours = (now - node.first_seen) / 3600
+    text = (
+        f"not activated {hours:.0f} h after it was first seen: its Exosite activation "
+        "window has probably expired; re-enable the device in Portals"
+    )
+    return Log("expiry_warning", logging.WARNING, text, node.sn, node.state)

@@ -29,10 +29,13 @@ def next_of(events: queue.Queue[LinkEvent], kind: type, timeout: float = WAIT) -
 
 
 def make_link(
-    broker: Broker, protocol: int, events: queue.Queue[LinkEvent], client_id: str = "gatewayd-t"
+    port: int,
+    protocol: int = 5,
+    deliver: Callable[[LinkEvent], None] = lambda _event: None,
+    uniform: Callable[[float, float], float] = lambda low, high: (low + high) / 2,
 ) -> MqttLink:
     config = MqttConfig(
-        host=broker.host, port=broker.port, client_id=client_id, protocol=protocol, keepalive=5
+        host="127.0.0.1", port=port, client_id="gatewayd-t", protocol=protocol, keepalive=5
     )
     return MqttLink(
         config,
@@ -40,7 +43,8 @@ def make_link(
         will_topic=STATUS,
         will_payload=b'{"state":"offline"}',
         password=None,
-        deliver=events.put,
+        deliver=deliver,
+        uniform=uniform,
     )
 
 
@@ -49,7 +53,7 @@ def link(
     request: pytest.FixtureRequest, broker: Broker
 ) -> Iterator[tuple[MqttLink, queue.Queue[LinkEvent]]]:
     events: queue.Queue[LinkEvent] = queue.Queue()
-    mqtt_link = make_link(broker, request.param, events)
+    mqtt_link = make_link(broker.port, request.param, events.put)
     mqtt_link.start()
     yield mqtt_link, events
     mqtt_link.stop(STATUS, b'{"state":"offline"}', timeout=2)
@@ -118,16 +122,7 @@ def test_reconnect_waits_have_full_jitter_below_a_doubling_cap() -> None:
         draws.append((low, high))
         return high / 2
 
-    config = MqttConfig(host="127.0.0.1", port=1, client_id="gatewayd-j")
-    link = MqttLink(
-        config,
-        subscribe="gatewayd/nodes/+/announce",
-        will_topic=STATUS,
-        will_payload=b"{}",
-        password=None,
-        deliver=lambda _event: None,
-        uniform=record,
-    )
+    link = make_link(1, uniform=record)
     for _ in range(8):
         link._on_connect_fail(link._client, None)
     ceilings = [high for _low, high in draws]
@@ -159,15 +154,7 @@ def test_the_suback_decides_whether_gatewayd_is_subscribed(
     elif granted == "v5-not-authorized":
         granted = [suback_code(0x87)]
     events: queue.Queue[LinkEvent] = queue.Queue()
-    config = MqttConfig(host="127.0.0.1", port=1, client_id="gatewayd-s")
-    link = MqttLink(
-        config,
-        subscribe="gatewayd/nodes/+/announce",
-        will_topic=STATUS,
-        will_payload=b"{}",
-        password=None,
-        deliver=events.put,
-    )
+    link = make_link(1, deliver=events.put)
     with caplog.at_level(logging.ERROR, logger="gatewayd.mqtt"):
         link._on_subscribe(link._client, None, 1, granted)
     assert events.get_nowait() == Connected(session_present=False, subscribed=subscribed)

@@ -205,6 +205,8 @@ class ExositeConfig(_Section):
     retry_base: float = 5.0
     retry_cap: float = 900.0
     ca_file: Path | None = None
+    vendor_token_file: Path | None = None
+    auto_reenable: bool = False
 
     def __post_init__(self) -> None:
         self._str("vendor", "a non-empty name without '/'", _is_name)
@@ -222,6 +224,8 @@ class ExositeConfig(_Section):
             "retry_cap", "a number of seconds, at least retry_base", lambda v: v >= self.retry_base
         )
         self._path("ca_file", optional=True)
+        self._path("vendor_token_file", optional=True)
+        self._choice("auto_reenable", (True, False), "true or false")
 
     def _check_url(self) -> None:
         expected = "an http:// or https:// URL of a host, with no path, query or user name"

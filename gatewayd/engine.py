@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from gatewayd import replies
+from gatewayd import records, replies
 from gatewayd.events import (
     Action,
     Activate,
@@ -38,7 +38,8 @@ from gatewayd.events import (
     Node,
     Outcome,
     Publish,
-    Reason,
+    Reenable,
+    ReenableAnswered,
     Refused,
     ResponseTarget,
     SaveNode,
@@ -48,7 +49,7 @@ from gatewayd.events import (
     Tick,
 )
 from gatewayd.secret import Secret
-from gatewayd.timers import Timers, backoff_ceiling
+from gatewayd.timers import Timers
 
 EXPIRY_WINDOW: Final = 24 * 3600.0
 """Exosite expires a device not activated within 24 h of being added."""
@@ -67,6 +68,10 @@ class Trigger(enum.Enum):
     CIK_FOUND = "CIK found"
     CIK_MISSING = "no CIK stored"
     LOOKUP_FAILED = "keyring unreadable"
+    CIK_LOST = "409, no CIK stored, and our own request may have got it"
+    CIK_LOST_AUTO = "the same, with auto_reenable"
+    REENABLED = "re-enabled through the vendor API"
+    REENABLE_FAILED = "the vendor API failed"
     RETRY_DUE = "retry due"
 
 
@@ -75,6 +80,7 @@ class Effect(enum.Enum):
     REQUEST = "send an activation request"
     STORE = "store the CIK"
     LOOKUP = "read the stored CIK"
+    REENABLE = "re-enable the serial through the vendor API"
     SCHEDULE = "schedule the next attempt"
     TELL_CIK = "publish the credentials"
     TELL_PENDING = "publish pending, with retry_in"
@@ -85,10 +91,11 @@ class Effect(enum.Enum):
 _NEW: Final = None
 """The 'state' of a serial gatewayd has never seen."""
 
-_UNSETTLED: Final = frozenset({State.PENDING, State.REJECTED})
+_UNSETTLED: Final = frozenset({State.PENDING, State.REJECTED, State.NEEDS_REENABLE})
 """States in which a re-announce may change the model of the next request."""
 
 SAVE, REQUEST, STORE, LOOKUP = Effect.SAVE, Effect.REQUEST, Effect.STORE, Effect.LOOKUP
+REENABLE = Effect.REENABLE
 SCHEDULE, WAIT = Effect.SCHEDULE, Effect.WAIT
 TELL_CIK, TELL_PENDING, TELL_REJECTED = Effect.TELL_CIK, Effect.TELL_PENDING, Effect.TELL_REJECTED
 
@@ -103,6 +110,8 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], tuple[State, tuple[Effe
     (State.ACTIVATED,  Trigger.ANNOUNCE):       (State.ACTIVATED,  (LOOKUP,)),
     (State.REJECTED,   Trigger.ANNOUNCE):       (State.REJECTED,   (TELL_REJECTED,)),
     (State.REJECTED,   Trigger.ANNOUNCE_LATE):  (State.ACTIVATING, (SAVE, REQUEST)),
+    (State.NEEDS_REENABLE, Trigger.ANNOUNCE):   (State.NEEDS_REENABLE, (TELL_REJECTED,)),
+    (State.NEEDS_REENABLE, Trigger.ANNOUNCE_LATE): (State.ACTIVATING, (SAVE, REQUEST)),
     # -- Exosite's answers: a CIK is stored before anything else happens
     (State.ACTIVATING, Trigger.ISSUED):         (State.ACTIVATED,  (STORE, SAVE, TELL_CIK)),
     (State.ACTIVATING, Trigger.REFUSED):        (State.REJECTED,   (SAVE, TELL_REJECTED)),
@@ -118,17 +127,22 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], tuple[State, tuple[Effe
     (State.RECOVERING, Trigger.CIK_FOUND):      (State.ACTIVATED,  (SAVE, TELL_CIK)),
     (State.RECOVERING, Trigger.CIK_MISSING):    (State.ACTIVATING, (SAVE, REQUEST)),
     (State.RECOVERING, Trigger.LOOKUP_FAILED):  (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
+    # -- a CIK lost between Exosite's 200 and the keyring: a person, or the vendor API
+    (State.ACTIVATING, Trigger.CIK_LOST):       (State.NEEDS_REENABLE, (SAVE, TELL_REJECTED)),
+    (State.ACTIVATING, Trigger.CIK_LOST_AUTO):  (State.NEEDS_REENABLE, (SAVE, REENABLE)),
+    (State.NEEDS_REENABLE, Trigger.REENABLED):  (State.ACTIVATING, (SAVE, REQUEST)),
+    (State.NEEDS_REENABLE, Trigger.REENABLE_FAILED): (State.NEEDS_REENABLE, (SAVE, TELL_REJECTED)),
     # -- timers
     (State.PENDING,    Trigger.RETRY_DUE):      (State.ACTIVATING, (SAVE, REQUEST)),
 }
 # fmt: on
 
-REFUSALS: Final[Mapping[int, Reason]] = {
-    404: Reason.UNKNOWN_SERIAL,
-    403: Reason.INVALID_VENDOR_MODEL,
-    409: Reason.NOT_ACTIVATABLE,
+
+_NODE_ACTIONS: Final[Mapping[Effect, type[Activate | LookupCik | Reenable]]] = {
+    Effect.REQUEST: Activate,
+    Effect.LOOKUP: LookupCik,
+    Effect.REENABLE: Reenable,
 }
-"""Exosite's refusals by status; any other 4xx (but 429) is ``api_error``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +177,8 @@ class Engine:
         for stored in nodes:
             node = stored
             if node.state is State.ACTIVATING:
-                node = dataclasses.replace(node, state=State.RECOVERING)
+                # the write-ahead says a request was in flight: it may have reached Exosite
+                node = dataclasses.replace(node, state=State.RECOVERING, uncertain=True)
             self._put(node)
             self._arm(None, node)
 
@@ -198,11 +213,12 @@ class Engine:
             case ActivationAnswered(sn=sn, outcome=outcome):
                 cik = outcome.cik if isinstance(outcome, Issued) else None
                 return self._fire(sn, _trigger(outcome), cik, outcome)
-            case CikLookedUp(sn=sn, error=str() as error):
-                return self._fire(sn, Trigger.LOOKUP_FAILED, outcome=Failed(error))
-            case CikLookedUp(sn=sn, cik=cik):
-                trigger = Trigger.CIK_FOUND if cik is not None else Trigger.CIK_MISSING
-                return self._fire(sn, trigger, cik=cik)
+            case CikLookedUp():
+                return self._looked_up(event)
+            case ReenableAnswered(sn=sn, error=None):
+                return self._fire(sn, Trigger.REENABLED)
+            case ReenableAnswered(sn=sn, error=error):
+                return self._fire(sn, Trigger.REENABLE_FAILED, outcome=Failed(str(error)))
             case Tick():
                 return self._tick()
             case Drain():
@@ -237,7 +253,8 @@ class Engine:
             node = dataclasses.replace(node, model=model)
             self._put(node)
         trigger = Trigger.ANNOUNCE
-        if node.state is State.REJECTED and self._hold_over(node):
+        held = node.state in {State.REJECTED, State.NEEDS_REENABLE}
+        if held and self._hold_over(node):
             trigger = Trigger.ANNOUNCE_LATE
         return actions + self._fire(sn, trigger)
 
@@ -290,7 +307,10 @@ class Engine:
     ) -> list[Action]:
         target, effects = TRANSITIONS[key]
         now = self._clock()
-        record = self._next_record(node, target, key[1], outcome, now)
+        record = records.next_record(node, target, outcome, now, self.settings, self._uniform)
+        if key[1] is Trigger.REENABLED:
+            # a fresh CIK is on offer: a 409 from now on is not one this gateway caused
+            record = dataclasses.replace(record, uncertain=False)
         if Effect.REQUEST in effects and self._draining:
             record = dataclasses.replace(record, state=State.PENDING, next_attempt=now)
             effects = (Effect.SAVE,)
@@ -302,41 +322,15 @@ class Engine:
             actions += self._effect(effect, step)
         return actions
 
-    def _next_record(
-        self, node: Node, target: State, trigger: Trigger, outcome: Outcome | None, now: float
-    ) -> Node:
-        changes: dict[str, object] = {"state": target}
-        if target is State.ACTIVATED and node.state is not State.ACTIVATED:
-            status = 200 if trigger is Trigger.ISSUED else 409
-            changes |= {"activated_at": now, "next_attempt": None, "reason": None}
-            changes |= {"last_error": None, "http_status": status}
-        elif target is State.REJECTED and node.state is not State.REJECTED:
-            changes |= _rejection(trigger, outcome, node)
-            changes |= {"rejected_at": now, "next_attempt": None}
-        elif target is State.PENDING and isinstance(outcome, Failed):
-            attempts = node.attempts + 1
-            settings = self.settings
-            ceiling = backoff_ceiling(
-                attempts, settings.backoff_base, settings.backoff_factor, settings.backoff_cap
-            )
-            delay = self._uniform(0.0, ceiling)
-            changes |= {"attempts": attempts, "next_attempt": now + delay}
-            changes |= {"last_error": outcome.error, "http_status": outcome.http_status}
-        elif target is State.ACTIVATING and node.state is State.REJECTED:
-            changes |= {"reason": None, "rejected_at": None, "attempts": 0}
-        return dataclasses.replace(node, **changes)  # type: ignore[arg-type]
-
     def _effect(self, effect: Effect, step: _Step) -> list[Action]:
         node = step.node
         match effect:
             case Effect.SAVE:
                 return [SaveNode(node)]
-            case Effect.REQUEST:
-                return [Activate(node.sn, node.vendor, node.model)]
+            case Effect.REQUEST | Effect.LOOKUP | Effect.REENABLE:
+                return [_NODE_ACTIONS[effect](node.sn, node.vendor, node.model)]
             case Effect.STORE:
                 return _store(step)
-            case Effect.LOOKUP:
-                return [LookupCik(node.sn, node.vendor, node.model)]
             case Effect.SCHEDULE:
                 return [replies.pending_log(node, step.now)]
             case Effect.TELL_CIK:
@@ -382,6 +376,19 @@ class Engine:
         self._put(node)
         return [SaveNode(node), replies.expiry_log(node, self._clock())]
 
+    def _looked_up(self, event: CikLookedUp) -> list[Action]:
+        sn = event.sn
+        if event.error is not None:
+            return self._fire(sn, Trigger.LOOKUP_FAILED, outcome=Failed(event.error))
+        if event.cik is not None:
+            return self._fire(sn, Trigger.CIK_FOUND, cik=event.cik)
+        node = self._nodes.get(sn)
+        if node is None or node.state is not State.ACTIVATING or not node.uncertain:
+            return self._fire(sn, Trigger.CIK_MISSING)
+        # a 409, nothing stored, and our own request may have been given the CIK: lost
+        lost = Trigger.CIK_LOST_AUTO if self.settings.auto_reenable else Trigger.CIK_LOST
+        return self._fire(sn, lost)
+
     def _put(self, node: Node) -> None:
         old = self._nodes.get(node.sn)
         if old is not None:
@@ -416,14 +423,3 @@ def _trigger(outcome: Outcome) -> Trigger:
             return Trigger.REFUSED
         case Failed():
             return Trigger.FAILED
-
-
-def _rejection(trigger: Trigger, outcome: Outcome | None, node: Node) -> dict[str, object]:
-    """The reason, message and status a node is rejected with."""
-    if trigger is Trigger.CIK_MISSING and node.state is State.ACTIVATED:
-        reason, text, status = Reason.NOT_ACTIVATABLE, replies.CIK_MISSING, None
-    else:
-        status = outcome.http_status if isinstance(outcome, Refused) else 409
-        reason = REFUSALS.get(status, Reason.API_ERROR)
-        text = replies.rejection(reason, status)
-    return {"reason": reason, "last_error": text, "http_status": status}

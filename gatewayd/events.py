@@ -20,6 +20,7 @@ class State(enum.StrEnum):
     PENDING = "pending"  # a transient failure; the next attempt is scheduled
     ACTIVATED = "activated"  # the CIK is in the keyring
     REJECTED = "rejected"  # Exosite refused; answered from the record for a while
+    NEEDS_REENABLE = "needs_reenable"  # 409 after our own request may have got the CIK: lost
 
 
 class Reason(enum.StrEnum):
@@ -49,6 +50,9 @@ class Node:
     rejected_at: float | None = None
     activated_at: float | None = None
     expiry_warned: bool = False
+    request_started: float | None = None  # write-ahead: when the last request was sent
+    request_form: str | None = None  # write-ahead: "onep" or "murano"
+    uncertain: bool = False  # a request of ours may have reached Exosite unanswered
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,8 @@ class Settings:
     model: str
     models: frozenset[str]
     rejected_retry_after: float = 300.0
+    api: str = "onep"
+    auto_reenable: bool = False
     backoff_base: float = 5.0
     backoff_factor: float = 2.0
     backoff_cap: float = 15 * 60.0
@@ -92,10 +98,16 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """A transient failure: 5xx, 429, timeout, connection or TLS error."""
+    """A transient failure: 5xx, 429, timeout, connection or TLS error.
+
+    ``maybe_delivered`` is set when the request may have reached Exosite and
+    been acted on (a read timeout, a connection lost after sending): then a
+    CIK may have been issued that never arrived.
+    """
 
     error: str
     http_status: int | None = None
+    maybe_delivered: bool = False
 
 
 Outcome = Issued | Refused | Failed
@@ -144,6 +156,14 @@ class CikLookedUp:
 
 
 @dataclass(frozen=True, slots=True)
+class ReenableAnswered:
+    """The vendor management API answered a re-enable for ``sn``; ``error`` if it failed."""
+
+    sn: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time has passed: due retries and warnings fire."""
 
@@ -153,7 +173,7 @@ class Drain:
     """gatewayd is stopping: no new request starts from now on."""
 
 
-Event = Announced | BadAnnounce | ActivationAnswered | CikLookedUp | Tick | Drain
+Event = Announced | BadAnnounce | ActivationAnswered | CikLookedUp | ReenableAnswered | Tick | Drain
 
 
 # ----------------------------------------------------------------- actions
@@ -203,6 +223,15 @@ class LookupCik:
 
 
 @dataclass(frozen=True, slots=True)
+class Reenable:
+    """Ask the vendor management API to re-enable ``sn`` (a fresh CIK can then be issued)."""
+
+    sn: str
+    vendor: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
 class SaveNode:
     """Write the node's record to the state database."""
 
@@ -230,4 +259,4 @@ class Log:
     fields: tuple[tuple[str, str], ...] = field(default=())
 
 
-Action = Activate | StoreCik | LookupCik | SaveNode | Publish | Log
+Action = Activate | StoreCik | LookupCik | Reenable | SaveNode | Publish | Log

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from gatewayd.config import ExositeConfig
 from gatewayd.events import ActivationAnswered, Failed, Issued, Outcome, Refused
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ACTIVATE_PATH: Final = "/provision/activate"
 CIK_LENGTH: Final = 40
+_CHAIN_LIMIT: Final = 8
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded; charset=utf-8"
 NOT_SENT: Final = "not sent: gatewayd is stopping"
 
@@ -205,20 +208,48 @@ class ExositeClient:
                         "any of the CIK arrived; the CIK is probably lost",
                         sn,
                     )
-                if response.status_code != 200 or not body:
+                if response.status_code != 200:
                     return self._failure(exc)
+                if not body:
+                    failed = self._failure(exc)
+                    return Failed(failed.error, 200, maybe_delivered=True)
                 # the 200 is in: whatever of the CIK arrived is kept, never dropped
                 return Issued(_issued(bytes(body)).cik, well_formed=False)
         return classify(response.status_code, bytes(body))
 
     def _failure(self, exc: requests.exceptions.RequestException) -> Failed:
+        delivered = _maybe_delivered(exc)
         if isinstance(exc, requests.exceptions.SSLError):
-            return Failed(f"TLS error: {_brief(exc)}")
+            return Failed(f"TLS error: {_brief(exc)}", maybe_delivered=delivered)
         if isinstance(exc, requests.exceptions.Timeout):
-            return Failed(f"timeout after {self._config.timeout:g} s")
+            text = f"timeout after {self._config.timeout:g} s"
+            return Failed(text, maybe_delivered=delivered)
         if isinstance(exc, requests.exceptions.ConnectionError):
-            return Failed(f"connection error: {_brief(exc)}")
-        return Failed(f"request error: {_brief(exc)}")
+            return Failed(f"connection error: {_brief(exc)}", maybe_delivered=delivered)
+        return Failed(f"request error: {_brief(exc)}", maybe_delivered=delivered)
+
+
+def _maybe_delivered(exc: requests.exceptions.RequestException) -> bool:
+    """Whether the request may have reached Exosite (and a CIK been issued) before it failed.
+
+    Only a failure to connect at all (DNS, refused, connect timeout, TLS
+    handshake) proves that Exosite never saw the request.
+    """
+    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.SSLError):
+        return False
+    if isinstance(exc, requests.exceptions.ReadTimeout | requests.exceptions.ChunkedEncodingError):
+        return True
+    cause: BaseException | None = exc
+    for _ in range(_CHAIN_LIMIT):
+        if cause is None:
+            break
+        if isinstance(cause, urllib3.exceptions.NewConnectionError | socket.gaierror):
+            return False
+        reason = getattr(cause, "reason", None)
+        cause = (
+            reason if isinstance(reason, BaseException) else (cause.__cause__ or cause.__context__)
+        )
+    return True
 
 
 def _brief(exc: BaseException) -> str:

@@ -24,6 +24,18 @@ REASON_TEXT: Final[dict[Reason, str]] = {
 }
 
 CIK_MISSING: Final = "the stored CIK is missing from the keyring"
+REENABLE_BY_HAND: Final = "re-enable the device in Portals, then re-announce it"
+CIK_LOST_AUTO: Final = (
+    "Exosite answered 409 after a request of this gateway's that may have been given "
+    "the CIK, which was lost; gatewayd is re-enabling the device"
+)
+
+
+def cik_lost(sn: str) -> str:
+    return (
+        "Exosite answered 409 after a request of this gateway's that may have been given "
+        f"the CIK, which was lost; {REENABLE_BY_HAND} (serial {sn})"
+    )
 
 
 def rejection(reason: Reason, http_status: int) -> str:

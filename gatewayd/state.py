@@ -7,6 +7,8 @@ code is refused rather than guessed at.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -40,14 +42,19 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         expiry_warned INTEGER NOT NULL DEFAULT 0
     ) STRICT;
     """,
+    # 1 -> 2: the write-ahead of each request
+    """
+    ALTER TABLE nodes ADD COLUMN request_started REAL;
+    ALTER TABLE nodes ADD COLUMN request_form TEXT;
+    ALTER TABLE nodes ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-_COLUMNS: Final = (
-    "sn, vendor, model, state, attempts, next_attempt, last_error, reason, http_status, "
-    "first_seen, rejected_at, activated_at, expiry_warned"
-)
+_FIELDS: Final = tuple(field.name for field in dataclasses.fields(Node))
+_COLUMNS: Final = ", ".join(_FIELDS)
+_BOOLEANS: Final = frozenset({"expiry_warned", "uncertain"})
 
 
 class StateDB:
@@ -124,21 +131,7 @@ class StateDB:
 
     def save(self, node: Node) -> None:
         """Insert or replace a node's record; durable when it returns."""
-        row = (
-            node.sn,
-            node.vendor,
-            node.model,
-            node.state.value,
-            node.attempts,
-            node.next_attempt,
-            node.last_error,
-            None if node.reason is None else node.reason.value,
-            node.http_status,
-            node.first_seen,
-            node.rejected_at,
-            node.activated_at,
-            int(node.expiry_warned),
-        )
+        row = tuple(_column(getattr(node, name)) for name in _FIELDS)
         try:
             self._db.execute(
                 f"INSERT OR REPLACE INTO nodes ({_COLUMNS}) VALUES ({', '.join('?' * len(row))})",  # noqa: S608 (fixed column list)
@@ -176,21 +169,18 @@ def _why(exc: OSError | sqlite3.Error) -> str:
     return str(exc)
 
 
+def _column(value: object) -> object:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
 def _node(row: tuple[Any, ...]) -> Node:
-    (sn, vendor, model, state, attempts, next_attempt, last_error, reason, http_status) = row[:9]
-    (first_seen, rejected_at, activated_at, expiry_warned) = row[9:]
-    return Node(
-        sn=str(sn),
-        vendor=str(vendor),
-        model=str(model),
-        state=State(state),
-        first_seen=float(first_seen),
-        attempts=int(attempts),
-        next_attempt=None if next_attempt is None else float(next_attempt),
-        last_error=None if last_error is None else str(last_error),
-        reason=None if reason is None else Reason(reason),
-        http_status=None if http_status is None else int(http_status),
-        rejected_at=None if rejected_at is None else float(rejected_at),
-        activated_at=None if activated_at is None else float(activated_at),
-        expiry_warned=bool(expiry_warned),
-    )
+    values = dict(zip(_FIELDS, row, strict=True))
+    values["state"] = State(values["state"])
+    values["reason"] = None if values["reason"] is None else Reason(values["reason"])
+    for name in _BOOLEANS:
+        values[name] = bool(values[name])
+    return Node(**values)

@@ -181,6 +181,8 @@ BAD = [
     ("exosite", "retry_base", ["0", "-1", "inf", '"5"']),
     ("exosite", "retry_cap", ["1", "-1", "nan", "true"]),
     ("exosite", "ca_file", ['"ca.pem"', "1"]),
+    ("exosite", "vendor_token_file", ['"token"', "1"]),
+    ("exosite", "auto_reenable", ['"yes"', "1", "0"]),
     (
         "keyring",
         "backend",
@@ -247,6 +249,13 @@ GOOD = [
     ("exosite", "retry_base", "0.2", 0.2),
     ("exosite", "retry_cap", "5", 5.0),
     ("exosite", "ca_file", '"/etc/ssl/exosite.pem"', Path("/etc/ssl/exosite.pem")),
+    (
+        "exosite",
+        "vendor_token_file",
+        '"/etc/gatewayd/vendor-token"',
+        Path("/etc/gatewayd/vendor-token"),
+    ),
+    ("exosite", "auto_reenable", "true", True),
     (
         "keyring",
         "backend",

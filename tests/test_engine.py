@@ -28,6 +28,8 @@ from gatewayd.events import (
     Node,
     Publish,
     Reason,
+    Reenable,
+    ReenableAnswered,
     Refused,
     ResponseTarget,
     SaveNode,
@@ -114,6 +116,22 @@ def _recovering(clock: Clock) -> Engine:
 
 
 LOST = "cannot read the keyring: backend down"
+AUTO = Settings(
+    vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1"}), auto_reenable=True
+)
+
+
+def _lost(engine: Engine, clock: Clock) -> list[Action]:
+    """A request times out after it may have reached Exosite; the retry gets 409."""
+    _activating(engine)
+    engine.handle(ActivationAnswered("SN1", Failed("timeout", maybe_delivered=True)))
+    clock.advance(3600)
+    engine.handle(Tick())
+    engine.handle(ActivationAnswered("SN1", Refused(409)))
+    return engine.handle(CikLookedUp("SN1", None))
+
+
+AUTO_ROWS = {Trigger.CIK_LOST_AUTO, Trigger.REENABLED, Trigger.REENABLE_FAILED}
 
 
 Scenario = Callable[[Engine, Clock], list[Action]]
@@ -190,6 +208,25 @@ SCENARIOS: dict[tuple[State | None, Trigger], Scenario] = {
         e.handle(Announced("SN1")),
         e.handle(CikLookedUp("SN1", None, LOST)),
     )[2],
+    (State.ACTIVATING, Trigger.CIK_LOST): _lost,
+    (State.ACTIVATING, Trigger.CIK_LOST_AUTO): _lost,
+    (State.NEEDS_REENABLE, Trigger.ANNOUNCE): lambda e, c: (
+        _lost(e, c),
+        e.handle(Announced("SN1")),
+    )[1],
+    (State.NEEDS_REENABLE, Trigger.ANNOUNCE_LATE): lambda e, c: (
+        _lost(e, c),
+        c.advance(300),
+        e.handle(Announced("SN1")),
+    )[2],
+    (State.NEEDS_REENABLE, Trigger.REENABLED): lambda e, c: (
+        _lost(e, c),
+        e.handle(ReenableAnswered("SN1")),
+    )[1],
+    (State.NEEDS_REENABLE, Trigger.REENABLE_FAILED): lambda e, c: (
+        _lost(e, c),
+        e.handle(ReenableAnswered("SN1", "HTTP 401")),
+    )[1],
     (State.PENDING, Trigger.RETRY_DUE): lambda e, c: (_pending(e), c.advance(5), e.handle(Tick()))[
         2
     ],
@@ -217,6 +254,12 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.RECOVERING, Trigger.LOOKUP_FAILED): ["SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.LOOKUP_FAILED): ["SaveNode", "Publish"],
     (State.ACTIVATED, Trigger.LOOKUP_FAILED): [],
+    (State.ACTIVATING, Trigger.CIK_LOST): ["SaveNode", "Publish"],
+    (State.ACTIVATING, Trigger.CIK_LOST_AUTO): ["SaveNode", "Reenable"],
+    (State.NEEDS_REENABLE, Trigger.ANNOUNCE): ["Publish"],
+    (State.NEEDS_REENABLE, Trigger.ANNOUNCE_LATE): ["SaveNode", "Activate"],
+    (State.NEEDS_REENABLE, Trigger.REENABLED): ["SaveNode", "Activate"],
+    (State.NEEDS_REENABLE, Trigger.REENABLE_FAILED): ["SaveNode", "Publish"],
 }
 
 
@@ -229,6 +272,8 @@ def test_every_row_has_a_scenario() -> None:
 def test_row(row: tuple[State | None, Trigger], engine: Engine, clock: Clock) -> None:
     if row[0] is State.RECOVERING:
         engine = _recovering(clock)
+    elif row[1] in AUTO_ROWS:
+        engine = Engine(AUTO, [], clock, upper)
     actions = SCENARIOS[row](engine, clock)
     assert kinds(actions) == EXPECTED[row]
     node = engine.node("SN1")
@@ -530,3 +575,48 @@ def test_an_unexpected_cik_is_still_stored(engine: Engine) -> None:
     actions = engine.handle(ActivationAnswered("nobody", Issued(CIK)))
     assert of(StoreCik, actions) == [StoreCik("nobody", "acme", "thermo-v1", CIK)]
     assert [a.kind for a in actions if isinstance(a, Log)] == ["unexpected"]
+
+
+def test_each_request_is_written_ahead(engine: Engine, clock: Clock) -> None:
+    actions = engine.handle(Announced("SN1"))
+    (save,) = of(SaveNode, actions)
+    assert isinstance(save, SaveNode)
+    assert (save.node.request_started, save.node.request_form) == (clock.now, "onep")
+    assert actions.index(save) < actions.index(of(Activate, actions)[0])
+
+
+def test_a_409_after_a_restart_with_nothing_stored_needs_reenable(clock: Clock) -> None:
+    restarted = _recovering(clock)
+    restarted.start()
+    assert of(Activate, restarted.handle(CikLookedUp("SN1", None)))
+    restarted.handle(ActivationAnswered("SN1", Refused(409)))
+    (publish,) = answers(restarted.handle(CikLookedUp("SN1", None)))
+    node = restarted.node("SN1")
+    assert node is not None
+    assert node.state is State.NEEDS_REENABLE
+    assert publish.answer.reason is Reason.NOT_ACTIVATABLE
+    assert "re-enable the device in Portals" in (publish.answer.message or "")
+
+
+def test_a_409_after_a_plain_failure_is_an_ordinary_rejection(engine: Engine, clock: Clock) -> None:
+    engine.handle(Announced("SN1"))
+    engine.handle(ActivationAnswered("SN1", Failed("connection refused")))
+    clock.advance(3600)
+    engine.handle(Tick())
+    engine.handle(ActivationAnswered("SN1", Refused(409)))
+    engine.handle(CikLookedUp("SN1", None))
+    node = engine.node("SN1")
+    assert node is not None
+    assert node.state is State.REJECTED
+
+
+def test_auto_reenable_asks_once_then_a_409_is_a_plain_rejection(clock: Clock) -> None:
+    engine = Engine(AUTO, [], clock, upper)
+    assert of(Reenable, _lost(engine, clock)) == [Reenable("SN1", "acme", "thermo-v1")]
+    assert of(Activate, engine.handle(ReenableAnswered("SN1")))
+    engine.handle(ActivationAnswered("SN1", Refused(409)))
+    actions = engine.handle(CikLookedUp("SN1", None))
+    assert of(Reenable, actions) == []
+    node = engine.node("SN1")
+    assert node is not None
+    assert node.state is State.REJECTED

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gatewayd.errors import StateError
 from gatewayd.events import Node, Reason, State
 from gatewayd.secret import Secret
-from gatewayd.state import DB_NAME, SCHEMA_VERSION, StateDB
+from gatewayd.state import DB_NAME, MIGRATIONS, SCHEMA_VERSION, StateDB
 
 NODE = Node(
     sn="ABC123",
@@ -44,6 +44,9 @@ EVERY_FIELD = Node(
     rejected_at=1_700_000_050.0,
     activated_at=1_700_000_060.75,
     expiry_warned=True,
+    request_started=1_700_000_040.5,
+    request_form="murano",
+    uncertain=True,
 )
 
 
@@ -276,3 +279,20 @@ def test_the_table_holds_exactly_the_node_fields(tmp_path: Path) -> None:
     assert tables == ["nodes"]
     assert sorted(columns) == sorted(f.name for f in dataclasses.fields(Node))
     assert not [v for v in row if isinstance(v, str) and len(v) == 40 and " " not in v]
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    """Schema 1 had no write-ahead columns: its rows load with their defaults."""
+    path = tmp_path / DB_NAME
+    db = raw(path)
+    db.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    db.execute(
+        "INSERT INTO nodes (sn, vendor, model, state, first_seen) VALUES (?, ?, ?, ?, ?)",
+        ("OLD1", "acme", "thermo-v1", "activating", 1_700_000_000.0),
+    )
+    db.close()
+    with open_db(tmp_path) as migrated:
+        (node,) = migrated.all()
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 2
+    assert node == Node("OLD1", "acme", "thermo-v1", State.ACTIVATING, 1_700_000_000.0)
+    assert (node.request_started, node.request_form, node.uncertain) == (None, None, False)

@@ -27,6 +27,9 @@ EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
 
+_TIMES: Final = frozenset(
+    {"first_seen", "next_attempt", "rejected_at", "activated_at", "request_started"}
+)
 _LIST_COLUMNS: Final = ("sn", "state", "model", "attempts", "reason", "first_seen", "activated_at")
 
 
@@ -42,7 +45,7 @@ def _record(node: Node) -> dict[str, object]:
     record: dict[str, object] = {}
     for field in dataclasses.fields(node):
         value = getattr(node, field.name)
-        if field.name in {"first_seen", "next_attempt", "rejected_at", "activated_at"}:
+        if field.name in _TIMES:
             value = None if value is None else _time(value)
         elif value is not None and not isinstance(value, bool | int | float):
             value = str(value)

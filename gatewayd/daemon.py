@@ -16,9 +16,9 @@ import queue
 import random
 import signal
 import sys
+import threading
 import time
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -27,34 +27,33 @@ from typing import Final
 from gatewayd import __version__, logs, protocol
 from gatewayd.config import DEFAULT_PATH, Config, load
 from gatewayd.engine import Engine
-from gatewayd.errors import ConfigError, GatewaydError, InvalidRequest, KeystoreError, StateError
+from gatewayd.errors import ConfigError, GatewaydError, InvalidRequest
 from gatewayd.events import (
-    Action,
-    Activate,
     ActivationAnswered,
     BadAnnounce,
-    CikLookedUp,
     Drain,
     Event,
-    Log,
-    LookupCik,
-    Publish,
-    SaveNode,
+    Reenable,
+    ReenableAnswered,
     Settings,
-    StoreCik,
     Tick,
 )
+from gatewayd.executor import Executor
 from gatewayd.exosite import ExositeClient
 from gatewayd.keystore import Keystore, load_key, open_backend
 from gatewayd.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
 from gatewayd.secret import Secret
 from gatewayd.state import StateDB
+from gatewayd.vendor import VendorApiError, VendorClient
 
 log = logging.getLogger(__name__)
 
+VENDOR_TOKEN_CREDENTIAL: Final = "gatewayd-vendor-token"  # noqa: S105 (a credential's name)
+
 STATUS_INTERVAL: Final = 2.0
 """The status topic is republished at most this often."""
-STORE_RETRY_CAP: Final = 30.0
+STORE_WAIT: Final = 60.0
+"""How long a stop waits for a failing keystore to take the CIKs it holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +70,8 @@ def engine_settings(config: Config) -> Settings:
         model=config.exosite.model,
         models=frozenset(config.exosite.models),
         rejected_retry_after=config.nodes.rejected_retry_after,
+        api=config.exosite.api,
+        auto_reenable=config.exosite.auto_reenable,
         backoff_base=config.exosite.retry_base,
         backoff_cap=config.exosite.retry_cap,
     )
@@ -80,6 +81,35 @@ def open_keystore(config: Config) -> Keystore:
     key = load_key(config.keyring.key_file, os.environ.get("CREDENTIALS_DIRECTORY"))
     backend = open_backend(config.keyring.backend, config.gateway.state_dir / "keyring", key)
     return Keystore(backend, config.keyring.service)
+
+
+def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
+    """The vendor API client, with the token moved into the keyring; None without a token."""
+    exosite = config.exosite
+    path = exosite.vendor_token_file
+    if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+        credential = Path(os.environ["CREDENTIALS_DIRECTORY"], VENDOR_TOKEN_CREDENTIAL)
+        path = credential if credential.exists() else None
+    token: Secret | None
+    if path is not None:
+        try:
+            token = Secret(path.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            key = "exosite.vendor_token_file"
+            raise ConfigError(config.source, key, f"a readable file ({exc.strerror})") from exc
+        keystore.store_token(exosite.vendor, token)
+    else:
+        token = keystore.load_token(exosite.vendor)
+    if token is None:
+        if exosite.auto_reenable:
+            raise ConfigError(
+                config.source,
+                "exosite.auto_reenable",
+                "a vendor token: set exosite.vendor_token_file, or the systemd credential "
+                f"{VENDOR_TOKEN_CREDENTIAL}",
+            )
+        return None
+    return VendorClient(exosite, token)
 
 
 def read_password(config: Config) -> Secret | None:
@@ -103,8 +133,8 @@ class Daemon:
         self._state = StateDB.in_dir(config.gateway.state_dir)
         self._engine = Engine(engine_settings(config), self._state.all(), time.time, random.uniform)
         self._started = time.time()
-        self._outstanding = 0
         self._stopping = False
+        self._stop_deadline = 0.0
         self._forced = False
         self._status_sent: tuple[object, ...] | None = None
         self._status_at = 0.0
@@ -117,6 +147,16 @@ class Daemon:
             will_payload=self._status_payload("offline"),
             password=read_password(config),
             deliver=self._queue.put,
+        )
+        self._vendor = vendor_client(config, self._keystore)
+        self._executor = Executor(
+            self._engine,
+            self._keystore,
+            self._state,
+            self._exosite,
+            self._link,
+            self._topics,
+            self._reenable,
         )
 
     # ------------------------------------------------------------------ run
@@ -131,14 +171,22 @@ class Daemon:
             __version__,
             ", ".join(f"{n} {state}" for state, n in counts.items()),
         )
-        self._execute(self._engine.start())
-        self._execute(self._engine.handle(Tick()))
+        self._executor.run(self._engine.start())
+        self._executor.run(self._engine.handle(Tick()))
         while not self._drained():
             item = self._next_item()
             self._dispatch(item)
         self._exosite.close(timeout=0)
         self._link.stop(self._topics.status, self._status_payload("offline"))
         self._state.close()
+        if self._executor.unstored:
+            lost = ", ".join(sorted(self._executor.unstored))
+            log.critical(
+                "stopped with CIKs the keystore never took, for %s: they were delivered to "
+                "their nodes but are not kept here; re-enable those devices if the nodes lose them",
+                lost,
+            )
+            return 1
         log.info("gatewayd stopped")
         return 0
 
@@ -146,7 +194,11 @@ class Daemon:
         self._queue.put(Stop(signum))
 
     def _next_item(self) -> Item:
-        deadlines = [d for d in (self._engine.next_deadline(), self._status_due()) if d]
+        deadlines = [
+            d
+            for d in (self._engine.next_deadline(), self._status_due(), self._executor.store_due())
+            if d
+        ]
         timeout = max(0.0, min(deadlines) - time.time()) if deadlines else None
         try:
             return self._queue.get(timeout=timeout)
@@ -154,54 +206,101 @@ class Daemon:
             return Tick()
 
     def _drained(self) -> bool:
-        """Stopping, and no request is on the wire: a 200 can no longer arrive."""
-        return self._stopping and (self._outstanding == 0 or self._forced)
+        """Stopping, no request on the wire (a 200 can no longer arrive), every CIK stored.
+
+        The wait for the keystore is bounded; the wait for requests is not (each
+        is bounded by its timeout), unless a second signal forces the stop.
+        """
+        if not self._stopping:
+            return False
+        if self._forced:
+            return True
+        if self._executor.outstanding:
+            return False
+        return not self._executor.unstored or time.time() >= self._stop_deadline
 
     def _dispatch(self, item: Item) -> None:
         match item:
             case Message():
-                self._execute(self._engine.handle(self._announce(item)))
-            case ActivationAnswered():
-                self._outstanding -= 1
-                self._execute(self._engine.handle(item))
-            case Connected(subscribed=False):
-                self._connected = True
-                self._status_sent = None
-            case Connected():
-                self._connected = True
-                log.info(
-                    "connected to broker %s:%d, subscribed to %s",
-                    self.config.mqtt.host,
-                    self.config.mqtt.port,
-                    self._topics.announce_filter,
-                )
-                self._status_sent = None
-            case Disconnected(reason=reason):
-                if self._connected:
-                    log.warning("disconnected from the broker (%s); reconnecting", reason)
-                self._connected = False
-            case Stop(signal=signal.SIGHUP):
-                log.warning("SIGHUP ignored: restart gatewayd to apply a changed configuration")
-            case Stop(signal=signum) if not self._stopping:
-                self._stopping = True
-                log.info(
-                    "signal %d: stopping; %d activation requests in flight are waited for "
-                    "(a second signal stops at once, and their CIKs may be lost)",
-                    signum,
-                    self._outstanding,
-                )
-                self._execute(self._engine.handle(Drain()))
-                self._exosite.close(timeout=0)
+                self._executor.run(self._engine.handle(self._announce(item)))
+            case ActivationAnswered() | ReenableAnswered():
+                self._executor.answered()
+                self._executor.run(self._engine.handle(item))
+            case Connected() | Disconnected():
+                self._link_event(item)
             case Stop(signal=signum):
-                log.warning(
-                    "signal %d again: stopping with %d activation requests in flight",
-                    signum,
-                    self._outstanding,
-                )
-                self._forced = True
+                self._signal(signum)
+            case Tick():
+                self._executor.retry_stores(time.time())
+                self._executor.run(self._engine.handle(item))
             case _:
-                self._execute(self._engine.handle(item))
+                self._executor.run(self._engine.handle(item))
         self._publish_status()
+
+    def _link_event(self, event: Connected | Disconnected) -> None:
+        if isinstance(event, Disconnected):
+            if self._connected:
+                log.warning("disconnected from the broker (%s); reconnecting", event.reason)
+            self._connected = False
+            return
+        self._connected = True
+        self._status_sent = None
+        if event.subscribed:
+            log.info(
+                "connected to broker %s:%d, subscribed to %s",
+                self.config.mqtt.host,
+                self.config.mqtt.port,
+                self._topics.announce_filter,
+            )
+
+    def _signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            log.warning("SIGHUP ignored: restart gatewayd to apply a changed configuration")
+        elif not self._stopping:
+            self._stop(signum)
+        else:
+            log.warning(
+                "signal %d again: stopping with %d requests in flight and %d CIKs unstored",
+                signum,
+                self._executor.outstanding,
+                len(self._executor.unstored),
+            )
+            self._forced = True
+
+    def _stop(self, signum: int) -> None:
+        self._stopping = True
+        self._stop_deadline = time.time() + STORE_WAIT
+        log.info(
+            "signal %d: stopping; %d requests in flight are waited for "
+            "(a second signal stops at once, and their CIKs may be lost)",
+            signum,
+            self._executor.outstanding,
+        )
+        if self._executor.unstored:
+            log.critical(
+                "waiting up to %.0f s for the keystore to take %d CIKs it has refused so far",
+                STORE_WAIT,
+                len(self._executor.unstored),
+            )
+        self._executor.run(self._engine.handle(Drain()))
+        self._exosite.close(timeout=0)
+
+    def _reenable(self, action: Reenable) -> None:
+        """Re-enable a serial through the vendor API, on a thread of its own (it is rare)."""
+        vendor = self._vendor
+        if vendor is None:
+            self._queue.put(ReenableAnswered(action.sn, "no vendor token is configured"))
+            return
+
+        def work() -> None:
+            try:
+                vendor.reenable(action.model, action.sn)
+            except VendorApiError as exc:
+                self._queue.put(ReenableAnswered(action.sn, str(exc)))
+            else:
+                self._queue.put(ReenableAnswered(action.sn))
+
+        threading.Thread(target=work, name=f"reenable-{action.sn}", daemon=True).start()
 
     def _announce(self, message: Message) -> Event:
         topics = self._topics
@@ -222,71 +321,6 @@ class Daemon:
                     topics, sn, message.response_topic, message.correlation
                 )
             return BadAnnounce(str(exc), sn, response)
-
-    # -------------------------------------------------------------- actions
-
-    def _execute(self, actions: Iterable[Action]) -> None:
-        todo = deque(actions)
-        while todo:
-            action = todo.popleft()
-            match action:
-                case StoreCik():
-                    self._store(action)
-                case SaveNode(node=node):
-                    try:
-                        self._state.save(node)
-                    except StateError as exc:
-                        log.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
-                case Activate(sn=sn, vendor=vendor, model=model):
-                    self._outstanding += 1
-                    self._exosite.submit(sn, vendor, model)
-                case LookupCik():
-                    todo.extendleft(reversed(self._engine.handle(self._lookup(action))))
-                case Publish():
-                    self._publish(action)
-                case Log():
-                    logs.emit(action)
-
-    def _lookup(self, action: LookupCik) -> CikLookedUp:
-        try:
-            cik = self._keystore.load(action.vendor, action.model, action.sn)
-        except KeystoreError as exc:
-            return CikLookedUp(action.sn, None, error=f"cannot read the keyring: {exc}")
-        return CikLookedUp(action.sn, cik)
-
-    def _store(self, action: StoreCik) -> None:
-        """Store a CIK; until it is stored nothing else happens, for it exists nowhere else.
-
-        While the keystore fails, no new activation request starts, so no
-        further CIK is issued into a keystore that cannot keep it.
-        """
-        delay = 0.5
-        while True:
-            try:
-                self._keystore.store(action.vendor, action.model, action.sn, action.cik)
-            except Exception as exc:  # noqa: BLE001 (whatever a backend raises, the CIK stays)
-                problem = str(exc) if isinstance(exc, KeystoreError) else type(exc).__name__
-                self._exosite.pause()
-                logs.emit(
-                    Log(
-                        "cik_unstored",
-                        logging.CRITICAL,
-                        f"CIK received but not stored ({problem}); retrying in {delay:.0f} s",
-                        action.sn,
-                    )
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, STORE_RETRY_CAP)
-            else:
-                self._exosite.resume()
-                return
-
-    def _publish(self, action: Publish) -> None:
-        answer = action.answer
-        payload = protocol.encode_answer(answer)
-        self._link.publish(self._topics.credentials(answer.sn), payload)
-        for target in action.responses:
-            self._link.publish(target.topic, payload, correlation=target.correlation)
 
     # --------------------------------------------------------------- status
 

@@ -39,6 +39,7 @@ from gatewayd.secret import Secret
 log = logging.getLogger(__name__)
 
 DEFAULT_FOLDER: Final = Path("/var/lib/gatewayd/keyring")
+TOKEN_USERNAME: Final = "vendor-token"  # noqa: S105 (a user name, not a secret)
 KEY_CREDENTIAL: Final = "gatewayd-keyring-key"
 KEY_SIZE: Final = 32
 _NONCE_SIZE: Final = 12
@@ -270,6 +271,16 @@ class Keystore:
     def load(self, vendor: str, model: str, sn: str) -> Secret | None:
         with _mapped("load the CIK of", sn):
             value = self._backend.get_password(self.service(vendor, model), sn)
+        return None if value is None else Secret(value)
+
+    def store_token(self, vendor: str, token: Secret) -> None:
+        """Keep the vendor API token of ``vendor`` (under the service ``<prefix>/<vendor>``)."""
+        with _mapped("store the vendor token of", vendor, token.reveal()):
+            self._backend.set_password(f"{self._prefix}/{vendor}", TOKEN_USERNAME, token.reveal())
+
+    def load_token(self, vendor: str) -> Secret | None:
+        with _mapped("load the vendor token of", vendor):
+            value = self._backend.get_password(f"{self._prefix}/{vendor}", TOKEN_USERNAME)
         return None if value is None else Secret(value)
 
     def delete(self, vendor: str, model: str, sn: str) -> bool:

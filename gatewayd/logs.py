@@ -31,6 +31,8 @@ MESSAGE_IDS: Final[dict[str, uuid.UUID]] = {
         "expiry_warning",
         "cik_malformed",
         "cik_unstored",
+        "cik_stored_late",
+        "needs_reenable",
         "unexpected",
     )
 }

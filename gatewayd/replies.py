@@ -10,7 +10,7 @@ import logging
 import math
 from typing import Final
 
-from gatewayd.events import Answer, Log, Node, Reason
+from gatewayd.events import Answer, Log, Node, Reason, State
 from gatewayd.secret import Secret
 
 REASON_TEXT: Final[dict[Reason, str]] = {
@@ -91,6 +91,9 @@ def pending_log(node: Node, now: float) -> Log:
 
 
 def rejected_log(node: Node) -> Log:
+    if node.state is State.NEEDS_REENABLE:
+        text = f"needs re-enabling: {node.last_error}"
+        return Log("needs_reenable", logging.ERROR, text, node.sn, node.state, node.http_status)
     text = f"rejected: {node.reason} ({node.last_error})"
     return Log("rejected", logging.WARNING, text, node.sn, node.state, node.http_status)
 

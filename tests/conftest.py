@@ -182,11 +182,11 @@ class Gateway:
         assert self.process is not None
         self.process.send_signal(signum)
 
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        """Stop the daemon and return its exit code."""
+    def stop(self, signum: int | None = signal.SIGTERM) -> int:
+        """Stop the daemon (``None``: wait for it to stop) and return its exit code."""
         if self.process is None:
             return 0
-        if self.process.poll() is None:
+        if signum is not None and self.process.poll() is None:
             self.process.send_signal(signum)
         code = self.process.wait(WAIT)
         assert self.watcher is not None

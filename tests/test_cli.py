@@ -248,6 +248,9 @@ def test_list_json(capsys: pytest.CaptureFixture[str], filled: Path) -> None:
         "rejected_at": None,
         "activated_at": "2023-11-14T22:13:25Z",
         "expiry_warned": False,
+        "request_started": None,
+        "request_form": None,
+        "uncertain": False,
     }
     assert records[1]["reason"] == "unknown_serial"
     assert records[1]["http_status"] == 404
@@ -284,6 +287,9 @@ def test_show_prints_every_field(capsys: pytest.CaptureFixture[str], filled: Pat
         "rejected_at",
         "activated_at",
         "expiry_warned",
+        "request_started",
+        "request_form",
+        "uncertain",
     ]
     values = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in lines}
     assert values["sn"] == "abc123"

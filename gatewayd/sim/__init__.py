@@ -7,17 +7,22 @@ The daemon never imports this package. Start one from Python::
     with Simulator(registry) as sim:
         requests.post(f"{sim.url}/provision/activate", data={...})
 
-or from a shell with ``python -m gatewayd.sim``.
+or from a shell with ``python -m gatewayd.sim``. With a vendor token
+(``Registry(vendor_token=...)``, or ``--vendor-token-file``) it also answers the
+vendor management API: see :mod:`gatewayd.sim.server`.
 """
 
+from gatewayd.sim.devices import State
 from gatewayd.sim.registry import (
     DROP,
     EXPIRY_SECONDS,
     Answer,
+    Call,
     Device,
     LogEntry,
+    ManageAnswer,
     Registry,
-    State,
+    device_rid,
 )
 from gatewayd.sim.server import Request, Response, Route, Simulator
 
@@ -25,12 +30,15 @@ __all__ = [
     "DROP",
     "EXPIRY_SECONDS",
     "Answer",
+    "Call",
     "Device",
     "LogEntry",
+    "ManageAnswer",
     "Registry",
     "Request",
     "Response",
     "Route",
     "Simulator",
     "State",
+    "device_rid",
 ]

@@ -2,7 +2,9 @@
 
 Prints one line, ``listening on http://HOST:PORT``, on stdout once it serves
 (so ``--port 0`` can be used and the port read back); logs go to stderr.
-Exits 0 on a signal, 2 on a bad devices file or usage, 1 if it cannot listen.
+Exits 0 on a signal, 2 on a bad devices file, vendor token file or usage, 1 if
+it cannot listen. ``--vendor-token-file`` names a file holding the vendor token
+that the management calls must carry; the token is never printed or logged.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import random
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gatewayd.errors import ConfigError
@@ -40,6 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"gatewayd.sim: {exc}", file=sys.stderr)
             return 2
+    if args.vendor_token_file is not None:
+        try:
+            registry.set_vendor_token(_read_token(args.vendor_token_file))
+        except (ConfigError, ValueError) as exc:
+            print(f"gatewayd.sim: {args.vendor_token_file}: {exc}", file=sys.stderr)
+            return 2
+        log.info("management calls need the vendor token from %s", args.vendor_token_file)
     registry.latency = args.latency
     registry.error_rate = args.error_rate
     registry.drop_rate = args.drop_rate
@@ -77,12 +87,28 @@ def _parser() -> argparse.ArgumentParser:
         type=_pair,
         help="the pair that answers the Murano form (id=<sn>)",
     )
+    parser.add_argument(
+        "--vendor-token-file",
+        metavar="FILE",
+        help="file holding the vendor token the management API requires (not printed)",
+    )
     parser.add_argument("--latency", metavar="S", type=_seconds, default=0.0)
     parser.add_argument("--error-rate", metavar="R", type=_rate, default=0.0, help="503 rate")
     parser.add_argument("--drop-rate", metavar="R", type=_rate, default=0.0)
     parser.add_argument("--seed", metavar="N", type=int, help="seed for the fault rates")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every HTTP request")
     return parser
+
+
+def _read_token(path: str) -> str:
+    """The file's text without surrounding white space; the error never quotes the text."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ValueError("the vendor token is not UTF-8 text (not shown)") from None
+    return text.strip()
 
 
 def _pair(text: str) -> tuple[str, str]:

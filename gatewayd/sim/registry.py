@@ -2,26 +2,31 @@
 
 The HTTP server answers each request on its own thread, so every read and
 write here goes through one lock. Only :meth:`Registry.load` does I/O.
+
+Besides activation it models the vendor management API: asking about a serial
+(:attr:`Call.STATUS`) and re-enabling it (:attr:`Call.REENABLE`). The simulator
+holds at most one vendor token, valid for every vendor it knows.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 import logging
 import math
 import random
 import secrets
 import threading
 import time
-import tomllib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from gatewayd.errors import ConfigError
 from gatewayd.secret import Secret
+from gatewayd.sim.devices import State, read_devices_file
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +37,18 @@ DROP: Final = 0
 """A scripted status that closes the connection without answering."""
 
 
-class State(enum.StrEnum):
-    PENDING = "pending"
-    ACTIVATED = "activated"
-    EXPIRED = "expired"
+class Call(enum.StrEnum):
+    """What a logged request asked for."""
+
+    ACTIVATE = "activate"  # POST /provision/activate
+    STATUS = "status"  # GET /provision/manage/model/<model>/<sn>
+    REENABLE = "reenable"  # POST /provision/manage/model/<model>/<sn>, enable=true
+
+
+def device_rid(vendor: str, model: str, sn: str) -> str:
+    """A device's resource id: 40 hex digits, the same for the same device in every run."""
+    key = f"{vendor}\0{model}\0{sn}".encode()
+    return hashlib.blake2b(key, digest_size=20).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +59,19 @@ class Device:
     state: State
     calls: int
 
+    @property
+    def rid(self) -> str:
+        return device_rid(self.vendor, self.model, self.sn)
+
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """One activation request: when it came (by the registry's clock), for whom, the answer."""
+    """One request: when it came (by the registry's clock), for whom, the answer, what it asked."""
 
     time: float
     sn: str
     status: int
+    call: Call = Call.ACTIVATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +80,15 @@ class Answer:
 
     status: int
     cik: Secret | None = None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ManageAnswer:
+    """How to answer one management request; ``device`` is the device's view when it succeeded."""
+
+    status: int
+    device: Device | None = None
     delay: float = 0.0
 
 
@@ -76,14 +103,17 @@ class Registry:
 
     Serials are case-sensitive. A vendor/model pair is known once it has been
     registered, with :meth:`add_pair` or by adding a device to it. Faults are
-    applied in this order: the serial's script, then the drop rate, then the
-    error rate; latency (global plus per serial) delays every answer.
+    applied in this order: the serial's script (activation requests only), then
+    the drop rate, then the error rate; latency (global plus per serial) delays
+    every answer. Management requests need ``vendor_token`` (see
+    :meth:`set_vendor_token`) and are counted apart: :meth:`manage_calls`.
     """
 
     def __init__(
         self,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        vendor_token: str | None = None,
     ) -> None:
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 (faults, not secrets)
@@ -92,12 +122,26 @@ class Registry:
         self._devices: dict[tuple[str, str, str], _Record] = {}
         self._issued: list[tuple[str, str]] = []
         self._calls: Counter[str] = Counter()
+        self._manage_calls: Counter[str] = Counter()
+        self._vendor_token: Secret | None = None
         self._log: list[LogEntry] = []
         self._latency = 0.0
         self._sn_latency: dict[str, float] = {}
         self._scripts: dict[str, deque[int]] = {}
         self._error_rate = 0.0
         self._drop_rate = 0.0
+        self.set_vendor_token(vendor_token)
+
+    def set_vendor_token(self, token: str | None) -> None:
+        """The token management requests must carry; None (the default) refuses them all (401).
+
+        It must be non-empty printable ASCII, as an HTTP header carries it;
+        it is kept as a :class:`Secret` and never logged.
+        """
+        if token is not None and not (token and token.isascii() and token.isprintable()):
+            raise ValueError("the vendor token must be non-empty printable ASCII (not shown)")
+        with self._lock:
+            self._vendor_token = None if token is None else Secret(token)
 
     def add_pair(self, vendor: str, model: str) -> None:
         _check_names(vendor=vendor, model=model)
@@ -149,6 +193,15 @@ class Registry:
     def total_calls(self) -> int:
         with self._lock:
             return self._calls.total()
+
+    def manage_calls(self, sn: str) -> int:
+        """Management requests about ``sn``, whatever their answer (not in :meth:`calls`)."""
+        with self._lock:
+            return self._manage_calls[sn]
+
+    def total_manage_calls(self) -> int:
+        with self._lock:
+            return self._manage_calls.total()
 
     def request_log(self) -> list[LogEntry]:
         with self._lock:
@@ -228,14 +281,37 @@ class Registry:
             self._log.append(LogEntry(self._clock(), sn, status))
         return Answer(status, cik, delay)
 
+    def manage(
+        self, call: Call, model: str, sn: str, token: str | None, *, well_formed: bool = True
+    ) -> ManageAnswer:
+        """Count, answer and log one management request (:attr:`Call.STATUS` or ``REENABLE``).
+
+        After the drop and error rates: 401 unless ``token`` is the vendor
+        token, 400 if not ``well_formed``, 404 for an unknown model or serial
+        (409 if the model is registered under more than one vendor), else 200
+        for a status or 205 for a re-enable, which makes the device pending
+        again with a fresh 24 h window, so that it can be activated once more.
+        """
+        if call is Call.ACTIVATE:
+            raise ValueError("an activation is answered by activate(), not manage()")
+        with self._lock:
+            self._manage_calls[sn] += 1
+            delay = self._latency + self._sn_latency.get(sn, 0.0)
+            status = self._fault(sn, scripted=False)
+            device = None
+            if status == 200:
+                status, device = self._manage(call, model, sn, token, well_formed=well_formed)
+            self._log.append(LogEntry(self._clock(), sn, status, call))
+        return ManageAnswer(status, device, delay)
+
     def record(self, sn: str, status: int) -> None:
         """Count and log a request the server answered by itself (a malformed one)."""
         with self._lock:
             self._calls[sn] += 1
             self._log.append(LogEntry(self._clock(), sn, status))
 
-    def _fault(self, sn: str) -> int:
-        script = self._scripts.get(sn)
+    def _fault(self, sn: str, *, scripted: bool = True) -> int:
+        script = self._scripts.get(sn) if scripted else None
         if script:
             status = script.popleft()
             if not script:
@@ -262,6 +338,30 @@ class Registry:
         self._issued.append((sn, cik))
         return 200, Secret(cik)
 
+    def _manage(
+        self, call: Call, model: str, sn: str, token: str | None, *, well_formed: bool
+    ) -> tuple[int, Device | None]:
+        expected = self._vendor_token
+        if (
+            expected is None
+            or token is None
+            or not hmac.compare_digest(token.encode(), expected.reveal().encode())
+        ):
+            return 401, None
+        if not well_formed:
+            return 400, None
+        vendors = [vendor for vendor, known in self._pairs if known == model]
+        if len(vendors) > 1:
+            return 409, None
+        record = self._devices.get((vendors[0], model, sn)) if vendors else None
+        if record is None:
+            return 404, None
+        if call is Call.REENABLE:
+            record.state = State.PENDING
+            record.added_at = self._clock()
+            return 205, self._view(vendors[0], model, sn, record)
+        return 200, self._view(vendors[0], model, sn, record)
+
     def _state(self, record: _Record) -> State:
         if record.state is State.PENDING and self._clock() - record.added_at > EXPIRY_SECONDS:
             return State.EXPIRED
@@ -269,73 +369,6 @@ class Registry:
 
     def _view(self, vendor: str, model: str, sn: str, record: _Record) -> Device:
         return Device(vendor, model, sn, self._state(record), self._calls[sn])
-
-
-def parse_device(table: object, source: str, where: str = "") -> tuple[str, str, str, State]:
-    """Check one ``{vendor, model, sn[, state]}`` table; raises :class:`ConfigError`."""
-    fields = _parse_table(table, source, where, ("vendor", "model", "sn", "state"))
-    state = fields.get("state", State.PENDING.value)
-    if state not in set(State):
-        expected = "expected one of " + ", ".join(State)
-        raise ConfigError(source, _key(where, "state"), expected)
-    return fields["vendor"], fields["model"], fields["sn"], State(state)
-
-
-def read_devices_file(
-    path: Path,
-) -> tuple[list[tuple[str, str]], list[tuple[str, str, str, State]]]:
-    """The ``[[pair]]`` and ``[[device]]`` entries of a devices file.
-
-    Raises :class:`ConfigError` naming the file, the entry and the key.
-    """
-    source = str(path)
-    try:
-        with path.open("rb") as file:
-            document = tomllib.load(file)
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "", f"not valid TOML: {exc}") from exc
-    for name in document:
-        if name not in {"device", "pair"}:
-            raise ConfigError(source, name, "unknown key; expected [[device]] or [[pair]] tables")
-    pairs = [
-        _parse_table(table, source, f"pair #{index}", ("vendor", "model"))
-        for index, table in enumerate(_tables(document, "pair", source), start=1)
-    ]
-    devices = [
-        parse_device(table, source, f"device #{index}")
-        for index, table in enumerate(_tables(document, "device", source), start=1)
-    ]
-    return [(pair["vendor"], pair["model"]) for pair in pairs], devices
-
-
-def _tables(document: dict[str, object], name: str, source: str) -> list[object]:
-    tables = document.get(name, [])
-    if not isinstance(tables, list):
-        raise ConfigError(source, name, f"expected [[{name}]] tables")
-    return tables
-
-
-def _parse_table(table: object, source: str, where: str, keys: tuple[str, ...]) -> dict[str, str]:
-    if not isinstance(table, dict):
-        raise ConfigError(source, where, "expected a table")
-    for key in table:
-        if key not in keys:
-            raise ConfigError(source, _key(where, key), "unknown key")
-    fields: dict[str, str] = {}
-    for key in keys:
-        value = table.get(key)
-        if value is None and key == "state":
-            continue
-        if not isinstance(value, str) or not value:
-            raise ConfigError(source, _key(where, key), "expected a non-empty string")
-        fields[key] = value
-    return fields
-
-
-def _key(where: str, key: str) -> str:
-    return f"{where}, key {key}" if where else key
 
 
 def _check_names(**names: str) -> None:

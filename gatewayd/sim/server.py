@@ -4,6 +4,17 @@ An endpoint is a function from a :class:`Request` to a :class:`Response`; it
 does no I/O. The request handler reads the request, looks the endpoint up in
 :attr:`Simulator.routes`, waits out the response's delay and writes it (or,
 for :data:`~gatewayd.sim.registry.DROP`, closes the connection without a word).
+
+The vendor management API, with header ``X-Exosite-Token: <vendor token>``
+(missing or wrong: 401; unknown model or serial: 404)::
+
+    GET  /provision/manage/model/<model>/<sn>
+        200 text/plain  <status>,<rid>,<extra>   status: activated, notactivated
+                                                 or expired; rid: 40 hex; extra: empty
+    POST /provision/manage/model/<model>/<sn>   form body enable=true (else 400)
+        205 empty body: the device is pending again, for a fresh 24 h
+
+``<model>`` and ``<sn>`` are percent-decoded path segments.
 """
 
 from __future__ import annotations
@@ -18,11 +29,13 @@ from dataclasses import dataclass, field, replace
 from email.message import Message
 from http.client import responses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from gatewayd.errors import ConfigError
-from gatewayd.sim.registry import DROP, Answer, Device, Registry, parse_device
+from gatewayd.sim.devices import State, parse_device
+from gatewayd.sim.registry import DROP, Answer, Call, Device, ManageAnswer, Registry
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -35,6 +48,12 @@ FORM: Final = "application/x-www-form-urlencoded"
 MAX_BODY: Final = 64 * 1024
 HANDLER_TIMEOUT: Final = 10.0
 POLL_INTERVAL: Final = 0.05
+TOKEN_HEADER: Final = "X-Exosite-Token"  # noqa: S105 (a header name, not a secret)
+MANAGE_PATH: Final = re.compile(r"/provision/manage/model/(?P<model>[^/]+)/(?P<sn>[^/]+)")
+ONEP_STATUS: Final = MappingProxyType(
+    {State.ACTIVATED: "activated", State.PENDING: "notactivated", State.EXPIRED: "expired"}
+)
+"""The One Platform's word for each device state, in a status answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +116,8 @@ class Simulator:
         self.murano = murano
         self.routes: tuple[Route, ...] = (
             Route("POST", re.compile(r"/provision/activate"), self._activate),
+            Route("GET", MANAGE_PATH, self._serial_status),
+            Route("POST", MANAGE_PATH, self._reenable),
             Route("GET", re.compile(r"/_sim/devices"), self._list_devices),
             Route("POST", re.compile(r"/_sim/devices"), self._add_device),
         )
@@ -170,6 +191,26 @@ class Simulator:
         log.info("activate sn=%r: %s", sn, "dropped" if answer.status == DROP else answer.status)
         return _activation_response(answer)
 
+    def _serial_status(self, request: Request) -> Response:
+        return self._manage(Call.STATUS, request, well_formed=True)
+
+    def _reenable(self, request: Request) -> Response:
+        enable = _form(request) == {"enable": "true"}
+        return self._manage(Call.REENABLE, request, well_formed=enable)
+
+    def _manage(self, call: Call, request: Request, *, well_formed: bool) -> Response:
+        """Answer a management request; the token is compared by the registry, never logged."""
+        raw_model, raw_sn = request.params["model"], request.params["sn"]
+        try:
+            model, sn = unquote(raw_model, errors="strict"), unquote(raw_sn, errors="strict")
+        except UnicodeDecodeError:
+            model, sn, well_formed = raw_model, raw_sn, False
+        token = request.headers.get(TOKEN_HEADER)
+        answer = self.registry.manage(call, model, sn, token, well_formed=well_formed)
+        shown = "dropped" if answer.status == DROP else answer.status
+        log.info("%s model=%r sn=%r: %s", call, model, sn, shown)
+        return _manage_response(answer)
+
     def _list_devices(self, _request: Request) -> Response:
         pairs = [{"vendor": vendor, "model": model} for vendor, model in self.registry.pairs()]
         devices = [_device_json(device) for device in self.registry.devices()]
@@ -206,6 +247,16 @@ def _form(request: Request) -> dict[str, str] | None:
 def _activation_response(answer: Answer) -> Response:
     if answer.cik is not None:
         return Response(200, answer.cik.reveal().encode(), TEXT, answer.delay)
+    return replace(Response.text(answer.status), delay=answer.delay)
+
+
+def _manage_response(answer: ManageAnswer) -> Response:
+    device = answer.device
+    if answer.status == 200 and device is not None:
+        body = f"{ONEP_STATUS[device.state]},{device.rid},"
+        return Response(200, body.encode(), TEXT, answer.delay)
+    if answer.status == 205:
+        return Response(205, b"", TEXT, answer.delay)
     return replace(Response.text(answer.status), delay=answer.delay)
 
 

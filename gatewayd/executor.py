@@ -1,0 +1,166 @@
+"""Carries out the engine's actions, in order, on the daemon's main thread.
+
+A CIK is written to the keystore before anything else happens to its node.
+When the keystore cannot take it (disk full, read-only file system, a backend
+error), the CIK is kept in memory and the node is still answered, a CRITICAL
+line is logged, no new activation request starts, and the write is retried
+until it succeeds; only then is the node's record saved as ``activated``, so
+that a crash meanwhile leaves the write-ahead record that tells what was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from gatewayd import logs, protocol
+from gatewayd.engine import Engine
+from gatewayd.errors import KeystoreError, StateError
+from gatewayd.events import (
+    Action,
+    Activate,
+    CikLookedUp,
+    Log,
+    LookupCik,
+    Publish,
+    Reenable,
+    SaveNode,
+    StoreCik,
+)
+from gatewayd.exosite import ExositeClient
+from gatewayd.keystore import Keystore
+from gatewayd.mqtt import MqttLink
+from gatewayd.state import StateDB
+from gatewayd.timers import backoff_ceiling
+
+log = logging.getLogger(__name__)
+
+STORE_RETRY_BASE: Final = 0.5
+STORE_RETRY_CAP: Final = 30.0
+
+
+class Executor:
+    def __init__(
+        self,
+        engine: Engine,
+        keystore: Keystore,
+        state: StateDB,
+        exosite: ExositeClient,
+        link: MqttLink,
+        topics: protocol.Topics,
+        reenable: Callable[[Reenable], None],
+    ) -> None:
+        self._engine = engine
+        self._keystore = keystore
+        self._state = state
+        self._exosite = exosite
+        self._link = link
+        self._topics = topics
+        self._reenable = reenable
+        self.outstanding = 0
+        """Requests (activations and re-enables) sent and not answered yet."""
+        self.unstored: dict[str, StoreCik] = {}
+        """CIKs received that the keystore has not taken yet: they exist only here."""
+        self._store_failures = 0
+        self._store_retry_at: float | None = None
+
+    def run(self, actions: Iterable[Action]) -> None:
+        todo = deque(actions)
+        while todo:
+            action = todo.popleft()
+            match action:
+                case StoreCik():
+                    self._store(action)
+                case SaveNode(node=node) if node.sn in self.unstored:
+                    log.debug(
+                        "node %s: record kept as written ahead until its CIK is stored", node.sn
+                    )
+                case SaveNode(node=node):
+                    self._save(node.sn)
+                case Activate(sn=sn, vendor=vendor, model=model):
+                    self.outstanding += 1
+                    self._exosite.submit(sn, vendor, model)
+                case Reenable():
+                    self.outstanding += 1
+                    self._reenable(action)
+                case LookupCik():
+                    todo.extendleft(reversed(self._engine.handle(self._lookup(action))))
+                case Publish():
+                    self._publish(action)
+                case Log():
+                    logs.emit(action)
+
+    def answered(self) -> None:
+        self.outstanding -= 1
+
+    # ----------------------------------------------------------------- keystore
+
+    def store_due(self) -> float | None:
+        """When the next attempt to store the held CIKs is due, if any are held."""
+        return self._store_retry_at if self.unstored else None
+
+    def retry_stores(self, now: float) -> None:
+        if not self.unstored or self._store_retry_at is None or now < self._store_retry_at:
+            return
+        for sn, action in list(self.unstored.items()):
+            if not self._write(action):
+                return
+            del self.unstored[sn]
+            logs.emit(Log("cik_stored_late", logging.WARNING, "CIK stored after retrying", sn))
+            self._save(sn)
+        self._store_failures = 0
+        self._store_retry_at = None
+        self._exosite.resume()
+
+    def _store(self, action: StoreCik) -> None:
+        if self.unstored or not self._write(action):
+            # keep the order of writes: a CIK is never stored behind one that waits
+            self.unstored[action.sn] = action
+
+    def _write(self, action: StoreCik) -> bool:
+        try:
+            self._keystore.store(action.vendor, action.model, action.sn, action.cik)
+        except Exception as exc:  # noqa: BLE001 (whatever a backend raises, the CIK stays)
+            problem = str(exc) if isinstance(exc, KeystoreError) else type(exc).__name__
+            self._exosite.pause()
+            self._store_failures += 1
+            delay = backoff_ceiling(self._store_failures, STORE_RETRY_BASE, 2.0, STORE_RETRY_CAP)
+            self._store_retry_at = time.time() + delay
+            text = (
+                f"CIK received but not stored ({problem}); kept in memory and retried in "
+                f"{delay:.1f} s; no new activation starts meanwhile"
+            )
+            logs.emit(Log("cik_unstored", logging.CRITICAL, text, action.sn))
+            return False
+        return True
+
+    def _lookup(self, action: LookupCik) -> CikLookedUp:
+        held = self.unstored.get(action.sn)
+        if held is not None:
+            return CikLookedUp(action.sn, held.cik)
+        try:
+            cik = self._keystore.load(action.vendor, action.model, action.sn)
+        except KeystoreError as exc:
+            return CikLookedUp(action.sn, None, error=f"cannot read the keyring: {exc}")
+        return CikLookedUp(action.sn, cik)
+
+    # -------------------------------------------------------------- state, MQTT
+
+    def _save(self, sn: str) -> None:
+        node = self._engine.node(sn)
+        if node is None:
+            return
+        try:
+            self._state.save(node)
+        except StateError as exc:
+            log.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
+
+    def _publish(self, action: Publish) -> None:
+        answer = action.answer
+        payload = protocol.encode_answer(answer)
+        self._link.publish(self._topics.credentials(answer.sn), payload)
+        for target in action.responses:
+            self._link.publish(target.topic, payload, correlation=target.correlation)

@@ -1,8 +1,10 @@
 """gatewayctl: the operator's command line.
 
 ``check-config``, ``list`` and ``show`` read the configuration and the state
-database directly; ``show --reveal`` also reads the keyring. Exit codes: 0 on
-success, 2 for a bad configuration or usage, 1 for anything else.
+database directly; ``show --reveal`` also reads the keyring. ``sn-status`` and
+``reenable`` call Exosite's vendor management API with the vendor token.
+Exit codes: 0 on success, 2 for a bad configuration or usage, 1 for anything
+else.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Final
 
 from gatewayd import __version__
 from gatewayd.config import DEFAULT_PATH, Config, load
-from gatewayd.daemon import open_keystore
+from gatewayd.daemon import open_keystore, vendor_client
 from gatewayd.errors import ConfigError, GatewaydError
 from gatewayd.events import Node
 from gatewayd.state import DB_NAME, StateDB
+from gatewayd.vendor import VendorClient
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -106,6 +109,51 @@ def cmd_show(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _vendor_model(config: Config, args: argparse.Namespace) -> str:
+    """The model a serial is asked about: --model, else the node's own, else the default."""
+    if args.model:
+        return str(args.model)
+    node = next((n for n in _nodes(config) if n.sn == args.sn), None)
+    return node.model if node is not None else config.exosite.model
+
+
+def _vendor(config: Config) -> VendorClient | None:
+    client = vendor_client(config, open_keystore(config))
+    if client is None:
+        print(
+            "gatewayctl: no vendor token: set [exosite] vendor_token_file "
+            "(or the systemd credential gatewayd-vendor-token)",
+            file=sys.stderr,
+        )
+    return client
+
+
+def cmd_sn_status(config: Config, args: argparse.Namespace) -> int:
+    client = _vendor(config)
+    if client is None:
+        return EXIT_USAGE
+    status = client.status(_vendor_model(config, args), args.sn)
+    record: dict[str, object] = {"sn": status.sn, "model": status.model, "state": status.state}
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(table([record], ("sn", "model", "state")))
+    return EXIT_OK
+
+
+def cmd_reenable(config: Config, args: argparse.Namespace) -> int:
+    client = _vendor(config)
+    if client is None:
+        return EXIT_USAGE
+    model = _vendor_model(config, args)
+    client.reenable(model, args.sn)
+    print(
+        f"{args.sn} ({model}) re-enabled at Exosite: its next activation issues a new CIK; "
+        "the node gets it at its next announce"
+    )
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -129,6 +177,19 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print JSON")
     show.add_argument("--reveal", action="store_true", help="include the CIK")
     show.set_defaults(run=cmd_show)
+    status = sub.add_parser(
+        "sn-status", parents=[common], help="ask Exosite about a serial (vendor API)"
+    )
+    status.add_argument("sn", help="the serial number")
+    status.add_argument("--model", help="the model (default: the node's, else exosite.model)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(run=cmd_sn_status)
+    reenable = sub.add_parser(
+        "reenable", parents=[common], help="re-enable a serial at Exosite (vendor API)"
+    )
+    reenable.add_argument("sn", help="the serial number")
+    reenable.add_argument("--model", help="the model (default: the node's, else exosite.model)")
+    reenable.set_defaults(run=cmd_reenable)
     return top
 
 

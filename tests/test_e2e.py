@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import MODEL, VENDOR, Gateway
@@ -361,3 +362,54 @@ def test_sigterm_waits_for_a_failing_keystore_and_says_so(
     stored = Keystore(FileKeyring(gw.state_dir / "keyring")).load(VENDOR, MODEL, "SN-K2")
     assert stored is not None
     assert stored.reveal() == issued_cik(registry, "SN-K2")
+
+
+def _lose_the_first_answer(registry: Registry, gw: Gateway, sn: str) -> None:
+    """Exosite issues the CIK, but its answer comes after gatewayd's timeout."""
+    registry.set_latency(sn, 1.5)
+    gw.wait_for(rf"node {sn}: activation failed \(timeout")
+    registry.set_latency(sn, 0.0)
+
+
+def test_a_cik_lost_in_transit_needs_reenable(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    registry.add(VENDOR, MODEL, "SN-L1")
+    gw = gateway(exosite={"timeout": 0.5})
+    gw.start()
+    n = node("SN-L1")
+    n.announce()
+    _lose_the_first_answer(registry, gw, "SN-L1")
+    body = answers_until_final(n)[-1]
+    assert (body["status"], body["reason"], body["http_status"]) == (
+        "rejected",
+        "not_activatable",
+        409,
+    )
+    assert "re-enable the device in Portals" in str(body["message"])
+    gw.wait_for(r"ERROR .*node SN-L1: needs re-enabling")
+    listed = json.loads(gatewayctl(gw, "list", "--json").stdout)
+    assert [(r["sn"], r["state"], r["uncertain"]) for r in listed] == [
+        ("SN-L1", "needs_reenable", True)
+    ]
+    assert len(registry.issued()) == 1
+
+
+def test_auto_reenable_recovers_a_cik_lost_in_transit(
+    tmp_path: Path, registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    token = tmp_path / "vendor-token"
+    token.write_text("tok-e2e-31337\n")
+    registry.set_vendor_token("tok-e2e-31337")
+    registry.add(VENDOR, MODEL, "SN-L2")
+    gw = gateway(exosite={"timeout": 0.5, "auto_reenable": True, "vendor_token_file": str(token)})
+    gw.start()
+    n = node("SN-L2")
+    n.announce()
+    _lose_the_first_answer(registry, gw, "SN-L2")
+    body = answers_until_final(n)[-1]
+    assert body["status"] == "activated"
+    first, second = (cik for sn, cik in registry.issued() if sn == "SN-L2")
+    assert body["cik"] == second != first
+    assert registry.manage_calls("SN-L2") == 1
+    assert "tok-e2e-31337" not in gw.log_text()

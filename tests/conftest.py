@@ -83,13 +83,14 @@ class LineWatcher:
 class Broker:
     """A mosquitto process on a fixed free port; can be stopped and restarted."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, anonymous: bool = True) -> None:
+        """``anonymous=False`` makes a broker that refuses every client (no accounts)."""
         self.port = free_port()
         self.host = "127.0.0.1"
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"allow_anonymous {'true' if anonymous else 'false'}\n"
             "persistence false\n"
             "log_dest stderr\n"
             "log_type error\n"

@@ -193,15 +193,19 @@ class Daemon:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._queue.put(Stop(signum))
 
+    def _deadline(self) -> float | None:
+        """When something is next due: a retry, a warning, the status, a held CIK's write."""
+        due = (self._engine.next_deadline(), self._status_due(), self._executor.store_due())
+        return min((d for d in due if d is not None), default=None)
+
     def _next_item(self) -> Item:
-        deadlines = [
-            d
-            for d in (self._engine.next_deadline(), self._status_due(), self._executor.store_due())
-            if d
-        ]
-        timeout = max(0.0, min(deadlines) - time.time()) if deadlines else None
+        """The next event; a Tick when something is due, even while events keep coming."""
+        deadline = self._deadline()
+        now = time.time()
+        if deadline is not None and deadline <= now:
+            return Tick()
         try:
-            return self._queue.get(timeout=timeout)
+            return self._queue.get(timeout=None if deadline is None else deadline - now)
         except queue.Empty:
             return Tick()
 

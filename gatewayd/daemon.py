@@ -61,6 +61,12 @@ class Stop:
     signal: int
 
 
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """An answer waits in the answers queue."""
+
+
+Answered = ActivationAnswered | ReenableAnswered
 Item = Event | LinkEvent | Stop
 
 
@@ -127,7 +133,9 @@ def read_password(config: Config) -> Secret | None:
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Item | Wake] = queue.SimpleQueue()
+        # Exosite's answers go first: a CIK that has arrived never waits behind announces
+        self._answers: queue.SimpleQueue[Answered] = queue.SimpleQueue()
         self._topics = protocol.Topics(config.mqtt.topic_prefix, config.gateway.id)
         self._keystore = open_keystore(config)
         self._state = StateDB.in_dir(config.gateway.state_dir)
@@ -139,7 +147,7 @@ class Daemon:
         self._status_sent: tuple[object, ...] | None = None
         self._status_at = 0.0
         self._connected = False
-        self._exosite = ExositeClient(config.exosite, self._queue.put)
+        self._exosite = ExositeClient(config.exosite, self._answered)
         self._link = MqttLink(
             config.mqtt,
             subscribe=self._topics.announce_filter,
@@ -198,16 +206,29 @@ class Daemon:
         due = (self._engine.next_deadline(), self._status_due(), self._executor.store_due())
         return min((d for d in due if d is not None), default=None)
 
+    def _answered(self, answer: Answered) -> None:
+        """Called from the Exosite workers and re-enable threads."""
+        self._answers.put(answer)
+        self._queue.put(Wake())
+
     def _next_item(self) -> Item:
-        """The next event; a Tick when something is due, even while events keep coming."""
-        deadline = self._deadline()
-        now = time.time()
-        if deadline is not None and deadline <= now:
-            return Tick()
-        try:
-            return self._queue.get(timeout=None if deadline is None else deadline - now)
-        except queue.Empty:
-            return Tick()
+        """The next event: an answer first; a Tick when something is due, even while
+        events keep coming."""
+        while True:
+            try:
+                return self._answers.get_nowait()
+            except queue.Empty:
+                pass
+            deadline = self._deadline()
+            now = time.time()
+            if deadline is not None and deadline <= now:
+                return Tick()
+            try:
+                item = self._queue.get(timeout=None if deadline is None else deadline - now)
+            except queue.Empty:
+                return Tick()
+            if not isinstance(item, Wake):
+                return item
 
     def _drained(self) -> bool:
         """Stopping, no request on the wire (a 200 can no longer arrive), every CIK stored.
@@ -293,16 +314,16 @@ class Daemon:
         """Re-enable a serial through the vendor API, on a thread of its own (it is rare)."""
         vendor = self._vendor
         if vendor is None:
-            self._queue.put(ReenableAnswered(action.sn, "no vendor token is configured"))
+            self._answered(ReenableAnswered(action.sn, "no vendor token is configured"))
             return
 
         def work() -> None:
             try:
                 vendor.reenable(action.model, action.sn)
             except VendorApiError as exc:
-                self._queue.put(ReenableAnswered(action.sn, str(exc)))
+                self._answered(ReenableAnswered(action.sn, str(exc)))
             else:
-                self._queue.put(ReenableAnswered(action.sn))
+                self._answered(ReenableAnswered(action.sn))
 
         threading.Thread(target=work, name=f"reenable-{action.sn}", daemon=True).start()
 

@@ -70,6 +70,7 @@ class Trigger(enum.Enum):
     LOOKUP_FAILED = "keyring unreadable"
     CIK_LOST = "409, no CIK stored, and our own request may have got it"
     CIK_LOST_AUTO = "the same, with auto_reenable"
+    ANNOUNCE_REENABLING = "announce while gatewayd re-enables the serial"
     REENABLED = "re-enabled through the vendor API"
     REENABLE_FAILED = "the vendor API failed"
     RETRY_DUE = "retry due"
@@ -111,6 +112,7 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], tuple[State, tuple[Effe
     (State.REJECTED,   Trigger.ANNOUNCE):       (State.REJECTED,   (TELL_REJECTED,)),
     (State.REJECTED,   Trigger.ANNOUNCE_LATE):  (State.ACTIVATING, (SAVE, REQUEST)),
     (State.NEEDS_REENABLE, Trigger.ANNOUNCE):   (State.NEEDS_REENABLE, (TELL_REJECTED,)),
+    (State.NEEDS_REENABLE, Trigger.ANNOUNCE_REENABLING): (State.NEEDS_REENABLE, (TELL_PENDING,)),
     (State.NEEDS_REENABLE, Trigger.ANNOUNCE_LATE): (State.ACTIVATING, (SAVE, REQUEST)),
     # -- Exosite's answers: a CIK is stored before anything else happens
     (State.ACTIVATING, Trigger.ISSUED):         (State.ACTIVATED,  (STORE, SAVE, TELL_CIK)),
@@ -183,12 +185,15 @@ class Engine:
             self._arm(None, node)
 
     def start(self) -> list[Action]:
-        """Keyring reads that settle the nodes whose request was in flight at the last stop."""
-        return [
-            LookupCik(node.sn, node.vendor, node.model)
-            for node in self._nodes.values()
-            if node.state is State.RECOVERING
-        ]
+        """What the last stop left unfinished: keyring reads for the nodes whose request was
+        in flight, and the re-enables gatewayd had started by itself."""
+        actions: list[Action] = []
+        for node in self._nodes.values():
+            if node.state is State.RECOVERING:
+                actions.append(LookupCik(node.sn, node.vendor, node.model))
+            elif self._reenabling(node):
+                actions.append(Reenable(node.sn, node.vendor, node.model))
+        return actions
 
     # ------------------------------------------------------------ queries
 
@@ -254,7 +259,9 @@ class Engine:
             self._put(node)
         trigger = Trigger.ANNOUNCE
         held = node.state in {State.REJECTED, State.NEEDS_REENABLE}
-        if held and self._hold_over(node):
+        if self._reenabling(node):
+            trigger = Trigger.ANNOUNCE_REENABLING
+        elif held and self._hold_over(node):
             trigger = Trigger.ANNOUNCE_LATE
         return actions + self._fire(sn, trigger)
 
@@ -308,8 +315,9 @@ class Engine:
         target, effects = TRANSITIONS[key]
         now = self._clock()
         record = records.next_record(node, target, outcome, now, self.settings, self._uniform)
-        if key[1] is Trigger.REENABLED:
-            # a fresh CIK is on offer: a 409 from now on is not one this gateway caused
+        if key[1] in {Trigger.REENABLED, Trigger.REENABLE_FAILED}:
+            # re-enabled: a 409 from now on is not one this gateway caused; failed: a
+            # person takes over, and a restart does not try again
             record = dataclasses.replace(record, uncertain=False)
         if Effect.REQUEST in effects and self._draining:
             record = dataclasses.replace(record, state=State.PENDING, next_attempt=now)
@@ -388,6 +396,10 @@ class Engine:
         # a 409, nothing stored, and our own request may have been given the CIK: lost
         lost = Trigger.CIK_LOST_AUTO if self.settings.auto_reenable else Trigger.CIK_LOST
         return self._fire(sn, lost)
+
+    def _reenabling(self, node: Node) -> bool:
+        """gatewayd itself is re-enabling this node's serial (a failure clears ``uncertain``)."""
+        return node.state is State.NEEDS_REENABLE and node.uncertain and self.settings.auto_reenable
 
     def _put(self, node: Node) -> None:
         old = self._nodes.get(node.sn)

@@ -24,6 +24,8 @@ REASON_TEXT: Final[dict[Reason, str]] = {
 }
 
 CIK_MISSING: Final = "the stored CIK is missing from the keyring"
+REENABLE_RETRY_HINT: Final = 5
+"""retry_in told to a node while gatewayd re-enables its serial."""
 REENABLE_BY_HAND: Final = "re-enable the device in Portals, then re-announce it"
 CIK_LOST_AUTO: Final = (
     "Exosite answered 409 after a request of this gateway's that may have been given "
@@ -54,6 +56,9 @@ def activated(node: Node, cik: Secret | None) -> Answer:
 
 
 def pending(node: Node, now: float) -> Answer:
+    if node.state is State.NEEDS_REENABLE:
+        text = "gatewayd is re-enabling the device at Exosite; its credentials follow"
+        return Answer(node.sn, "pending", retry_in=REENABLE_RETRY_HINT, message=text)
     if node.http_status is not None:
         text = f"Exosite answered HTTP {node.http_status}; retrying"
     else:

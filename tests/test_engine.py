@@ -131,7 +131,12 @@ def _lost(engine: Engine, clock: Clock) -> list[Action]:
     return engine.handle(CikLookedUp("SN1", None))
 
 
-AUTO_ROWS = {Trigger.CIK_LOST_AUTO, Trigger.REENABLED, Trigger.REENABLE_FAILED}
+AUTO_ROWS = {
+    Trigger.CIK_LOST_AUTO,
+    Trigger.ANNOUNCE_REENABLING,
+    Trigger.REENABLED,
+    Trigger.REENABLE_FAILED,
+}
 
 
 Scenario = Callable[[Engine, Clock], list[Action]]
@@ -219,6 +224,10 @@ SCENARIOS: dict[tuple[State | None, Trigger], Scenario] = {
         c.advance(300),
         e.handle(Announced("SN1")),
     )[2],
+    (State.NEEDS_REENABLE, Trigger.ANNOUNCE_REENABLING): lambda e, c: (
+        _lost(e, c),
+        e.handle(Announced("SN1")),
+    )[1],
     (State.NEEDS_REENABLE, Trigger.REENABLED): lambda e, c: (
         _lost(e, c),
         e.handle(ReenableAnswered("SN1")),
@@ -258,6 +267,7 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.ACTIVATING, Trigger.CIK_LOST_AUTO): ["SaveNode", "Reenable"],
     (State.NEEDS_REENABLE, Trigger.ANNOUNCE): ["Publish"],
     (State.NEEDS_REENABLE, Trigger.ANNOUNCE_LATE): ["SaveNode", "Activate"],
+    (State.NEEDS_REENABLE, Trigger.ANNOUNCE_REENABLING): ["Publish"],
     (State.NEEDS_REENABLE, Trigger.REENABLED): ["SaveNode", "Activate"],
     (State.NEEDS_REENABLE, Trigger.REENABLE_FAILED): ["SaveNode", "Publish"],
 }
@@ -620,3 +630,28 @@ def test_auto_reenable_asks_once_then_a_409_is_a_plain_rejection(clock: Clock) -
     node = engine.node("SN1")
     assert node is not None
     assert node.state is State.REJECTED
+
+
+def test_a_reenable_cut_short_by_a_stop_is_sent_again_at_start(clock: Clock) -> None:
+    engine = Engine(AUTO, [], clock, upper)
+    _lost(engine, clock)
+    saved = engine.node("SN1")
+    assert saved is not None
+    assert saved.state is State.NEEDS_REENABLE
+    restarted = Engine(AUTO, [saved], clock, upper)
+    assert restarted.start() == [Reenable("SN1", "acme", "thermo-v1")]
+    (publish,) = answers(restarted.handle(Announced("SN1")))
+    assert publish.answer.status == "pending"
+    assert of(Activate, restarted.handle(ReenableAnswered("SN1")))
+
+
+def test_a_failed_reenable_hands_over_to_a_person(clock: Clock) -> None:
+    engine = Engine(AUTO, [], clock, upper)
+    _lost(engine, clock)
+    (publish,) = answers(engine.handle(ReenableAnswered("SN1", "HTTP 401")))
+    assert publish.answer.status == "rejected"
+    assert "re-enable the device in Portals" in (publish.answer.message or "")
+    failed = engine.node("SN1")
+    assert failed is not None
+    assert Engine(AUTO, [failed], clock, upper).start() == []
+    assert answers(engine.handle(Announced("SN1")))[0].answer.status == "rejected"

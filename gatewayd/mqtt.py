@@ -144,6 +144,7 @@ class MqttLink:
                 log.warning("offline status not delivered: %s", exc)
         self._client.disconnect()
         self._client.loop_stop()
+        self._client.reinitialise()  # closes paho's wake-up socket pair now, not at collection
 
     # ------------------------------------------------------------ publish
 

@@ -7,7 +7,6 @@ line, so tests wait for what it says, never for a fixed time.
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import shutil
@@ -277,9 +276,6 @@ def gateway(
 
 @pytest.fixture
 def node(broker: Broker) -> Iterator[Callable[..., SimulatedNode]]:
-    # a closed paho client frees its socket pair only when collected: the clients
-    # of earlier tests must not push new descriptors past what select() watches (1024)
-    gc.collect()
     made: list[SimulatedNode] = []
 
     def make(sn: str, **kwargs: object) -> SimulatedNode:

@@ -125,6 +125,9 @@ class SimulatedNode:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+        # paho keeps its wake-up socket pair open until the client is collected;
+        # reinitialising closes it now (a test may run hundreds of nodes)
+        self._client.reinitialise()
 
     def publish(
         self,

@@ -635,3 +635,14 @@ def test_a_200_cut_short_keeps_what_arrived(make_client: Make) -> None:
         outcome = results.one()
         server.join(WAIT)
     assert outcome == Issued(Secret("0123456789"), well_formed=False)
+
+
+def test_a_name_that_does_not_resolve_is_a_failure_that_never_reached_exosite(
+    make_client: Make,
+) -> None:
+    client, results = make_client("http://gatewayd-test.invalid")
+    client.submit("ABC123", VENDOR, MODEL)
+    outcome = results.one()
+    assert isinstance(outcome, Failed)
+    assert outcome.error.startswith("connection error")
+    assert not outcome.maybe_delivered

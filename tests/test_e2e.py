@@ -307,20 +307,34 @@ def test_sigterm_waits_for_the_request_in_flight_and_keeps_its_cik(
     assert registry.calls("SN-F1") == 1
 
 
-def test_a_cik_the_keystore_cannot_take_is_kept_and_stored_later(
-    keyring_backend: str, registry: Registry, gateway: MakeGateway, node: MakeNode
-) -> None:
+def _refused_by_the_keystore(
+    keyring_backend: str, registry: Registry, gateway: MakeGateway, node: MakeNode, sn: str
+) -> tuple[Gateway, Path, dict[str, object]]:
+    """Activate ``sn`` while gatewayd's keyring folder cannot be written (a file is in its
+    place); returns the gateway, that file, and the node's answer."""
     if not keyring_backend.startswith("gatewayd."):
         pytest.skip("breaks gatewayd's own keyring folder")
-    registry.add(VENDOR, MODEL, "SN-K1")
+    registry.add(VENDOR, MODEL, sn)
     gw = gateway()
     gw.start()
     blocker = gw.state_dir / "keyring"
     blocker.write_text("not a folder")
-    n = node("SN-K1")
+    n = node(sn)
     n.announce()
-    # the node is answered although its CIK is only in gatewayd's memory
     (body,) = answers_until_final(n)
+    return gw, blocker, body
+
+
+def stored_cik(gw: Gateway, sn: str) -> str | None:
+    cik = Keystore(FileKeyring(gw.state_dir / "keyring")).load(VENDOR, MODEL, sn)
+    return None if cik is None else cik.reveal()
+
+
+def test_a_cik_the_keystore_cannot_take_is_kept_and_stored_later(
+    keyring_backend: str, registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    gw, blocker, body = _refused_by_the_keystore(keyring_backend, registry, gateway, node, "SN-K1")
+    # the node is answered although its CIK is only in gatewayd's memory
     cik = issued_cik(registry, "SN-K1")
     assert body["cik"] == cik
     critical = r"CRITICAL .*node SN-K1: CIK received but not stored"
@@ -330,10 +344,7 @@ def test_a_cik_the_keystore_cannot_take_is_kept_and_stored_later(
     blocker.unlink()
     gw.wait_for(r"node SN-K1: CIK stored after retrying")
     assert gw.stop() == 0
-    keystore = Keystore(FileKeyring(gw.state_dir / "keyring"))
-    stored = keystore.load(VENDOR, MODEL, "SN-K1")
-    assert stored is not None
-    assert stored.reveal() == cik
+    assert stored_cik(gw, "SN-K1") == cik
     with StateDB.in_dir(gw.state_dir, readonly=True) as db:
         record = db.get("SN-K1")
     assert record is not None
@@ -344,24 +355,13 @@ def test_a_cik_the_keystore_cannot_take_is_kept_and_stored_later(
 def test_sigterm_waits_for_a_failing_keystore_and_says_so(
     keyring_backend: str, registry: Registry, gateway: MakeGateway, node: MakeNode
 ) -> None:
-    if not keyring_backend.startswith("gatewayd."):
-        pytest.skip("breaks gatewayd's own keyring folder")
-    registry.add(VENDOR, MODEL, "SN-K2")
-    gw = gateway()
-    gw.start()
-    blocker = gw.state_dir / "keyring"
-    blocker.write_text("not a folder")
-    n = node("SN-K2")
-    n.announce()
-    answers_until_final(n)
+    gw, blocker, _ = _refused_by_the_keystore(keyring_backend, registry, gateway, node, "SN-K2")
     gw.wait_for(r"node SN-K2: CIK received but not stored")
     gw.send(signal.SIGTERM)
     gw.wait_for(r"waiting up to \d+ s for the keystore to take 1 CIKs")
     blocker.unlink()
     assert gw.stop(signum=None) == 0
-    stored = Keystore(FileKeyring(gw.state_dir / "keyring")).load(VENDOR, MODEL, "SN-K2")
-    assert stored is not None
-    assert stored.reveal() == issued_cik(registry, "SN-K2")
+    assert stored_cik(gw, "SN-K2") == issued_cik(registry, "SN-K2")
 
 
 def _lose_the_first_answer(registry: Registry, gw: Gateway, sn: str) -> None:

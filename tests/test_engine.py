@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from conftest import FakeClock as Clock
 
 from gatewayd.engine import (
     EXPIRY_WINDOW,
@@ -45,18 +46,6 @@ SETTINGS = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-
 CIK = Secret("a" * 40)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
-
 def upper(_low: float, high: float) -> float:
     """Jitter that always picks the top of the range, so delays are predictable."""
     return high
@@ -64,7 +53,7 @@ def upper(_low: float, high: float) -> float:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_000_000.0)
 
 
 @pytest.fixture

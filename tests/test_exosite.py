@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import MODEL, VENDOR
+from conftest import MODEL, VENDOR, FakeClock
 
 from gatewayd.config import ExositeConfig
 from gatewayd.events import ActivationAnswered, Failed, Issued, Outcome, Refused
@@ -152,14 +152,6 @@ def test_request_form_murano_sends_only_the_id() -> None:
 # --------------------------------------------------------------- rate limiter
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class RecordingStop(threading.Event):
     """A stop event whose waits return at once and are recorded."""
 
@@ -173,7 +165,7 @@ class RecordingStop(threading.Event):
 
 
 def test_rate_limiter_spaces_callers_evenly() -> None:
-    clock = Clock()
+    clock = FakeClock(500.0)
     limiter = RateLimiter(4.0, clock)
     stop = RecordingStop()
     assert [limiter.wait(stop) for _ in range(4)] == [True] * 4
@@ -181,7 +173,7 @@ def test_rate_limiter_spaces_callers_evenly() -> None:
 
 
 def test_rate_limiter_does_not_bank_idle_time() -> None:
-    clock = Clock()
+    clock = FakeClock(500.0)
     limiter = RateLimiter(2.0, clock)
     stop = RecordingStop()
     assert limiter.wait(stop)
@@ -192,7 +184,7 @@ def test_rate_limiter_does_not_bank_idle_time() -> None:
 
 
 def test_rate_limiter_counts_from_the_later_of_now_and_the_next_slot() -> None:
-    clock = Clock()
+    clock = FakeClock(500.0)
     limiter = RateLimiter(1.0, clock)
     stop = RecordingStop()
     limiter.wait(stop)
@@ -202,7 +194,7 @@ def test_rate_limiter_counts_from_the_later_of_now_and_the_next_slot() -> None:
 
 
 def test_rate_limiter_refuses_once_stopped() -> None:
-    clock = Clock()
+    clock = FakeClock(500.0)
     limiter = RateLimiter(1.0, clock)
     stop = RecordingStop()
     stop.set()

@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING
 
 import pytest
 import requests
+from conftest import FakeClock
 
 from gatewayd.errors import ConfigError
 from gatewayd.sim import DROP, EXPIRY_SECONDS, LogEntry, Registry, Simulator, State
@@ -27,14 +28,6 @@ MODEL = "thermo-v1"
 MURANO = ("acme", "murano-p1")
 TIMEOUT = 5.0
 REPO = Path(__file__).resolve().parent.parent
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING
 
 import pytest
 import requests
+from conftest import FakeClock
 
 from gatewayd.config import ExositeConfig
 from gatewayd.errors import ExositeError
@@ -43,14 +44,6 @@ WRONG = "0000000000000000000000000000000000000000"
 TIMEOUT = 5.0
 REPO = Path(__file__).resolve().parent.parent
 MANAGE = "/provision/manage/model"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

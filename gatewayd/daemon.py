@@ -52,6 +52,9 @@ VENDOR_TOKEN_CREDENTIAL: Final = "gatewayd-vendor-token"  # noqa: S105 (a creden
 
 STATUS_INTERVAL: Final = 2.0
 """The status topic is republished at most this often."""
+MAX_WAIT: Final = 0.5
+"""The longest the main thread waits for an event: a signal that another thread
+receives does not wake it, so it looks at least this often."""
 STORE_WAIT: Final = 60.0
 """How long a stop waits for a failing keystore to take the CIKs it holds."""
 
@@ -223,8 +226,9 @@ class Daemon:
             now = time.time()
             if deadline is not None and deadline <= now:
                 return Tick()
+            wait = MAX_WAIT if deadline is None else min(MAX_WAIT, deadline - now)
             try:
-                item = self._queue.get(timeout=None if deadline is None else deadline - now)
+                item = self._queue.get(timeout=wait)
             except queue.Empty:
                 return Tick()
             if not isinstance(item, Wake):

@@ -9,7 +9,6 @@ node's record says ``activated`` and before it is published.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import queue
@@ -24,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from gatewayd import __version__, logs, protocol
+from gatewayd import __version__, logs, protocol, status
 from gatewayd.config import DEFAULT_PATH, Config, load
 from gatewayd.engine import Engine
 from gatewayd.errors import ConfigError, GatewaydError, InvalidRequest
@@ -44,14 +43,13 @@ from gatewayd.keystore import Keystore, load_key, open_backend
 from gatewayd.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
 from gatewayd.secret import Secret
 from gatewayd.state import StateDB
+from gatewayd.systemd import Notifier
 from gatewayd.vendor import VendorApiError, VendorClient
 
 log = logging.getLogger(__name__)
 
 VENDOR_TOKEN_CREDENTIAL: Final = "gatewayd-vendor-token"  # noqa: S105 (a credential's name)
 
-STATUS_INTERVAL: Final = 2.0
-"""The status topic is republished at most this often."""
 MAX_WAIT: Final = 0.5
 """The longest the main thread waits for an event: a signal that another thread
 receives does not wake it, so it looks at least this often."""
@@ -143,19 +141,15 @@ class Daemon:
         self._keystore = open_keystore(config)
         self._state = StateDB.in_dir(config.gateway.state_dir)
         self._engine = Engine(engine_settings(config), self._state.all(), time.time, random.uniform)
-        self._started = time.time()
         self._stopping = False
         self._stop_deadline = 0.0
         self._forced = False
-        self._status_sent: tuple[object, ...] | None = None
-        self._status_at = 0.0
-        self._connected = False
         self._exosite = ExositeClient(config.exosite, self._answered)
         self._link = MqttLink(
             config.mqtt,
             subscribe=self._topics.announce_filter,
             will_topic=self._topics.status,
-            will_payload=self._status_payload("offline"),
+            will_payload=status.offline(),
             password=read_password(config),
             deliver=self._queue.put,
         )
@@ -169,6 +163,7 @@ class Daemon:
             self._topics,
             self._reenable,
         )
+        self._reporter = status.Reporter(self._engine, self._link, self._topics.status, Notifier())
 
     # ------------------------------------------------------------------ run
 
@@ -184,11 +179,13 @@ class Daemon:
         )
         self._executor.run(self._engine.start())
         self._executor.run(self._engine.handle(Tick()))
+        # ready once configuration, keystore and state are loaded; the broker may come later
+        self._reporter.notifier.ready(self._reporter.text())
         while not self._drained():
             item = self._next_item()
             self._dispatch(item)
         self._exosite.close(timeout=0)
-        self._link.stop(self._topics.status, self._status_payload("offline"))
+        self._link.stop(self._topics.status, status.offline())
         self._state.close()
         if self._executor.unstored:
             lost = ", ".join(sorted(self._executor.unstored))
@@ -206,7 +203,7 @@ class Daemon:
 
     def _deadline(self) -> float | None:
         """When something is next due: a retry, a warning, the status, a held CIK's write."""
-        due = (self._engine.next_deadline(), self._status_due(), self._executor.store_due())
+        due = (self._engine.next_deadline(), self._reporter.due(), self._executor.store_due())
         return min((d for d in due if d is not None), default=None)
 
     def _answered(self, answer: Answered) -> None:
@@ -264,16 +261,15 @@ class Daemon:
                 self._executor.run(self._engine.handle(item))
             case _:
                 self._executor.run(self._engine.handle(item))
-        self._publish_status()
+        self._reporter.report()
 
     def _link_event(self, event: Connected | Disconnected) -> None:
         if isinstance(event, Disconnected):
-            if self._connected:
+            if self._reporter.connected:
                 log.warning("disconnected from the broker (%s); reconnecting", event.reason)
-            self._connected = False
+            self._reporter.connection(connected=False)
             return
-        self._connected = True
-        self._status_sent = None
+        self._reporter.connection(connected=True)
         if event.subscribed:
             log.info(
                 "connected to broker %s:%d, subscribed to %s",
@@ -298,6 +294,7 @@ class Daemon:
 
     def _stop(self, signum: int) -> None:
         self._stopping = True
+        self._reporter.notifier.stopping(f"stopping; {self._reporter.text()}")
         self._stop_deadline = time.time() + STORE_WAIT
         log.info(
             "signal %d: stopping; %d requests in flight are waited for "
@@ -350,31 +347,6 @@ class Daemon:
                     topics, sn, message.response_topic, message.correlation
                 )
             return BadAnnounce(str(exc), sn, response)
-
-    # --------------------------------------------------------------- status
-
-    def _status_payload(self, state: str) -> bytes:
-        body: dict[str, object] = {"state": state, "version": __version__}
-        if state == "online":
-            body["uptime"] = int(time.time() - self._started)
-            body["nodes"] = {str(k): v for k, v in self._engine.counts().items()}
-        return json.dumps(body, separators=(",", ":")).encode()
-
-    def _status_due(self) -> float | None:
-        if not self._connected or self._status_key() == self._status_sent:
-            return None
-        return self._status_at + STATUS_INTERVAL
-
-    def _status_key(self) -> tuple[object, ...]:
-        return tuple(self._engine.counts().values())
-
-    def _publish_status(self) -> None:
-        due = self._status_due()
-        if due is None or (self._status_sent is not None and time.time() < due):
-            return
-        self._status_sent = self._status_key()
-        self._status_at = time.time()
-        self._link.publish(self._topics.status, self._status_payload("online"), retain=True)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

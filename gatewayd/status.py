@@ -1,0 +1,90 @@
+"""What gatewayd says about itself: the retained status topic, systemd's STATUS, the watchdog.
+
+The status topic carries counts by state, uptime and version, republished when
+they change and at most every ``STATUS_INTERVAL`` seconds. systemd's STATUS
+line ("broker connected; 12 activated, 2 pending, 1 rejected") follows the
+same counts. WATCHDOG=1 is sent from the main loop, so a stuck loop lets
+systemd's watchdog fire.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Final
+
+from gatewayd import __version__
+from gatewayd.engine import Engine
+from gatewayd.events import State
+from gatewayd.mqtt import MqttLink
+from gatewayd.systemd import Notifier
+
+STATUS_INTERVAL: Final = 2.0
+"""The status topic is republished at most this often."""
+
+
+def offline() -> bytes:
+    """The retained status of a gateway that is not running (also its MQTT will)."""
+    return json.dumps({"state": "offline", "version": __version__}, separators=(",", ":")).encode()
+
+
+class Reporter:
+    def __init__(self, engine: Engine, link: MqttLink, topic: str, notifier: Notifier) -> None:
+        self._engine = engine
+        self._link = link
+        self._topic = topic
+        self.notifier = notifier
+        self._started = time.time()
+        self.connected = False
+        self._sent: tuple[object, ...] | None = None
+        self._sent_at = 0.0
+        self._said = ""
+        self._watchdog_at = 0.0
+
+    def online(self) -> bytes:
+        body: dict[str, object] = {"state": "online", "version": __version__}
+        body["uptime"] = int(time.time() - self._started)
+        body["nodes"] = {str(k): v for k, v in self._engine.counts().items()}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def text(self) -> str:
+        counts = self._engine.counts()
+        broker = "broker connected" if self.connected else "broker disconnected"
+        shown = [State.ACTIVATED, State.PENDING, State.REJECTED, State.NEEDS_REENABLE]
+        parts = [f"{counts[s]} {s}" for s in shown if counts[s] or s is not State.NEEDS_REENABLE]
+        return f"{broker}; {', '.join(parts)}"
+
+    def connection(self, connected: bool) -> None:
+        self.connected = connected
+        self._sent = None  # a new session gets the status at once
+
+    def due(self) -> float | None:
+        """When the status topic or the watchdog next needs this."""
+        due = []
+        if self.connected and self._key() != self._sent:
+            due.append(self._sent_at + STATUS_INTERVAL)
+        if self.notifier.watchdog_interval is not None:
+            due.append(self._watchdog_at)
+        return min(due, default=None)
+
+    def report(self) -> None:
+        """Called after every event: keeps the topic, STATUS and the watchdog current."""
+        now = time.time()
+        interval = self.notifier.watchdog_interval
+        if interval is not None and now >= self._watchdog_at:
+            self.notifier.watchdog()
+            self._watchdog_at = now + interval / 2
+        text = self.text()
+        if text != self._said:
+            self.notifier.status(text)
+            self._said = text
+        key = self._key()
+        if not self.connected or key == self._sent:
+            return
+        if self._sent is not None and now < self._sent_at + STATUS_INTERVAL:
+            return
+        self._sent, self._sent_at = key, now
+        self._link.publish(self._topic, self.online(), retain=True)
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(self._engine.counts().values())

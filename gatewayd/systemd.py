@@ -1,0 +1,68 @@
+"""sd_notify for the daemon: READY, STATUS, WATCHDOG, STOPPING, RELOADING.
+
+The protocol is one datagram per message on the socket named by
+``$NOTIFY_SOCKET`` (a path, or an abstract name after '@'). Outside systemd
+the variable is unset and every call does nothing. The watchdog follows
+``sd_watchdog_enabled``: ``$WATCHDOG_USEC`` sets the interval, and
+``$WATCHDOG_PID``, when set, must be this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
+        self._address = _address(environ.get("NOTIFY_SOCKET", ""))
+        self.watchdog_interval = _watchdog_interval(environ)
+        """Seconds between two WATCHDOG=1 that systemd tolerates, or None."""
+
+    @property
+    def enabled(self) -> bool:
+        return self._address is not None
+
+    def ready(self, status: str) -> None:
+        self._send(f"READY=1\nSTATUS={status}")
+
+    def status(self, status: str) -> None:
+        self._send(f"STATUS={status}")
+
+    def watchdog(self) -> None:
+        self._send("WATCHDOG=1")
+
+    def stopping(self, status: str) -> None:
+        self._send(f"STOPPING=1\nSTATUS={status}")
+
+    def _send(self, message: str) -> None:
+        if self._address is None:
+            return
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.sendto(message.encode(), self._address)
+        except OSError as exc:
+            log.warning("cannot notify systemd (%s): %s", message.split("=", 1)[0], exc)
+
+
+def _address(value: str) -> str | None:
+    if not value:
+        return None
+    if value.startswith("@"):
+        return "\0" + value[1:]
+    return value if value.startswith("/") else None
+
+
+def _watchdog_interval(environ: Mapping[str, str]) -> float | None:
+    try:
+        usec = int(environ.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    pid = environ.get("WATCHDOG_PID")
+    if usec <= 0 or (pid is not None and pid != str(os.getpid())):
+        return None
+    return usec / 1_000_000

@@ -1,0 +1,98 @@
+"""sd_notify: the rules, and what the daemon says on a real NOTIFY_SOCKET."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import WAIT, Broker, Gateway
+
+from gatewayd.systemd import Notifier
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(WAIT)
+        yield sock, path
+
+
+def messages_until(sock: socket.socket, wanted: str) -> list[str]:
+    """Every datagram received up to and including the first that contains ``wanted``."""
+    seen = []
+    while True:
+        message = sock.recv(4096).decode()
+        seen.append(message)
+        if wanted in message.splitlines():
+            return seen
+
+
+def test_without_notify_socket_nothing_is_sent() -> None:
+    notifier = Notifier({})
+    assert not notifier.enabled
+    notifier.ready("x")
+    assert notifier.watchdog_interval is None
+
+
+def test_messages_reach_a_path_socket(notify_socket: tuple[socket.socket, str]) -> None:
+    sock, path = notify_socket
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    notifier.ready("broker disconnected; 0 activated")
+    assert sock.recv(4096) == b"READY=1\nSTATUS=broker disconnected; 0 activated"
+    notifier.stopping("stopping")
+    assert sock.recv(4096) == b"STOPPING=1\nSTATUS=stopping"
+
+
+def test_an_abstract_socket_name() -> None:
+    name = f"gatewayd-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(WAIT)
+        Notifier({"NOTIFY_SOCKET": "@" + name}).watchdog()
+        assert sock.recv(4096) == b"WATCHDOG=1"
+
+
+@pytest.mark.parametrize(
+    ("environ", "interval"),
+    [
+        ({"WATCHDOG_USEC": "30000000"}, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_watchdog_enabled_rules(environ: dict[str, str], interval: float | None) -> None:
+    assert Notifier(environ).watchdog_interval == interval
+
+
+@pytest.mark.e2e
+def test_the_daemon_is_ready_before_the_broker_and_keeps_the_watchdog_fed(
+    broker: Broker,
+    gateway: Callable[..., Gateway],
+    notify_socket: tuple[socket.socket, str],
+) -> None:
+    sock, path = notify_socket
+    broker.stop()
+    gw = gateway()
+    gw.env |= {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}
+    gw.start(wait_connected=False)
+    (ready,) = [m for m in messages_until(sock, "READY=1") if "READY=1" in m]
+    assert "STATUS=broker disconnected; 0 activated, 0 pending, 0 rejected" in ready
+    broker.start()
+    gw.wait_for("subscribed to ")
+    seen = messages_until(sock, "STATUS=broker connected; 0 activated, 0 pending, 0 rejected")
+    seen += messages_until(sock, "WATCHDOG=1")
+    seen += messages_until(sock, "WATCHDOG=1")
+    assert seen.count("WATCHDOG=1") >= 2
+    gw.send(signal.SIGTERM)
+    stopping = messages_until(sock, "STOPPING=1")[-1]
+    assert stopping.startswith("STOPPING=1\nSTATUS=stopping; broker connected")
+    assert gw.stop(signum=None) == 0

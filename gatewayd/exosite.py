@@ -218,15 +218,21 @@ class ExositeClient:
         return classify(response.status_code, bytes(body))
 
     def _failure(self, exc: requests.exceptions.RequestException) -> Failed:
-        delivered = _maybe_delivered(exc)
-        if isinstance(exc, requests.exceptions.SSLError):
-            return Failed(f"TLS error: {_brief(exc)}", maybe_delivered=delivered)
-        if isinstance(exc, requests.exceptions.Timeout):
-            text = f"timeout after {self._config.timeout:g} s"
-            return Failed(text, maybe_delivered=delivered)
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            return Failed(f"connection error: {_brief(exc)}", maybe_delivered=delivered)
-        return Failed(f"request error: {_brief(exc)}", maybe_delivered=delivered)
+        text = describe(exc, self._config.timeout)
+        return Failed(text, maybe_delivered=_maybe_delivered(exc))
+
+
+def describe(exc: requests.exceptions.RequestException, timeout: float) -> str:
+    """A requests error in a line, for a log or an answer; never a header value or a body."""
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        return "request error: a header value was refused (not shown)"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS error: {_innermost(exc)}"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"timeout after {timeout:g} s"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return f"connection error: {_innermost(exc)}"
+    return f"request error: {_innermost(exc)}"
 
 
 def _maybe_delivered(exc: requests.exceptions.RequestException) -> bool:
@@ -252,9 +258,12 @@ def _maybe_delivered(exc: requests.exceptions.RequestException) -> bool:
     return True
 
 
-def _brief(exc: BaseException) -> str:
+def _innermost(exc: BaseException) -> str:
     """The innermost cause of a requests error, in a line."""
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    for _ in range(_CHAIN_LIMIT):
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]

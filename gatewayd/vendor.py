@@ -28,6 +28,7 @@ import requests
 
 from gatewayd.config import ExositeConfig
 from gatewayd.errors import ExositeError
+from gatewayd.exosite import describe
 from gatewayd.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,6 @@ MANAGE_PATH: Final = "/provision/manage/model/{model}/{sn}"
 TOKEN_HEADER: Final = "X-Exosite-Token"  # noqa: S105 (a header name, not a secret)
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded; charset=utf-8"
 MAX_BODY: Final = 4096
-_CHAIN_LIMIT: Final = 8
 _RID: Final = re.compile(r"[0-9a-fA-F]{40}")
 
 
@@ -138,19 +138,8 @@ class VendorClient:
                             break
                     return response.status_code, bytes(body)
         except requests.exceptions.RequestException as exc:
-            cause = self._cause(exc)
+            cause = describe(exc, self._timeout)
             raise VendorApiError(f"the {what} for serial {sn!r} failed: {cause}") from exc
-
-    def _cause(self, exc: requests.exceptions.RequestException) -> str:
-        if isinstance(exc, requests.exceptions.InvalidHeader):
-            return "request error: a header value was refused (not shown)"
-        if isinstance(exc, requests.exceptions.SSLError):
-            return f"TLS error: {_innermost(exc)}"
-        if isinstance(exc, requests.exceptions.Timeout):
-            return f"timeout after {self._timeout:g} s"
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            return f"connection error: {_innermost(exc)}"
-        return f"request error: {_innermost(exc)}"
 
 
 def _segment(text: str, what: str) -> str:
@@ -183,14 +172,3 @@ def _refused(status: int, model: str, sn: str, what: str) -> VendorApiError:
     if status == 404:
         return VendorApiError(f"unknown model {model!r} or serial {sn!r} (HTTP 404)", 404)
     return VendorApiError(f"the {what} for serial {sn!r} was answered HTTP {status}", status)
-
-
-def _innermost(exc: BaseException) -> str:
-    """The innermost cause of a requests error, in a line (it never holds a header value)."""
-    for _ in range(_CHAIN_LIMIT):
-        inner = exc.__cause__ or exc.__context__
-        if inner is None:
-            break
-        exc = inner
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]

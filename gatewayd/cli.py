@@ -1,10 +1,12 @@
 """gatewayctl: the operator's command line.
 
 ``check-config``, ``list`` and ``show`` read the configuration and the state
-database directly; ``show --reveal`` also reads the keyring. ``sn-status`` and
+database directly; ``show --reveal`` also reads the keyring. ``status``,
+``republish``, ``retry`` and ``forget`` ask the running daemon, over its control
+socket (``gatewayd.control``), and need none of its secrets. ``sn-status`` and
 ``reenable`` call Exosite's vendor management API with the vendor token.
 Exit codes: 0 on success, 2 for a bad configuration or usage, 1 for anything
-else.
+else (a refused command included).
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from gatewayd import __version__
+from gatewayd import __version__, control
 from gatewayd.config import DEFAULT_PATH, Config, load
-from gatewayd.daemon import open_keystore, vendor_client
 from gatewayd.errors import ConfigError, GatewaydError
 from gatewayd.events import Node
 from gatewayd.state import DB_NAME, StateDB
 from gatewayd.vendor import VendorClient
+from gatewayd.wiring import open_keystore, vendor_client
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -154,6 +156,77 @@ def cmd_reenable(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ask(config: Config, command: str, sn: str | None = None) -> dict[str, object]:
+    return control.call(config.gateway.control_socket, command, sn)
+
+
+def _said(reply: dict[str, object], args: argparse.Namespace) -> int:
+    """Print the daemon's reply to a command; exit 0 if it was carried out."""
+    if args.json:
+        print(json.dumps(reply, indent=2))
+    elif reply["ok"]:
+        print(reply.get("message", "done"))
+    else:
+        print(f"gatewayctl: {reply.get('message', 'refused')}", file=sys.stderr)
+    return EXIT_OK if reply["ok"] else EXIT_FAILURE
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    reply = _ask(config, "status")
+    if args.json or not reply["ok"]:
+        return _said(reply, args)
+    nodes = reply.get("nodes")
+    counts = nodes if isinstance(nodes, dict) else {}
+    rows: list[tuple[str, object]] = [
+        ("version", reply.get("version")),
+        ("uptime", f"{reply.get('uptime')} s"),
+        ("broker", reply.get("broker")),
+        *((f"nodes {state}", count) for state, count in counts.items()),
+        ("last activation", _moment(reply.get("last_activation"))),
+        ("oldest pending", _moment(reply.get("oldest_pending"))),
+    ]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key.ljust(width)}  {_cell(value)}")
+    return EXIT_OK
+
+
+def _moment(pair: object) -> str | None:
+    """``[sn, time]`` as "SN at 2026-11-27T10:00:00Z"."""
+    match pair:
+        case [str(sn), int(when) | float(when)]:
+            return f"{sn} at {_time(when)}"
+    return None
+
+
+def cmd_republish(config: Config, args: argparse.Namespace) -> int:
+    return _said(_ask(config, "republish", args.sn), args)
+
+
+def cmd_retry(config: Config, args: argparse.Namespace) -> int:
+    return _said(_ask(config, "retry", args.sn), args)
+
+
+def cmd_forget(config: Config, args: argparse.Namespace) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("gatewayctl: forget asks for confirmation: add --yes", file=sys.stderr)
+            return EXIT_USAGE
+        print(
+            f"Forget {args.sn}? Its record and its CIK are deleted. Exosite gives a CIK only "
+            "once: an activated node can be activated again only after its serial is "
+            "re-enabled (gatewayctl reenable, or in Portals)."
+        )
+        try:
+            typed = input(f"Type {args.sn} to confirm: ").strip()
+        except EOFError:
+            typed = ""
+        if typed != args.sn:
+            print("gatewayctl: not confirmed; nothing was deleted", file=sys.stderr)
+            return EXIT_FAILURE
+    return _said(_ask(config, "forget", args.sn), args)
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -190,6 +263,22 @@ def parser() -> argparse.ArgumentParser:
     reenable.add_argument("sn", help="the serial number")
     reenable.add_argument("--model", help="the model (default: the node's, else exosite.model)")
     reenable.set_defaults(run=cmd_reenable)
+    daemon = sub.add_parser(
+        "status", parents=[common], help="the running gatewayd: broker, counts, progress"
+    )
+    daemon.add_argument("--json", action="store_true", help="print JSON")
+    daemon.set_defaults(run=cmd_status)
+    for name, run, text in (
+        ("republish", cmd_republish, "publish an activated node's credentials again"),
+        ("retry", cmd_retry, "clear a rejection or needs_reenable and ask Exosite now"),
+        ("forget", cmd_forget, "delete a node's record and CIK (asks first)"),
+    ):
+        command = sub.add_parser(name, parents=[common], help=text)
+        command.add_argument("sn", help="the node's serial number")
+        command.add_argument("--json", action="store_true", help="print the reply as JSON")
+        if name == "forget":
+            command.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        command.set_defaults(run=run)
     return top
 
 

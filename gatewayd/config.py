@@ -12,148 +12,62 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
 import socket
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 from urllib.parse import urlsplit
 
 from gatewayd.errors import ConfigError
+from gatewayd.sections import (
+    Section,
+    is_client_id,
+    is_dotted_name,
+    is_host,
+    is_name,
+    is_printable_nonempty,
+    is_topic_prefix,
+    show,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Mapping
+    from collections.abc import Mapping
 
 DEFAULT_PATH: Final = Path("/etc/gatewayd/config.toml")
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 EXOSITE_APIS: Final = ("onep", "murano")
 ONEP_URL: Final = "https://m2.exosite.com"
+SOCKET_PATH_MAX: Final = 107
+"""The longest path a Unix socket can be bound to on Linux."""
 
 _ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SESSION_EXPIRY_MAX: Final = 2**32 - 1
-_SHOW_MAX: Final = 80
-
-
-def _show(value: object) -> str:
-    """The offending value as the operator wrote it, cut short if long."""
-    text = repr(str(value)) if isinstance(value, PurePath) else repr(value)
-    return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
-
-
-def _is_printable_nonempty(value: str) -> bool:
-    return bool(value) and value.isprintable()
-
-
-def _is_name(value: str) -> bool:
-    return bool(value) and "/" not in value and value.isprintable()
-
-
-def _is_host(value: str) -> bool:
-    return (
-        bool(value)
-        and value.isprintable()
-        and not any(c.isspace() or c == "/" for c in value)
-        and value.count(":") != 1
-    )
-
-
-def _is_client_id(value: str) -> bool:
-    return len(value) <= 128 and value.isprintable() and " " not in value
-
-
-def _is_topic_prefix(value: str) -> bool:
-    return (
-        bool(value)
-        and not value.startswith("$")
-        and not any(c in value for c in "+#\0")
-        and all(value.split("/"))
-    )
-
-
-def _is_dotted_name(value: str) -> bool:
-    parts = value.split(".")
-    return len(parts) >= 2 and all(part.isidentifier() for part in parts)
-
-
-class _Section:
-    """What every section dataclass shares: typed checks that fail with its dotted key."""
-
-    __slots__ = ()
-    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
-    _section: ClassVar[str]
-
-    def _error(self, key: str, message: str) -> NoReturn:
-        raise ConfigError(type(self).__name__, f"{self._section}.{key}", message)
-
-    def _fail(self, key: str, expected: str) -> NoReturn:
-        self._error(key, f"expected {expected}, got {_show(getattr(self, key))}")
-
-    def _set(self, key: str, value: object) -> None:
-        object.__setattr__(self, key, value)
-
-    def _int(self, key: str, low: int, high: int, expected: str = "") -> None:
-        value = getattr(self, key)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self._fail(key, expected or f"an integer from {low} to {high}")
-
-    def _float(self, key: str, expected: str, valid: Callable[[float], bool]) -> None:
-        value = getattr(self, key)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or not valid(value)
-        ):
-            self._fail(key, expected)
-        self._set(key, float(value))
-
-    def _str(
-        self, key: str, expected: str, valid: Callable[[str], object], *, optional: bool = False
-    ) -> None:
-        value = getattr(self, key)
-        if value is None and optional:
-            return
-        if not isinstance(value, str) or not valid(value):
-            self._fail(key, expected)
-
-    def _choice(self, key: str, choices: Collection[object], expected: str = "") -> None:
-        value = getattr(self, key)
-        if not any(type(value) is type(c) and value == c for c in choices):
-            self._fail(key, expected or "one of " + ", ".join(repr(c) for c in choices))
-
-    def _path(self, key: str, *, optional: bool = False) -> None:
-        value = getattr(self, key)
-        if value is None and optional:
-            return
-        if (
-            not isinstance(value, str | PurePath)
-            or not Path(value).is_absolute()
-            or "\0" in str(value)
-        ):
-            self._fail(key, "an absolute path, as a string")
-        self._set(key, Path(value))
 
 
 @dataclass(frozen=True, slots=True)
-class GatewayConfig(_Section):
+class GatewayConfig(Section):
     _section: ClassVar[str] = "gateway"
 
     id: str = field(default_factory=socket.gethostname)
     state_dir: Path = Path("/var/lib/gatewayd")
     log_level: str = "info"
+    control_socket: Path = Path("/run/gatewayd/control.sock")
 
     def __post_init__(self) -> None:
         self._str("id", "1 to 64 letters, digits, '.', '_' or '-'", _ID.fullmatch)
         self._path("state_dir")
         self._choice("log_level", LOG_LEVELS)
+        self._path("control_socket")
+        if len(bytes(self.control_socket)) > SOCKET_PATH_MAX:
+            self._fail("control_socket", f"a path of at most {SOCKET_PATH_MAX} bytes")
 
 
 @dataclass(frozen=True, slots=True)
-class MqttConfig(_Section):
+class MqttConfig(Section):
     _section: ClassVar[str] = "mqtt"
 
     host: str = "localhost"
@@ -167,14 +81,14 @@ class MqttConfig(_Section):
     password_file: Path | None = None
 
     def __post_init__(self) -> None:
-        self._str("host", "a host name or IP address, without scheme or port", _is_host)
+        self._str("host", "a host name or IP address, without scheme or port", is_host)
         self._int("port", 1, 65535)
-        self._str("client_id", "at most 128 printable characters without spaces", _is_client_id)
+        self._str("client_id", "at most 128 printable characters without spaces", is_client_id)
         self._str(
             "topic_prefix",
             "a non-empty MQTT topic without '+', '#', a leading '$' or '/', "
             "a trailing '/' or an empty level",
-            _is_topic_prefix,
+            is_topic_prefix,
         )
         self._choice("protocol", (5, 4), "5 (MQTT 5) or 4 (MQTT 3.1.1)")
         self._int("keepalive", 5, 3600, "an integer number of seconds from 5 to 3600")
@@ -184,14 +98,14 @@ class MqttConfig(_Section):
             _SESSION_EXPIRY_MAX,
             "an integer number of seconds from 0 to 4294967295",
         )
-        self._str("username", "a non-empty string", _is_printable_nonempty, optional=True)
+        self._str("username", "a non-empty string", is_printable_nonempty, optional=True)
         self._path("password_file", optional=True)
         if self.password_file is not None and self.username is None:
             self._error("password_file", "needs mqtt.username to be set as well")
 
 
 @dataclass(frozen=True, slots=True)
-class ExositeConfig(_Section):
+class ExositeConfig(Section):
     _section: ClassVar[str] = "exosite"
 
     vendor: str
@@ -209,8 +123,8 @@ class ExositeConfig(_Section):
     auto_reenable: bool = False
 
     def __post_init__(self) -> None:
-        self._str("vendor", "a non-empty name without '/'", _is_name)
-        self._str("model", "a non-empty name without '/'", _is_name)
+        self._str("vendor", "a non-empty name without '/'", is_name)
+        self._str("model", "a non-empty name without '/'", is_name)
         self._choice("api", EXOSITE_APIS)
         self._check_url()
         self._check_models()
@@ -259,14 +173,14 @@ class ExositeConfig(_Section):
     def _check_models(self) -> None:
         models = self.models
         if not isinstance(models, list | tuple) or not all(
-            isinstance(m, str) and _is_name(m) for m in models
+            isinstance(m, str) and is_name(m) for m in models
         ):
             self._fail("models", "a list of non-empty names without '/'")
         self._set("models", tuple(dict.fromkeys([self.model, *models])))
 
 
 @dataclass(frozen=True, slots=True)
-class KeyringConfig(_Section):
+class KeyringConfig(Section):
     _section: ClassVar[str] = "keyring"
 
     backend: str = "gatewayd.keystore.FileKeyring"
@@ -274,13 +188,13 @@ class KeyringConfig(_Section):
     key_file: Path | None = None
 
     def __post_init__(self) -> None:
-        self._str("backend", "a dotted 'module.Class' name", _is_dotted_name)
-        self._str("service", "a non-empty name without '/'", _is_name)
+        self._str("backend", "a dotted 'module.Class' name", is_dotted_name)
+        self._str("service", "a non-empty name without '/'", is_name)
         self._path("key_file", optional=True)
 
 
 @dataclass(frozen=True, slots=True)
-class NodesConfig(_Section):
+class NodesConfig(Section):
     _section: ClassVar[str] = "nodes"
 
     sn_pattern: re.Pattern[str] = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -315,9 +229,9 @@ class Config:
             object.__setattr__(self, "mqtt", resolved)
 
 
-_S = TypeVar("_S", bound=_Section)
+_S = TypeVar("_S", bound=Section)
 
-SECTIONS: Final[Mapping[str, type[_Section]]] = MappingProxyType(
+SECTIONS: Final[Mapping[str, type[Section]]] = MappingProxyType(
     {
         "gateway": GatewayConfig,
         "mqtt": MqttConfig,
@@ -328,7 +242,7 @@ SECTIONS: Final[Mapping[str, type[_Section]]] = MappingProxyType(
 )
 
 
-def _keys(cls: type[_Section]) -> list[str]:
+def _keys(cls: type[Section]) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
@@ -356,7 +270,7 @@ def _build(cls: type[_S], document: dict[str, Any], source: str) -> _S:
     section = cls._section
     table = document.get(section, {})
     if not isinstance(table, dict):
-        raise ConfigError(source, section, f"expected a table, [{section}], got {_show(table)}")
+        raise ConfigError(source, section, f"expected a table, [{section}], got {show(table)}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in table:
         if key not in known:

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import queue
 import random
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from gatewayd import __version__, logs, protocol, status
+from gatewayd import __version__, logs, protocol, reload, status
 from gatewayd.config import DEFAULT_PATH, Config, load
+from gatewayd.control import ControlError, ControlServer, Request
 from gatewayd.engine import Engine
 from gatewayd.errors import ConfigError, GatewaydError, InvalidRequest
 from gatewayd.events import (
@@ -32,23 +32,22 @@ from gatewayd.events import (
     BadAnnounce,
     Drain,
     Event,
+    Forget,
     Reenable,
     ReenableAnswered,
-    Settings,
+    Republish,
+    Retry,
     Tick,
 )
 from gatewayd.executor import Executor
 from gatewayd.exosite import ExositeClient
-from gatewayd.keystore import Keystore, load_key, open_backend
 from gatewayd.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
-from gatewayd.secret import Secret
 from gatewayd.state import StateDB
 from gatewayd.systemd import Notifier
-from gatewayd.vendor import VendorApiError, VendorClient
+from gatewayd.vendor import VendorApiError
+from gatewayd.wiring import engine_settings, open_keystore, read_password, vendor_client
 
 log = logging.getLogger(__name__)
-
-VENDOR_TOKEN_CREDENTIAL: Final = "gatewayd-vendor-token"  # noqa: S105 (a credential's name)
 
 MAX_WAIT: Final = 0.5
 """The longest the main thread waits for an event: a signal that another thread
@@ -68,67 +67,13 @@ class Wake:
 
 
 Answered = ActivationAnswered | ReenableAnswered
-Item = Event | LinkEvent | Stop
+Item = Event | LinkEvent | Stop | Request
 
-
-def engine_settings(config: Config) -> Settings:
-    return Settings(
-        vendor=config.exosite.vendor,
-        model=config.exosite.model,
-        models=frozenset(config.exosite.models),
-        rejected_retry_after=config.nodes.rejected_retry_after,
-        api=config.exosite.api,
-        auto_reenable=config.exosite.auto_reenable,
-        backoff_base=config.exosite.retry_base,
-        backoff_cap=config.exosite.retry_cap,
-    )
-
-
-def open_keystore(config: Config) -> Keystore:
-    key = load_key(config.keyring.key_file, os.environ.get("CREDENTIALS_DIRECTORY"))
-    backend = open_backend(config.keyring.backend, config.gateway.state_dir / "keyring", key)
-    return Keystore(backend, config.keyring.service)
-
-
-def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
-    """The vendor API client, with the token moved into the keyring; None without a token."""
-    exosite = config.exosite
-    path = exosite.vendor_token_file
-    if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
-        credential = Path(os.environ["CREDENTIALS_DIRECTORY"], VENDOR_TOKEN_CREDENTIAL)
-        path = credential if credential.exists() else None
-    token: Secret | None
-    if path is not None:
-        try:
-            token = Secret(path.read_text(encoding="utf-8").strip())
-        except OSError as exc:
-            key = "exosite.vendor_token_file"
-            raise ConfigError(config.source, key, f"a readable file ({exc.strerror})") from exc
-        keystore.store_token(exosite.vendor, token)
-    else:
-        token = keystore.load_token(exosite.vendor)
-    if token is None:
-        if exosite.auto_reenable:
-            raise ConfigError(
-                config.source,
-                "exosite.auto_reenable",
-                "a vendor token: set exosite.vendor_token_file, or the systemd credential "
-                f"{VENDOR_TOKEN_CREDENTIAL}",
-            )
-        return None
-    return VendorClient(exosite, token)
-
-
-def read_password(config: Config) -> Secret | None:
-    path = config.mqtt.password_file
-    if path is None:
-        return None
-    try:
-        return Secret(path.read_text(encoding="utf-8").strip())
-    except OSError as exc:
-        raise ConfigError(
-            config.source, "mqtt.password_file", f"a readable file ({exc.strerror})"
-        ) from exc
+COMMANDS: Final[dict[str, type[Republish | Retry | Forget]]] = {
+    "republish": Republish,
+    "retry": Retry,
+    "forget": Forget,
+}
 
 
 class Daemon:
@@ -164,6 +109,7 @@ class Daemon:
             self._reenable,
         )
         self._reporter = status.Reporter(self._engine, self._link, self._topics.status, Notifier())
+        self._control = _control_server(config, self._queue.put)
 
     # ------------------------------------------------------------------ run
 
@@ -187,6 +133,8 @@ class Daemon:
         self._exosite.close(timeout=0)
         self._link.stop(self._topics.status, status.offline())
         self._state.close()
+        if self._control is not None:
+            self._control.close()
         if self._executor.unstored:
             lost = ", ".join(sorted(self._executor.unstored))
             log.critical(
@@ -256,6 +204,8 @@ class Daemon:
                 self._link_event(item)
             case Stop(signal=signum):
                 self._signal(signum)
+            case Request():
+                self._command(item)
             case Tick():
                 self._executor.retry_stores(time.time())
                 self._executor.run(self._engine.handle(item))
@@ -280,7 +230,7 @@ class Daemon:
 
     def _signal(self, signum: int) -> None:
         if signum == signal.SIGHUP:
-            log.warning("SIGHUP ignored: restart gatewayd to apply a changed configuration")
+            self._reload()
         elif not self._stopping:
             self._stop(signum)
         else:
@@ -291,6 +241,51 @@ class Daemon:
                 len(self._executor.unstored),
             )
             self._forced = True
+
+    def _reload(self) -> None:
+        """SIGHUP: apply what can change live; keep the running configuration on any error."""
+        notifier = self._reporter.notifier
+        notifier.reloading()
+        try:
+            loaded = load(Path(self.config.source))
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration is kept: %s", exc)  # noqa: TRY400
+        else:
+            change = reload.plan(self.config, loaded)
+            self.config = change.config
+            logs.set_level(change.config.gateway.log_level)
+            self._engine.settings = engine_settings(change.config)
+            self._exosite.reconfigure(change.config.exosite)
+            applied = ", ".join(change.applied) or "nothing changed"
+            log.info("configuration reloaded from %s: %s", self.config.source, applied)
+            if change.restart:
+                log.warning(
+                    "changed in %s but applied only by a restart: %s",
+                    self.config.source,
+                    ", ".join(change.restart),
+                )
+        notifier.ready(self._reporter.text())
+
+    def _command(self, request: Request) -> None:
+        """An operator's command from the control channel, answered once carried out."""
+        if request.command == "status":
+            request.answer({"ok": True, **self._reporter.summary()})
+            return
+        sn = request.sn or ""
+        refusal = None
+        if self._stopping:
+            refusal = "gatewayd is stopping"
+        elif sn in self._executor.unstored:
+            refusal = "its CIK is not stored yet (the keyring refuses it); see the journal"
+        if refusal is not None:
+            request.answer({"ok": False, "message": f"{sn}: {refusal}"})
+            return
+        self._executor.results.clear()
+        self._executor.run(self._engine.handle(COMMANDS[request.command](sn)))
+        results = self._executor.results
+        ok = bool(results) and all(r.ok for r in results)
+        message = "; ".join(r.message for r in results) or f"{sn}: nothing was done"
+        request.answer({"ok": ok, "message": message})
 
     def _stop(self, signum: int) -> None:
         self._stopping = True
@@ -347,6 +342,23 @@ class Daemon:
                     topics, sn, message.response_topic, message.correlation
                 )
             return BadAnnounce(str(exc), sn, response)
+
+
+def _control_server(config: Config, submit: Callable[[Request], None]) -> ControlServer | None:
+    """The control socket; without it gatewayd still runs, and says gatewayctl cannot reach it."""
+    path = config.gateway.control_socket
+    try:
+        return ControlServer(path, submit)
+    except ControlError:
+        raise
+    except OSError as exc:
+        log.warning(
+            "no control socket at %s (%s): gatewayctl status, republish, retry and forget "
+            "cannot reach this gatewayd",
+            path,
+            exc.strerror or exc,
+        )
+        return None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -1,9 +1,10 @@
 """The node state machine: events in, actions out, no I/O.
 
-Everything that decides what happens to a node lives in this file, and the
-decisions themselves are one table, ``TRANSITIONS``: for a node's state and a
-trigger (an event, sharpened by a guard such as "the rejection is older than
-``rejected_retry_after``"), the next state and the effects to emit, in order.
+Everything that decides what happens to a node lives here and in
+``gatewayd.transitions``, whose one table, ``TRANSITIONS``, gives for a node's
+state and a trigger the next state and the effects to emit, in order. This
+module picks the trigger (an event, sharpened by a guard such as "the rejection
+is older than ``rejected_retry_after``") and turns the effects into actions.
 
 The engine never sleeps, reads a clock of its own or touches a socket, a file
 or a thread. Time comes from the injected ``clock``; randomness (the jitter of
@@ -14,7 +15,6 @@ queue and carries out the actions it returns, in order.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -29,9 +29,11 @@ from gatewayd.events import (
     Answer,
     BadAnnounce,
     CikLookedUp,
+    DeleteNode,
     Drain,
     Event,
     Failed,
+    Forget,
     Issued,
     Log,
     LookupCik,
@@ -40,8 +42,10 @@ from gatewayd.events import (
     Publish,
     Reenable,
     ReenableAnswered,
-    Refused,
+    Republish,
     ResponseTarget,
+    Result,
+    Retry,
     SaveNode,
     Settings,
     State,
@@ -50,94 +54,13 @@ from gatewayd.events import (
 )
 from gatewayd.secret import Secret
 from gatewayd.timers import Timers
+from gatewayd.transitions import TRANSITIONS, UNSETTLED, Effect, Trigger, refused, trigger_of
 
 EXPIRY_WINDOW: Final = 24 * 3600.0
 """Exosite expires a device not activated within 24 h of being added."""
 
 MAX_WAITING_RESPONSES: Final = 8
 """Response topics remembered per node until it can be answered."""
-
-
-class Trigger(enum.Enum):
-    ANNOUNCE = "announce"
-    ANNOUNCE_LATE = "announce after rejected_retry_after"
-    ISSUED = "200"
-    REFUSED = "refused"
-    CONFLICT = "409"
-    FAILED = "transient failure"
-    CIK_FOUND = "CIK found"
-    CIK_MISSING = "no CIK stored"
-    LOOKUP_FAILED = "keyring unreadable"
-    CIK_LOST = "409, no CIK stored, and our own request may have got it"
-    CIK_LOST_AUTO = "the same, with auto_reenable"
-    ANNOUNCE_REENABLING = "announce while gatewayd re-enables the serial"
-    REENABLED = "re-enabled through the vendor API"
-    REENABLE_FAILED = "the vendor API failed"
-    RETRY_DUE = "retry due"
-
-
-class Effect(enum.Enum):
-    SAVE = "save the node's record"
-    REQUEST = "send an activation request"
-    STORE = "store the CIK"
-    LOOKUP = "read the stored CIK"
-    REENABLE = "re-enable the serial through the vendor API"
-    SCHEDULE = "schedule the next attempt"
-    TELL_CIK = "publish the credentials"
-    TELL_PENDING = "publish pending, with retry_in"
-    TELL_REJECTED = "publish the recorded rejection"
-    WAIT = "nothing yet: an answer is on its way"
-
-
-_NEW: Final = None
-"""The 'state' of a serial gatewayd has never seen."""
-
-_UNSETTLED: Final = frozenset({State.PENDING, State.REJECTED, State.NEEDS_REENABLE})
-"""States in which a re-announce may change the model of the next request."""
-
-SAVE, REQUEST, STORE, LOOKUP = Effect.SAVE, Effect.REQUEST, Effect.STORE, Effect.LOOKUP
-REENABLE = Effect.REENABLE
-SCHEDULE, WAIT = Effect.SCHEDULE, Effect.WAIT
-TELL_CIK, TELL_PENDING, TELL_REJECTED = Effect.TELL_CIK, Effect.TELL_PENDING, Effect.TELL_REJECTED
-
-# fmt: off
-TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], tuple[State, tuple[Effect, ...]]]] = {
-    # state before     trigger                    state after        effects, in order
-    # -- announces: a record is written ahead of every request; never two requests at once
-    (_NEW,             Trigger.ANNOUNCE):       (State.ACTIVATING, (SAVE, REQUEST)),
-    (State.ACTIVATING, Trigger.ANNOUNCE):       (State.ACTIVATING, (WAIT,)),
-    (State.RECOVERING, Trigger.ANNOUNCE):       (State.RECOVERING, (WAIT,)),
-    (State.PENDING,    Trigger.ANNOUNCE):       (State.PENDING,    (TELL_PENDING,)),
-    (State.ACTIVATED,  Trigger.ANNOUNCE):       (State.ACTIVATED,  (LOOKUP,)),
-    (State.REJECTED,   Trigger.ANNOUNCE):       (State.REJECTED,   (TELL_REJECTED,)),
-    (State.REJECTED,   Trigger.ANNOUNCE_LATE):  (State.ACTIVATING, (SAVE, REQUEST)),
-    (State.NEEDS_REENABLE, Trigger.ANNOUNCE):   (State.NEEDS_REENABLE, (TELL_REJECTED,)),
-    (State.NEEDS_REENABLE, Trigger.ANNOUNCE_REENABLING): (State.NEEDS_REENABLE, (TELL_PENDING,)),
-    (State.NEEDS_REENABLE, Trigger.ANNOUNCE_LATE): (State.ACTIVATING, (SAVE, REQUEST)),
-    # -- Exosite's answers: a CIK is stored before anything else happens
-    (State.ACTIVATING, Trigger.ISSUED):         (State.ACTIVATED,  (STORE, SAVE, TELL_CIK)),
-    (State.ACTIVATING, Trigger.REFUSED):        (State.REJECTED,   (SAVE, TELL_REJECTED)),
-    (State.ACTIVATING, Trigger.CONFLICT):       (State.ACTIVATING, (LOOKUP,)),
-    (State.ACTIVATING, Trigger.FAILED):         (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
-    # -- the keystore's answers (after a 409, a re-announce, or a restart)
-    (State.ACTIVATING, Trigger.CIK_FOUND):      (State.ACTIVATED,  (SAVE, TELL_CIK)),
-    (State.ACTIVATING, Trigger.CIK_MISSING):    (State.REJECTED,   (SAVE, TELL_REJECTED)),
-    (State.ACTIVATING, Trigger.LOOKUP_FAILED):  (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
-    (State.ACTIVATED,  Trigger.CIK_FOUND):      (State.ACTIVATED,  (TELL_CIK,)),
-    (State.ACTIVATED,  Trigger.CIK_MISSING):    (State.REJECTED,   (SAVE, TELL_REJECTED)),
-    (State.ACTIVATED,  Trigger.LOOKUP_FAILED):  (State.ACTIVATED,  (WAIT,)),
-    (State.RECOVERING, Trigger.CIK_FOUND):      (State.ACTIVATED,  (SAVE, TELL_CIK)),
-    (State.RECOVERING, Trigger.CIK_MISSING):    (State.ACTIVATING, (SAVE, REQUEST)),
-    (State.RECOVERING, Trigger.LOOKUP_FAILED):  (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
-    # -- a CIK lost between Exosite's 200 and the keyring: a person, or the vendor API
-    (State.ACTIVATING, Trigger.CIK_LOST):       (State.NEEDS_REENABLE, (SAVE, TELL_REJECTED)),
-    (State.ACTIVATING, Trigger.CIK_LOST_AUTO):  (State.NEEDS_REENABLE, (SAVE, REENABLE)),
-    (State.NEEDS_REENABLE, Trigger.REENABLED):  (State.ACTIVATING, (SAVE, REQUEST)),
-    (State.NEEDS_REENABLE, Trigger.REENABLE_FAILED): (State.NEEDS_REENABLE, (SAVE, TELL_REJECTED)),
-    # -- timers
-    (State.PENDING,    Trigger.RETRY_DUE):      (State.ACTIVATING, (SAVE, REQUEST)),
-}
-# fmt: on
 
 
 _NODE_ACTIONS: Final[Mapping[Effect, type[Activate | LookupCik | Reenable]]] = {
@@ -176,6 +99,7 @@ class Engine:
         self._waiting: dict[str, list[ResponseTarget]] = {}
         self._timers = Timers(self._timer_live)
         self._draining = False
+        self._republishing: set[str] = set()
         for stored in nodes:
             node = stored
             if node.state is State.ACTIVATING:
@@ -200,6 +124,9 @@ class Engine:
     def node(self, sn: str) -> Node | None:
         return self._nodes.get(sn)
 
+    def nodes(self) -> Iterable[Node]:
+        return self._nodes.values()
+
     def counts(self) -> dict[State, int]:
         return dict(self._counts)
 
@@ -217,7 +144,7 @@ class Engine:
                 return self._bad_announce(event)
             case ActivationAnswered(sn=sn, outcome=outcome):
                 cik = outcome.cik if isinstance(outcome, Issued) else None
-                return self._fire(sn, _trigger(outcome), cik, outcome)
+                return self._fire(sn, trigger_of(outcome), cik, outcome)
             case CikLookedUp():
                 return self._looked_up(event)
             case ReenableAnswered(sn=sn, error=None):
@@ -229,6 +156,8 @@ class Engine:
             case Drain():
                 self._draining = True
                 return []
+            case Republish() | Retry() | Forget():
+                return self._command(event)
 
     def _announced(
         self, sn: str, model: str | None, response: ResponseTarget | None
@@ -252,8 +181,8 @@ class Engine:
             )
             self._put(node)
             self._arm(None, node)
-            return actions + self._apply(node, (_NEW, Trigger.ANNOUNCE))
-        if model is not None and model != node.model and node.state in _UNSETTLED:
+            return actions + self._apply(node, (None, Trigger.ANNOUNCE))
+        if model is not None and model != node.model and node.state in UNSETTLED:
             # the node names another model now: its next request uses it
             node = dataclasses.replace(node, model=model)
             self._put(node)
@@ -284,6 +213,49 @@ class Engine:
             else:
                 actions += self._warn_expiry(node)
         return actions
+
+    # ------------------------------------------------------------ commands
+
+    def _command(self, command: Republish | Retry | Forget) -> list[Action]:
+        """``gatewayctl republish``, ``retry``, ``forget``: done, or refused saying why."""
+        sn = command.sn
+        if isinstance(command, Forget):
+            return self._forget(sn)
+        node = self._nodes.get(sn)
+        trigger = Trigger.REPUBLISH if isinstance(command, Republish) else Trigger.RETRY
+        refusal = None if node is None else refused(node, trigger)
+        if node is not None and refusal is None and self._reenabling(node):
+            refusal = "gatewayd is re-enabling it at Exosite; its activation follows"
+        if node is None or refusal is not None:
+            return [Result(ok=False, message=f"{sn}: {refusal or 'no such node'}")]
+        text = "operator asked to retry now" if trigger is Trigger.RETRY else "republishing"
+        actions: list[Action] = [Log("operator", logging.INFO, text, sn, node.state)]
+        if trigger is Trigger.REPUBLISH:
+            self._republishing.add(sn)  # the keyring's answer says how it went
+        actions += self._apply(node, (node.state, trigger))
+        after = self._nodes[sn]
+        if trigger is Trigger.RETRY:
+            done = "activation requested" if after.state is State.ACTIVATING else "queued"
+            return [*actions, Result(ok=True, message=f"{sn}: {done} (was {node.state})")]
+        return actions
+
+    def _forget(self, sn: str) -> list[Action]:
+        """``gatewayctl forget``: the record and the CIK go; never while a request is out."""
+        node = self._nodes.get(sn)
+        if node is None:
+            return [Result(ok=False, message=f"{sn}: no such node")]
+        if node.state in {State.ACTIVATING, State.RECOVERING} or self._reenabling(node):
+            text = "a request about it is in flight; try again once it is answered"
+            return [Result(ok=False, message=f"{sn}: {text}")]
+        del self._nodes[sn]
+        self._counts[node.state] -= 1
+        self._waiting.pop(sn, None)
+        what = "record and CIK deleted" if node.state is State.ACTIVATED else "record deleted"
+        return [
+            DeleteNode(sn, node.vendor, node.model),
+            Log("forgotten", logging.WARNING, f"forgotten by the operator: {what}", sn, node.state),
+            Result(ok=True, message=f"{sn}: forgotten ({what}; it was {node.state})"),
+        ]
 
     # -------------------------------------------------------- transitions
 
@@ -385,6 +357,15 @@ class Engine:
         return [SaveNode(node), replies.expiry_log(node, self._clock())]
 
     def _looked_up(self, event: CikLookedUp) -> list[Action]:
+        actions = self._looked_up_cik(event)
+        if event.sn in self._republishing:
+            self._republishing.discard(event.sn)
+            ok = event.cik is not None
+            said = "credentials published again" if ok else event.error or replies.CIK_MISSING
+            actions.append(Result(ok=ok, message=f"{event.sn}: {said}"))
+        return actions
+
+    def _looked_up_cik(self, event: CikLookedUp) -> list[Action]:
         sn = event.sn
         if event.error is not None:
             return self._fire(sn, Trigger.LOOKUP_FAILED, outcome=Failed(event.error))
@@ -423,15 +404,3 @@ def _store(step: _Step) -> list[Action]:
 
 def _state(node: Node | None) -> State | None:
     return None if node is None else node.state
-
-
-def _trigger(outcome: Outcome) -> Trigger:
-    match outcome:
-        case Issued():
-            return Trigger.ISSUED
-        case Refused(http_status=409):
-            return Trigger.CONFLICT
-        case Refused():
-            return Trigger.REFUSED
-        case Failed():
-            return Trigger.FAILED

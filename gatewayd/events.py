@@ -173,7 +173,41 @@ class Drain:
     """gatewayd is stopping: no new request starts from now on."""
 
 
-Event = Announced | BadAnnounce | ActivationAnswered | CikLookedUp | ReenableAnswered | Tick | Drain
+@dataclass(frozen=True, slots=True)
+class Republish:
+    """The operator asks for an activated node's credentials to be published again."""
+
+    sn: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """The operator clears a rejection, ``needs_reenable`` or a wait, and has it tried now."""
+
+    sn: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """The operator deletes a node's record and CIK."""
+
+    sn: str
+
+
+Command = Republish | Retry | Forget
+
+Event = (
+    Announced
+    | BadAnnounce
+    | ActivationAnswered
+    | CikLookedUp
+    | ReenableAnswered
+    | Tick
+    | Drain
+    | Republish
+    | Retry
+    | Forget
+)
 
 
 # ----------------------------------------------------------------- actions
@@ -247,6 +281,23 @@ class Publish:
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteNode:
+    """Delete the node's CIK from the keystore, then its record from the state database."""
+
+    sn: str
+    vendor: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """How an operator's command went, in words for the operator."""
+
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     """A journal line about a node: ``kind`` is stable and has a MESSAGE_ID."""
 
@@ -259,4 +310,4 @@ class Log:
     fields: tuple[tuple[str, str], ...] = field(default=())
 
 
-Action = Activate | StoreCik | LookupCik | Reenable | SaveNode | Publish | Log
+Action = Activate | StoreCik | LookupCik | Reenable | SaveNode | DeleteNode | Publish | Log | Result

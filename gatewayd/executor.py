@@ -23,10 +23,12 @@ from gatewayd.events import (
     Action,
     Activate,
     CikLookedUp,
+    DeleteNode,
     Log,
     LookupCik,
     Publish,
     Reenable,
+    Result,
     SaveNode,
     StoreCik,
 )
@@ -66,6 +68,8 @@ class Executor:
         """CIKs received that the keystore has not taken yet: they exist only here."""
         self._store_failures = 0
         self._store_retry_at: float | None = None
+        self.results: list[Result] = []
+        """What the operator's commands came to, for the control channel to collect."""
 
     def run(self, actions: Iterable[Action]) -> None:
         todo = deque(actions)
@@ -74,24 +78,25 @@ class Executor:
             match action:
                 case StoreCik():
                     self._store(action)
-                case SaveNode(node=node) if node.sn in self.unstored:
-                    log.debug(
-                        "node %s: record kept as written ahead until its CIK is stored", node.sn
-                    )
                 case SaveNode(node=node):
                     self._save(node.sn)
-                case Activate(sn=sn, vendor=vendor, model=model):
-                    self.outstanding += 1
-                    self._exosite.submit(sn, vendor, model)
-                case Reenable():
-                    self.outstanding += 1
-                    self._reenable(action)
+                case Activate() | Reenable():
+                    self._send(action)
                 case LookupCik():
                     todo.extendleft(reversed(self._engine.handle(self._lookup(action))))
                 case Publish():
                     self._publish(action)
                 case Log():
                     logs.emit(action)
+                case DeleteNode() | Result():
+                    self._command(action)
+
+    def _send(self, action: Activate | Reenable) -> None:
+        self.outstanding += 1
+        if isinstance(action, Activate):
+            self._exosite.submit(action.sn, action.vendor, action.model)
+        else:
+            self._reenable(action)
 
     def answered(self) -> None:
         self.outstanding -= 1
@@ -150,6 +155,9 @@ class Executor:
     # -------------------------------------------------------------- state, MQTT
 
     def _save(self, sn: str) -> None:
+        if sn in self.unstored:
+            log.debug("node %s: record kept as written ahead until its CIK is stored", sn)
+            return
         node = self._engine.node(sn)
         if node is None:
             return
@@ -157,6 +165,19 @@ class Executor:
             self._state.save(node)
         except StateError as exc:
             log.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
+
+    def _command(self, action: DeleteNode | Result) -> None:
+        """An operator's command: the outcome is kept for the control channel."""
+        if isinstance(action, Result):
+            self.results.append(action)
+            return
+        # the CIK first, then the record (a record left without its CIK is told rejected)
+        try:
+            self._keystore.delete(action.vendor, action.model, action.sn)
+            self._state.delete(action.sn)
+        except (KeystoreError, StateError) as exc:
+            log.error("node %s: cannot forget it completely: %s", action.sn, exc)  # noqa: TRY400
+            self.results.append(Result(ok=False, message=f"{action.sn}: {exc}"))
 
     def _publish(self, action: Publish) -> None:
         answer = action.answer

@@ -75,6 +75,10 @@ class RateLimiter:
         self._next = 0.0
         self._lock = threading.Lock()
 
+    def set_rate(self, rate: float) -> None:
+        with self._lock:
+            self._interval = 1.0 / rate
+
     def wait(self, stop: threading.Event) -> bool:
         """Block until the caller's slot; False if ``stop`` was set meanwhile."""
         with self._lock:
@@ -123,6 +127,11 @@ class ExositeClient:
                 self._jobs.put((sn, vendor, model))
                 return
         self._deliver(ActivationAnswered(sn, Failed(NOT_SENT)))
+
+    def reconfigure(self, config: ExositeConfig) -> None:
+        """Take a reloaded configuration: its timeout and rate apply to the next request."""
+        self._config = config
+        self._limiter.set_rate(config.max_rate)
 
     def in_flight(self) -> int:
         with self._busy_lock:

@@ -33,6 +33,8 @@ MESSAGE_IDS: Final[dict[str, uuid.UUID]] = {
         "cik_unstored",
         "cik_stored_late",
         "needs_reenable",
+        "operator",
+        "forgotten",
         "unexpected",
     )
 }
@@ -53,6 +55,10 @@ def setup(level: str) -> None:
     root.addHandler(_journal_handler() or _stderr_handler())
     root.setLevel(level.upper())
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def set_level(level: str) -> None:
+    logging.getLogger().setLevel(level.upper())
 
 
 def _journal_handler() -> logging.Handler | None:

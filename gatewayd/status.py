@@ -19,6 +19,9 @@ from gatewayd.events import State
 from gatewayd.mqtt import MqttLink
 from gatewayd.systemd import Notifier
 
+_WAITING: Final = frozenset({State.PENDING, State.ACTIVATING, State.RECOVERING})
+"""The states of a node still waiting for its credentials."""
+
 STATUS_INTERVAL: Final = 2.0
 """The status topic is republished at most this often."""
 
@@ -46,6 +49,26 @@ class Reporter:
         body["uptime"] = int(time.time() - self._started)
         body["nodes"] = {str(k): v for k, v in self._engine.counts().items()}
         return json.dumps(body, separators=(",", ":")).encode()
+
+    def summary(self) -> dict[str, object]:
+        """What ``gatewayctl status`` shows: the broker, counts, last activation, oldest wait."""
+        nodes = self._engine.nodes()
+        last = max(
+            (n for n in nodes if n.activated_at is not None),
+            key=lambda n: n.activated_at or 0.0,
+            default=None,
+        )
+        oldest = min(
+            (n for n in nodes if n.state in _WAITING), key=lambda n: n.first_seen, default=None
+        )
+        return {
+            "version": __version__,
+            "uptime": int(time.time() - self._started),
+            "broker": "connected" if self.connected else "disconnected",
+            "nodes": {str(k): v for k, v in self._engine.counts().items()},
+            "last_activation": None if last is None else [last.sn, last.activated_at],
+            "oldest_pending": None if oldest is None else [oldest.sn, oldest.first_seen],
+        }
 
     def text(self) -> str:
         counts = self._engine.counts()

@@ -152,11 +152,17 @@ class Gateway:
         self.state_dir = folder / "state"
         self.config_path = folder / "config.toml"
         self.log_path = folder / "gatewayd.log"
+        self.control_socket = folder / "control.sock"
         self.env = dict(os.environ, XDG_DATA_HOME=str(folder / "xdg"), PYTHONUNBUFFERED="1")
         self.env.pop("JOURNAL_STREAM", None)
         self.env.pop("INVOCATION_ID", None)
         config: dict[str, dict[str, object]] = {
-            "gateway": {"id": "gw1", "state_dir": str(self.state_dir), "log_level": "debug"},
+            "gateway": {
+                "id": "gw1",
+                "state_dir": str(self.state_dir),
+                "log_level": "debug",
+                "control_socket": str(self.control_socket),
+            },
             "mqtt": {"host": broker.host, "port": broker.port, "keepalive": 10},
             "exosite": {
                 "url": sim.url,
@@ -211,6 +217,18 @@ class Gateway:
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8") if self.log_path.exists() else ""
+
+    def ctl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """gatewayctl as a subprocess, on this gateway's configuration."""
+        return subprocess.run(
+            [sys.executable, "-m", "gatewayd.cli", "--config", str(self.config_path), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
+            check=False,
+        )
 
 
 def _toml(config: dict[str, dict[str, object]]) -> str:

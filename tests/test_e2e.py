@@ -6,7 +6,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,14 +42,7 @@ def answers_until_final(node: SimulatedNode, timeout: float = 20.0) -> list[dict
 
 
 def gatewayctl(gw: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gatewayd.cli", "--config", str(gw.config_path), *args],
-        capture_output=True,
-        text=True,
-        env=gw.env,
-        timeout=30,
-        check=False,
-    )
+    return gw.ctl(*args)
 
 
 def test_activation_and_reannounce_from_the_keyring(

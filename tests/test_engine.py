@@ -8,12 +8,7 @@ from collections.abc import Callable
 import pytest
 from conftest import FakeClock as Clock
 
-from gatewayd.engine import (
-    EXPIRY_WINDOW,
-    TRANSITIONS,
-    Engine,
-    Trigger,
-)
+from gatewayd.engine import EXPIRY_WINDOW, Engine
 from gatewayd.events import (
     Action,
     Activate,
@@ -21,8 +16,10 @@ from gatewayd.events import (
     Announced,
     BadAnnounce,
     CikLookedUp,
+    DeleteNode,
     Drain,
     Failed,
+    Forget,
     Issued,
     Log,
     LookupCik,
@@ -32,7 +29,10 @@ from gatewayd.events import (
     Reenable,
     ReenableAnswered,
     Refused,
+    Republish,
     ResponseTarget,
+    Result,
+    Retry,
     SaveNode,
     Settings,
     State,
@@ -41,6 +41,7 @@ from gatewayd.events import (
 )
 from gatewayd.secret import Secret
 from gatewayd.timers import backoff_ceiling
+from gatewayd.transitions import TRANSITIONS, Trigger
 
 SETTINGS = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1", "hygro"}))
 CIK = Secret("a" * 40)
@@ -228,6 +229,12 @@ SCENARIOS: dict[tuple[State | None, Trigger], Scenario] = {
     (State.PENDING, Trigger.RETRY_DUE): lambda e, c: (_pending(e), c.advance(5), e.handle(Tick()))[
         2
     ],
+    (State.ACTIVATED, Trigger.REPUBLISH): lambda e, c: (_activated(e), e.handle(Republish("SN1")))[
+        1
+    ],
+    (State.PENDING, Trigger.RETRY): lambda e, c: (_pending(e), e.handle(Retry("SN1")))[1],
+    (State.REJECTED, Trigger.RETRY): lambda e, c: (_rejected(e), e.handle(Retry("SN1")))[1],
+    (State.NEEDS_REENABLE, Trigger.RETRY): lambda e, c: (_lost(e, c), e.handle(Retry("SN1")))[1],
 }
 
 EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
@@ -259,6 +266,10 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.NEEDS_REENABLE, Trigger.ANNOUNCE_REENABLING): ["Publish"],
     (State.NEEDS_REENABLE, Trigger.REENABLED): ["SaveNode", "Activate"],
     (State.NEEDS_REENABLE, Trigger.REENABLE_FAILED): ["SaveNode", "Publish"],
+    (State.ACTIVATED, Trigger.REPUBLISH): ["LookupCik"],
+    (State.PENDING, Trigger.RETRY): ["SaveNode", "Activate", "Result"],
+    (State.REJECTED, Trigger.RETRY): ["SaveNode", "Activate", "Result"],
+    (State.NEEDS_REENABLE, Trigger.RETRY): ["SaveNode", "Activate", "Result"],
 }
 
 
@@ -644,3 +655,104 @@ def test_a_failed_reenable_hands_over_to_a_person(clock: Clock) -> None:
     assert failed is not None
     assert Engine(AUTO, [failed], clock, upper).start() == []
     assert answers(engine.handle(Announced("SN1")))[0].answer.status == "rejected"
+
+
+# ---------------------------------------------------------------- commands
+
+
+def results(actions: list[Action]) -> list[Result]:
+    return [a for a in actions if isinstance(a, Result)]
+
+
+def test_republish_answers_after_the_keyring_is_read(engine: Engine) -> None:
+    _activated(engine)
+    (lookup,) = of(LookupCik, engine.handle(Republish("SN1")))
+    assert lookup == LookupCik("SN1", "acme", "thermo-v1")
+    actions = engine.handle(CikLookedUp("SN1", CIK))
+    (publish,) = answers(actions)
+    assert isinstance(publish, Publish)
+    assert publish.answer.cik == CIK
+    assert results(actions) == [Result(ok=True, message="SN1: credentials published again")]
+    assert "republished" in [a.kind for a in of(Log, actions) if isinstance(a, Log)]
+
+
+def test_republish_of_a_missing_cik_says_so(engine: Engine) -> None:
+    _activated(engine)
+    engine.handle(Republish("SN1"))
+    actions = engine.handle(CikLookedUp("SN1", None))
+    (result,) = results(actions)
+    assert not result.ok
+    assert "missing from the keyring" in result.message
+    node = engine.node("SN1")
+    assert node is not None
+    assert node.state is State.REJECTED
+
+
+def test_an_announce_lookup_gives_no_result(engine: Engine) -> None:
+    _activated(engine)
+    engine.handle(Announced("SN1"))
+    assert results(engine.handle(CikLookedUp("SN1", CIK))) == []
+
+
+@pytest.mark.parametrize(
+    ("setup", "command", "said"),
+    [
+        (_activating, Republish("SN1"), "not activated (it is activating)"),
+        (_pending, Republish("SN1"), "not activated (it is pending)"),
+        (_activated, Retry("SN1"), "already activated"),
+        (_activating, Retry("SN1"), "a request about it is in flight (it is activating)"),
+        (_activating, Forget("SN1"), "a request about it is in flight"),
+        (lambda e: [], Retry("SN1"), "no such node"),
+        (lambda e: [], Forget("SN1"), "no such node"),
+        (lambda e: [], Republish("SN1"), "no such node"),
+    ],
+)
+def test_a_command_that_cannot_act_is_refused_and_changes_nothing(
+    engine: Engine,
+    setup: Callable[[Engine], object],
+    command: Republish | Retry | Forget,
+    said: str,
+) -> None:
+    setup(engine)
+    before = engine.node("SN1")
+    (result,) = engine.handle(command)
+    assert isinstance(result, Result)
+    assert not result.ok
+    assert said in result.message
+    assert engine.node("SN1") == before
+
+
+def test_retry_of_a_rejection_asks_at_once_and_clears_it(engine: Engine) -> None:
+    _rejected(engine)
+    actions = engine.handle(Retry("SN1"))
+    assert of(Activate, actions) == [Activate("SN1", "acme", "thermo-v1")]
+    node = engine.node("SN1")
+    assert node is not None
+    assert (node.state, node.reason, node.rejected_at) == (State.ACTIVATING, None, None)
+    assert results(actions)[0].ok
+
+
+def test_retry_while_gatewayd_re_enables_is_refused(clock: Clock) -> None:
+    engine = Engine(AUTO, [], clock, upper)
+    _lost(engine, clock)
+    (result,) = engine.handle(Retry("SN1"))
+    assert isinstance(result, Result)
+    assert "re-enabling" in result.message
+
+
+@pytest.mark.parametrize("setup", [_activated, _pending, _rejected])
+def test_forget_deletes_cik_and_record_and_the_counts_follow(
+    engine: Engine, clock: Clock, setup: Callable[[Engine], object]
+) -> None:
+    setup(engine)
+    node = engine.node("SN1")
+    assert node is not None
+    actions = engine.handle(Forget("SN1"))
+    assert of(DeleteNode, actions) == [DeleteNode("SN1", "acme", "thermo-v1")]
+    assert results(actions)[0].ok
+    assert engine.node("SN1") is None
+    assert sum(engine.counts().values()) == 0
+    clock.advance(EXPIRY_WINDOW + 1)  # no retry and no expiry warning for it any more
+    assert engine.handle(Tick()) == []
+    # a forgotten node that announces again is a new node
+    assert kinds(engine.handle(Announced("SN1"))) == ["SaveNode", "Activate"]

@@ -135,7 +135,8 @@ def write_config(folder: Path, sim_url: str, broker_port: int) -> Path:
     path = folder / "gatewayd.toml"
     path.write_text(
         "# Written by python -m gatewayd.sim.demo; see config.example.toml for every key.\n"
-        f'[gateway]\nid = "demo"\nstate_dir = {json.dumps(str(folder / "state"))}\n\n'
+        f'[gateway]\nid = "demo"\nstate_dir = {json.dumps(str(folder / "state"))}\n'
+        f"control_socket = {json.dumps(str(folder / 'control.sock'))}\n\n"
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\n\n'
         f'[exosite]\nurl = "{sim_url}"\nvendor = "{VENDOR}"\nmodel = "{MODEL}"\n'
     )

@@ -1,0 +1,196 @@
+"""The control channel: gatewayctl talks to the running daemon over a Unix socket.
+
+One request per connection: a JSON object on one line, ``{"command": "retry",
+"sn": "ABC123"}``, answered by one JSON line, ``{"ok": true, "message": ...}``.
+The socket file is the daemon's own, mode 0600, in its runtime directory;
+besides, the daemon asks the kernel who is calling (``SO_PEERCRED``) and
+answers only root and the user it runs as. The caller needs no secret of the
+daemon's: the keyring, its key and the vendor token stay in the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from gatewayd.errors import GatewaydError
+
+log = logging.getLogger(__name__)
+
+COMMANDS: Final = frozenset({"status", "republish", "retry", "forget"})
+"""What the daemon answers; every command but ``status`` names a node."""
+MAX_LINE: Final = 1 << 20
+"""The longest line either side reads."""
+IO_TIMEOUT: Final = 5.0
+"""How long either side waits for the other to send its line."""
+ANSWER_TIMEOUT: Final = 30.0
+"""How long the daemon's main thread may take to carry a command out."""
+_PEERCRED: Final = struct.Struct("3i")
+
+
+class ControlError(GatewaydError):
+    """The control channel failed: nothing listens, no permission, a bad answer."""
+
+
+@dataclass(slots=True)
+class Request:
+    """A command on its way to the main thread, and the reply it waits for."""
+
+    command: str
+    sn: str | None
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: dict[str, object] = field(default_factory=dict)
+
+    def answer(self, reply: dict[str, object]) -> None:
+        self.reply = reply
+        self.done.set()
+
+
+def parse_request(line: bytes) -> tuple[str, str | None]:
+    """The command and serial of a request line; ControlError if it is not one."""
+    try:
+        data = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ControlError(f"not a JSON request: {exc}") from None
+    if not isinstance(data, dict):
+        raise ControlError("expected a JSON object")
+    command, sn = data.get("command"), data.get("sn")
+    if command not in COMMANDS:
+        raise ControlError(f"unknown command {command!r}; known: {', '.join(sorted(COMMANDS))}")
+    if command == "status":
+        return str(command), None
+    if not isinstance(sn, str) or not sn:
+        raise ControlError(f"{command} needs a serial number, 'sn'")
+    return str(command), sn
+
+
+class ControlServer:
+    """Accepts requests on a thread of its own and hands each to ``submit``."""
+
+    def __init__(self, path: Path, submit: Callable[[Request], None]) -> None:
+        self.path = path
+        self._submit = submit
+        self._uid = os.geteuid()
+        self._sock = _listen(path)
+        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(IO_TIMEOUT)
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(self.path.lstat().st_mode):
+                self.path.unlink()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                try:
+                    self._handle(conn)
+                except OSError as exc:
+                    log.warning("control request failed: %s", exc)
+
+    def _handle(self, conn: socket.socket) -> None:
+        conn.settimeout(IO_TIMEOUT)
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        pid, uid, _gid = _PEERCRED.unpack(creds)
+        if uid not in {0, self._uid}:
+            log.warning("control request from uid %d (pid %d) refused", uid, pid)
+            text = f"permission denied: only root and uid {self._uid} may control gatewayd"
+            _send(conn, {"ok": False, "message": text})
+            return
+        try:
+            command, sn = parse_request(_receive(conn))
+        except ControlError as exc:
+            _send(conn, {"ok": False, "message": str(exc)})
+            return
+        request = Request(command, sn)
+        self._submit(request)
+        if not request.done.wait(ANSWER_TIMEOUT):
+            _send(conn, {"ok": False, "message": "gatewayd did not answer in time"})
+            return
+        _send(conn, request.reply)
+
+
+def call(path: Path, command: str, sn: str | None = None) -> dict[str, object]:
+    """Send one command to the daemon listening on ``path`` and return its reply."""
+    request: dict[str, object] = {"command": command}
+    if sn is not None:
+        request["sn"] = sn
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(ANSWER_TIMEOUT + IO_TIMEOUT)
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise ControlError(
+                f"gatewayd is not running, or not listening on {path} ({exc.strerror})"
+            ) from None
+        except PermissionError:
+            raise ControlError(
+                f"permission denied on {path}: run gatewayctl as root or as gatewayd's user"
+            ) from None
+        _send(sock, request)
+        line = _receive(sock)
+    try:
+        reply = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        reply = None
+    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+        raise ControlError(f"gatewayd sent an answer that is not one: {line[:80]!r}")
+    return reply
+
+
+def _listen(path: Path) -> socket.socket:
+    """Bind the socket at ``path``, taking over a stale file but never a live daemon's."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ControlError(f"{path} exists and is not a socket")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+            except OSError:
+                path.unlink()  # left by a gatewayd that did not stop cleanly
+            else:
+                raise ControlError(f"another gatewayd is listening on {path}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(str(path))
+        path.chmod(0o600)
+        sock.listen(8)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _send(sock: socket.socket, message: dict[str, object]) -> None:
+    sock.sendall(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+
+def _receive(sock: socket.socket) -> bytes:
+    data = bytearray()
+    while b"\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_LINE:
+            raise ControlError("message too long")
+    return bytes(data.split(b"\n", 1)[0])

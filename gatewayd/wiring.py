@@ -1,0 +1,79 @@
+"""The daemon's parts as the configuration asks for them: engine settings, keystore,
+vendor client, broker password. gatewayctl builds the same keystore and vendor
+client from here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+from gatewayd.config import Config
+from gatewayd.errors import ConfigError
+from gatewayd.events import Settings
+from gatewayd.keystore import Keystore, load_key, open_backend
+from gatewayd.secret import Secret
+from gatewayd.vendor import VendorClient
+
+VENDOR_TOKEN_CREDENTIAL: Final = "gatewayd-vendor-token"  # noqa: S105 (a credential's name)
+
+
+def engine_settings(config: Config) -> Settings:
+    return Settings(
+        vendor=config.exosite.vendor,
+        model=config.exosite.model,
+        models=frozenset(config.exosite.models),
+        rejected_retry_after=config.nodes.rejected_retry_after,
+        api=config.exosite.api,
+        auto_reenable=config.exosite.auto_reenable,
+        backoff_base=config.exosite.retry_base,
+        backoff_cap=config.exosite.retry_cap,
+    )
+
+
+def open_keystore(config: Config) -> Keystore:
+    key = load_key(config.keyring.key_file, os.environ.get("CREDENTIALS_DIRECTORY"))
+    backend = open_backend(config.keyring.backend, config.gateway.state_dir / "keyring", key)
+    return Keystore(backend, config.keyring.service)
+
+
+def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
+    """The vendor API client, with the token moved into the keyring; None without a token."""
+    exosite = config.exosite
+    path = exosite.vendor_token_file
+    if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+        credential = Path(os.environ["CREDENTIALS_DIRECTORY"], VENDOR_TOKEN_CREDENTIAL)
+        path = credential if credential.exists() else None
+    token: Secret | None
+    if path is not None:
+        try:
+            token = Secret(path.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            key = "exosite.vendor_token_file"
+            raise ConfigError(config.source, key, f"a readable file ({exc.strerror})") from exc
+        keystore.store_token(exosite.vendor, token)
+    else:
+        token = keystore.load_token(exosite.vendor)
+    if token is None:
+        if exosite.auto_reenable:
+            raise ConfigError(
+                config.source,
+                "exosite.auto_reenable",
+                "a vendor token: set exosite.vendor_token_file, or the systemd credential "
+                f"{VENDOR_TOKEN_CREDENTIAL}",
+            )
+        return None
+    return VendorClient(exosite, token)
+
+
+def read_password(config: Config) -> Secret | None:
+    path = config.mqtt.password_file
+    if path is None:
+        return None
+    try:
+        return Secret(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ConfigError(
+            config.source, "mqtt.password_file", f"a readable file ({exc.strerror})"
+        ) from exc

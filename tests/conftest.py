@@ -177,11 +177,16 @@ class Gateway:
             "keyring": {},
             "nodes": {},
         }
-        for name, values in sections.items():
-            config[name].update(values)
-        self.config_path.write_text(_toml(config))
+        self.config = config
+        self.rewrite(**sections)
         self.process: subprocess.Popen[bytes] | None = None
         self.watcher: LineWatcher | None = None
+
+    def rewrite(self, **sections: dict[str, object]) -> None:
+        """Change keys of the configuration file (a running daemon sees them on SIGHUP)."""
+        for name, values in sections.items():
+            self.config[name].update(values)
+        self.config_path.write_text(_toml(self.config))
 
     def start(self, *, wait_connected: bool = True) -> None:
         self.process = subprocess.Popen(

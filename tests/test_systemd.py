@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import WAIT, Broker, Gateway
+from conftest import MODEL, VENDOR, WAIT, Broker, Gateway
 
+from gatewayd.sim import Registry
+from gatewayd.sim.node import SimulatedNode
+from gatewayd.state import DB_NAME
 from gatewayd.systemd import Notifier
 
 
@@ -96,3 +100,38 @@ def test_the_daemon_is_ready_before_the_broker_and_keeps_the_watchdog_fed(
     stopping = messages_until(sock, "STOPPING=1")[-1]
     assert stopping.startswith("STOPPING=1\nSTATUS=stopping; broker connected")
     assert gw.stop(signum=None) == 0
+
+
+@pytest.mark.e2e
+def test_a_blocked_main_loop_stops_feeding_the_watchdog(
+    registry: Registry,
+    gateway: Callable[..., Gateway],
+    node: Callable[..., SimulatedNode],
+    notify_socket: tuple[socket.socket, str],
+) -> None:
+    """The main thread waits on a locked state database: no WATCHDOG=1 until it is free."""
+    sock, path = notify_socket
+    registry.add(VENDOR, MODEL, "SN-W1")
+    gw = gateway()
+    gw.env |= {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"}
+    gw.start()
+    messages_until(sock, "WATCHDOG=1")
+    lock = sqlite3.connect(gw.state_dir / DB_NAME, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    n = node("SN-W1")
+    n.announce()  # the first save of its record waits for the lock (sqlite's 5 s timeout)
+    gw.wait_for(r"node SN-W1: announce received")
+    sock.settimeout(2.0)
+    starved = []
+    try:
+        while True:
+            starved.append(sock.recv(4096).decode())
+    except TimeoutError:
+        pass
+    assert "WATCHDOG=1" not in starved  # 2 s without a ping: systemd's 0.4 s would have fired
+    lock.execute("COMMIT")
+    lock.close()
+    sock.settimeout(WAIT)
+    messages_until(sock, "WATCHDOG=1")
+    assert gw.process is not None
+    assert gw.process.poll() is None

@@ -5,12 +5,12 @@
 PYTHON ?= python3
 VENV := .venv
 VENV_PAHO1 := .venv-paho1
-APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd
+APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd man-db
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Paho's 1.6.1 is the release Debian 12 ships as python3-paho-mqtt.
 PAHO1 := paho-mqtt==1.6.1
 
-.PHONY: all deps venv test lint typecheck pytest pytest-paho1 demo clean
+.PHONY: all deps venv test lint typecheck pytest pytest-paho1 demo man clean
 
 all: test
 
@@ -60,5 +60,14 @@ test: lint typecheck pytest pytest-paho1
 demo: $(VENV)/.stamp
 	$(VENV)/bin/python -m gatewayd.sim.demo
 
+# The man pages, from their reStructuredText sources in man/, into build/man/.
+MAN_PAGES := $(patsubst man/%.rst,build/man/%,$(wildcard man/*.[0-9].rst))
+
+man: $(MAN_PAGES)
+
+build/man/%: man/%.rst man/render.py | $(VENV)/.stamp
+	@mkdir -p build/man
+	$(VENV)/bin/python man/render.py $< $@
+
 clean:
-	rm -rf $(VENV) $(VENV_PAHO1) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(VENV_PAHO1) build .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -140,6 +140,7 @@ BAD = [
     ("gateway", "id", ['"two words"', '""', '"a/b"', '"a+b"', f'"{"x" * 65}"', "5"]),
     ("gateway", "state_dir", ['"var/lib/gatewayd"', '""', "5", '["/var"]']),
     ("gateway", "log_level", ['"INFO"', '"verbose"', "1"]),
+    ("gateway", "control_socket", ['"run/control.sock"', f'"/run/{"s" * 103}"', "5"]),
     ("mqtt", "host", ['""', '"mqtt://broker"', '"broker:1883"', '"two words"', "1"]),
     ("mqtt", "port", ["0", "65536", '"abc"', "true", "1883.0", "-1"]),
     ("mqtt", "client_id", ['"two words"', f'"{"c" * 129}"', "1", '"tab\\there"']),

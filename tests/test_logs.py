@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,9 @@ def test_the_journal_under_systemd_else_stderr(
         for h in saved[0]:
             root.addHandler(h)
         root.setLevel(saved[1])
+
+
+def test_the_readme_lists_every_message_id() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for kind, message_id in logs.MESSAGE_IDS.items():
+        assert f"| `{kind}` | `{message_id.hex}` |" in readme

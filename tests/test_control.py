@@ -272,6 +272,7 @@ def test_another_user_is_refused_by_peer_credentials(
     if pid == 0:  # pragma: no cover (the child)
         try:
             os.close(read)
+            os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
             with socket.socket(socket.AF_UNIX) as sock:
@@ -279,12 +280,15 @@ def test_another_user_is_refused_by_peer_credentials(
                 sock.connect(str(srv.path))
                 sock.sendall(b'{"command": "status"}\n')
                 os.write(write, sock.makefile("rb").readline())
+        except BaseException as exc:  # noqa: BLE001 (the parent reports it)
+            os.write(write, repr(exc).encode())
         finally:
             os._exit(0)
     os.close(write)
     with os.fdopen(read, "rb") as pipe:
-        reply = json.loads(pipe.read())
+        said = pipe.read()
     os.waitpid(pid, 0)
+    reply = json.loads(said) if said.startswith(b"{") else {"child failed": said.decode()}
     assert reply["ok"] is False
     assert "permission denied: only root and uid 0" in reply["message"]
     assert seen == []

@@ -149,6 +149,9 @@ def cmd_reenable(config: Config, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     model = _vendor_model(config, args)
     client.reenable(model, args.sn)
+    if args.json:
+        print(json.dumps({"sn": args.sn, "model": model, "reenabled": True}, indent=2))
+        return EXIT_OK
     print(
         f"{args.sn} ({model}) re-enabled at Exosite: its next activation issues a new CIK; "
         "the node gets it at its next announce"
@@ -262,6 +265,7 @@ def parser() -> argparse.ArgumentParser:
     )
     reenable.add_argument("sn", help="the serial number")
     reenable.add_argument("--model", help="the model (default: the node's, else exosite.model)")
+    reenable.add_argument("--json", action="store_true", help="print JSON")
     reenable.set_defaults(run=cmd_reenable)
     daemon = sub.add_parser(
         "status", parents=[common], help="the running gatewayd: broker, counts, progress"

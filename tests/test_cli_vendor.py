@@ -76,7 +76,9 @@ def test_reenable_makes_a_second_activation_possible(
     assert "re-enabled" in out
     code, out, _ = run(capsys, "--config", path, "sn-status", "SN-A", "--json")
     assert json.loads(out)["state"] == "notactivated"
-    assert sim.registry.manage_calls("SN-A") == 2
+    code, out, _ = run(capsys, "--config", path, "reenable", "SN-A", "--json")
+    assert (code, json.loads(out)) == (0, {"sn": "SN-A", "model": "thermo-v1", "reenabled": True})
+    assert sim.registry.manage_calls("SN-A") == 3
 
 
 def test_a_wrong_token_is_refused_and_not_shown(

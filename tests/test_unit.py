@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd.config import GatewayConfig
+
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "gatewayd.service"
 SYSUSERS = REPO / "systemd" / "gatewayd.sysusers"
@@ -59,6 +61,9 @@ def test_the_unit_is_a_notify_service_with_a_watchdog() -> None:
     assert settings["StateDirectory"] == "gatewayd"
     assert settings["StateDirectoryMode"] == "0700"
     assert settings["UMask"] == "0077"
+    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    runtime = Path("/run", settings["RuntimeDirectory"])
+    assert GatewayConfig().control_socket.parent == runtime  # gatewayctl's default finds it
 
 
 def test_sysusers_creates_the_gatewayd_user(tmp_path: Path) -> None:

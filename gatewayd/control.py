@@ -110,13 +110,20 @@ class ControlServer:
         conn.settimeout(IO_TIMEOUT)
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
         pid, uid, _gid = _PEERCRED.unpack(creds)
+        try:
+            # the request is read whoever sent it, so that every caller gets an answer
+            # rather than a broken pipe
+            line = _receive(conn)
+        except ControlError as exc:
+            _send(conn, {"ok": False, "message": str(exc)})
+            return
         if uid not in {0, self._uid}:
             log.warning("control request from uid %d (pid %d) refused", uid, pid)
             text = f"permission denied: only root and uid {self._uid} may control gatewayd"
             _send(conn, {"ok": False, "message": text})
             return
         try:
-            command, sn = parse_request(_receive(conn))
+            command, sn = parse_request(line)
         except ControlError as exc:
             _send(conn, {"ok": False, "message": str(exc)})
             return

@@ -288,7 +288,8 @@ def test_another_user_is_refused_by_peer_credentials(
     with os.fdopen(read, "rb") as pipe:
         said = pipe.read()
     os.waitpid(pid, 0)
-    reply = json.loads(said) if said.startswith(b"{") else {"child failed": said.decode()}
+    assert said.startswith(b"{"), f"the child failed: {said!r}"
+    reply = json.loads(said)
     assert reply["ok"] is False
     assert "permission denied: only root and uid 0" in reply["message"]
     assert seen == []

@@ -200,6 +200,8 @@ class Daemon:
             case ActivationAnswered() | ReenableAnswered():
                 self._executor.answered()
                 self._executor.run(self._engine.handle(item))
+                if isinstance(item, ActivationAnswered):
+                    self._exosite.handled(item)
             case Connected() | Disconnected():
                 self._link_event(item)
             case Stop(signal=signum):

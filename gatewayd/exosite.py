@@ -104,6 +104,10 @@ class ExositeClient:
         self._open = threading.Event()
         self._open.set()
         self._limiter = RateLimiter(config.max_rate)
+        # a request holds a slot from before it is sent until the main thread has handled
+        # its answer (a CIK stored): so at most max_concurrent CIKs are ever on the wire or
+        # waiting in memory, the most a crash can lose, however slow the disk
+        self._slots = threading.Semaphore(config.max_concurrent)
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._submit_lock = threading.Lock()
@@ -127,6 +131,11 @@ class ExositeClient:
                 self._jobs.put((sn, vendor, model))
                 return
         self._deliver(ActivationAnswered(sn, Failed(NOT_SENT)))
+
+    def handled(self, answer: ActivationAnswered) -> None:
+        """The main thread has carried out ``answer``: its worker may send another request."""
+        if answer.outcome != Failed(NOT_SENT):
+            self._slots.release()
 
     def reconfigure(self, config: ExositeConfig) -> None:
         """Take a reloaded configuration: its timeout and rate apply to the next request."""
@@ -157,6 +166,7 @@ class ExositeClient:
                 self._open.set()
                 for _ in self._workers:
                     self._jobs.put(None)
+                    self._slots.release()  # a worker waiting for a slot sees the stop
         deadline = time.monotonic() + timeout
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
@@ -168,7 +178,9 @@ class ExositeClient:
                 if job is None:
                     return
                 sn, vendor, model = job
+                self._slots.acquire()
                 if not self._gate() or not self._limiter.wait(self._stop):
+                    self._slots.release()
                     self._deliver(ActivationAnswered(sn, Failed(NOT_SENT)))
                     continue
                 with self._busy_lock:

@@ -218,19 +218,28 @@ def test_rate_limiter_wakes_a_waiting_caller_on_stop() -> None:
 
 
 class Results:
-    """The client's ``deliver``: collects answers and lets a test wait for them."""
+    """The client's ``deliver``: collects answers and lets a test wait for them.
+
+    Taking an answer hands it back to the client as handled, as the daemon's main
+    thread does once it has stored the CIK.
+    """
 
     def __init__(self) -> None:
         self._queue: queue.Queue[ActivationAnswered] = queue.Queue()
+        self.client: ExositeClient | None = None
 
     def __call__(self, answered: ActivationAnswered) -> None:
         self._queue.put(answered)
 
     def take(self, count: int, timeout: float = WAIT) -> list[ActivationAnswered]:
         deadline = time.monotonic() + timeout
-        return [
-            self._queue.get(timeout=max(0.0, deadline - time.monotonic())) for _ in range(count)
-        ]
+        taken = []
+        for _ in range(count):
+            answered = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            if self.client is not None:
+                self.client.handled(answered)
+            taken.append(answered)
+        return taken
 
     def one(self) -> Outcome:
         return self.take(1)[0].outcome
@@ -285,6 +294,7 @@ def make_client() -> Iterator[Make]:
     def make(url: str, **values: object) -> tuple[ExositeClient, Results]:
         results = Results()
         client = ExositeClient(exosite_config(url, **values), results)
+        results.client = client
         made.append(client)
         return client, results
 
@@ -638,3 +648,32 @@ def test_a_name_that_does_not_resolve_is_a_failure_that_never_reached_exosite(
     assert isinstance(outcome, Failed)
     assert outcome.error.startswith("connection error")
     assert not outcome.maybe_delivered
+
+
+def test_no_more_answers_wait_unhandled_than_max_concurrent(
+    simulator: Simulator, registry: Registry, make_client: Make
+) -> None:
+    """A CIK received and not yet stored can be lost by a crash: their number is bounded."""
+    arrivals = Arrivals(simulator)
+    serials = [f"BOUND{i}" for i in range(5)]
+    for sn in serials:
+        registry.add(VENDOR, MODEL, sn)
+    client, results = make_client(simulator.url, max_concurrent=2, max_rate=1000)
+    for sn in serials:
+        client.submit(sn, VENDOR, MODEL)
+    arrivals.wait_for(2)
+    held = [results._queue.get(timeout=WAIT) for _ in range(2)]  # answered, not handled
+    assert not arrivals_reach(arrivals, 3, within=0.5)
+    client.handled(held[0])
+    arrivals.wait_for(3)
+    client.handled(held[1])
+    assert len(results.take(3)) == 3
+    assert len(arrivals.times) == 5
+
+
+def arrivals_reach(arrivals: Arrivals, count: int, within: float) -> bool:
+    try:
+        arrivals.wait_for(count, timeout=within)
+    except AssertionError:
+        return False
+    return True

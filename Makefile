@@ -10,12 +10,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Paho's 1.6.1 is the release Debian 12 ships as python3-paho-mqtt.
 PAHO1 := paho-mqtt==1.6.1
 
-.PHONY: all deps venv test lint typecheck pytest pytest-paho1 demo man clean
+.PHONY: all deps venv test lint typecheck pytest pytest-paho1 demo man deb deb-check clean
 
 all: test
 
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# apt-get install what of $(1) is not installed yet.
+define apt_ensure
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -23,6 +24,10 @@ deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt_ensure,$(APT_PACKAGES))
 
 $(VENV)/.stamp: pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +60,7 @@ pytest-paho1: $(VENV_PAHO1)/.stamp
 	$(VENV_PAHO1)/bin/python -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
 	$(VENV_PAHO1)/bin/pytest -m '(mqtt or e2e) and not slow'
 
-test: lint typecheck pytest pytest-paho1
+test: lint typecheck pytest pytest-paho1 deb-check
 
 demo: $(VENV)/.stamp
 	$(VENV)/bin/python -m gatewayd.sim.demo
@@ -69,5 +74,27 @@ build/man/%: man/%.rst man/render.py | $(VENV)/.stamp
 	@mkdir -p build/man
 	$(VENV)/bin/python man/render.py $< $@
 
+# The Debian package, built with Debian's own Python and tools (never a venv's).
+DEB_APT_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all python3-docutils \
+	python3-setuptools lintian debootstrap
+DEB_PATH := /usr/sbin:/usr/bin:/sbin:/bin
+VERSION := $(shell awk -F'[()]' 'NR == 1 {print $$2}' debian/changelog)
+DEB := dist/gatewayd_$(VERSION)_all.deb
+
+deb:
+	$(call apt_ensure,$(DEB_APT_PACKAGES))
+	rm -f ../gatewayd_$(VERSION)_* dist/gatewayd_$(VERSION)_*
+	env PATH=$(DEB_PATH) dpkg-buildpackage -us -uc -b
+	mkdir -p dist
+	mv ../gatewayd_$(VERSION)_all.deb ../gatewayd_$(VERSION)_*.buildinfo \
+	  ../gatewayd_$(VERSION)_*.changes dist/
+	@echo "built $(DEB)"
+
+# lintian, then the package installed on a clean Debian 12 root (tests/test_deb.py).
+deb-check: deb $(VENV)/.stamp
+	lintian --pedantic --display-info --fail-on error,warning $(DEB) dist/gatewayd_$(VERSION)_*.changes
+	@echo "lintian --pedantic: no error, no warning"
+	$(SUDO) env GATEWAYD_DEB=$(DEB) $(VENV)/bin/pytest -m deb -s tests/test_deb.py
+
 clean:
-	rm -rf $(VENV) $(VENV_PAHO1) build .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(VENV_PAHO1) build dist .mypy_cache .ruff_cache .pytest_cache *.egg-info

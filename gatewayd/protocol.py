@@ -18,6 +18,12 @@ from gatewayd.events import Announced, Answer, ResponseTarget
 MAX_ANNOUNCE_BYTES: Final = 4096
 """An announce larger than this is refused before it is parsed."""
 
+MAX_JSON_DEPTH: Final = 8
+"""Arrays and objects nested deeper than this are refused before the payload is parsed."""
+
+MAX_JSON_KEYS: Final = 64
+"""An announce with more keys than this, counted over every object in it, is refused."""
+
 MAX_TOPIC_SN_CHARS: Final = 256
 """A topic level longer than this is not answered, even with invalid_request."""
 
@@ -109,12 +115,21 @@ def _parse_payload(sn: str, payload: bytes) -> str | None:
         raise InvalidRequest(f"announce payload over {MAX_ANNOUNCE_BYTES} bytes", sn)
     if not payload.strip():
         return None
+    if _depth(payload) > MAX_JSON_DEPTH:
+        raise InvalidRequest(f"announce payload is nested deeper than {MAX_JSON_DEPTH}", sn)
+    keys = 0
+
+    def count(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        nonlocal keys
+        keys += len(pairs)
+        if keys > MAX_JSON_KEYS:
+            raise InvalidRequest(f"announce payload has over {MAX_JSON_KEYS} keys", sn)
+        return dict(pairs)
+
     try:
-        document = json.loads(payload)
+        document = json.loads(payload, object_pairs_hook=count)
     except ValueError as exc:
         raise InvalidRequest("announce payload is not valid JSON", sn) from exc
-    except RecursionError as exc:
-        raise InvalidRequest("announce payload is nested too deeply", sn) from exc
     if not isinstance(document, dict):
         raise InvalidRequest("announce payload is not a JSON object", sn)
     body_sn = document.get("sn")
@@ -124,6 +139,28 @@ def _parse_payload(sn: str, payload: bytes) -> str | None:
     if model is not None and (not isinstance(model, str) or not model):
         raise InvalidRequest("'model' must be a non-empty string", sn)
     return model
+
+
+def _depth(payload: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text, by one pass over its bytes."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in {0x5B, 0x7B}:  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in {0x5D, 0x7D}:  # ] }
+            depth -= 1
+    return deepest
 
 
 def encode_answer(answer: Answer) -> bytes:

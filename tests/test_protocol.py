@@ -193,6 +193,26 @@ def test_an_unaddressable_topic_is_refused_without_a_serial(topic: str) -> None:
     assert error.sn is None
 
 
+@pytest.mark.parametrize(
+    ("payload", "said"),
+    [
+        (b'{"a":' * 9 + b"1" + b"}" * 9, "nested deeper than 8"),
+        (b"[" * 9 + b"]" * 9, "nested deeper than 8"),
+        (b'{"x": "' + b"[" * 50 + b'", "model": "hygro"}', None),  # brackets in a string
+        (b'{"x": "\\\\", "y": [[[[[[[1]]]]]]]}', None),  # "\\" ends its string
+        (b"{" + b",".join(b'"k%d": 0' % i for i in range(65)) + b"}", "over 64 keys"),
+        (b'{"a": [' + b",".join(b'{"k": %d}' % i for i in range(65)) + b"]}", "over 64 keys"),
+    ],
+)
+def test_depth_and_key_limits(payload: bytes, said: str | None) -> None:
+    if said is None:
+        parse(payload=payload)
+    else:
+        error = refusal(payload=payload)
+        assert said in str(error)
+        assert error.sn == SN
+
+
 def test_an_overlong_topic_is_clipped_in_the_message() -> None:
     topic = "gatewayd/nodes/" + "A" * 5000 + "/announce"
     assert len(str(refusal(topic))) < 200

@@ -27,6 +27,7 @@ from gatewayd.sections import (
     is_client_id,
     is_dotted_name,
     is_host,
+    is_loopback,
     is_name,
     is_printable_nonempty,
     is_topic_prefix,
@@ -67,6 +68,24 @@ class GatewayConfig(Section):
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig(Section):
+    """``[mqtt.tls]``: its presence turns TLS on (1.2 or newer, the server's name checked)."""
+
+    _section: ClassVar[str] = "mqtt.tls"
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        self._path("ca_file", optional=True)
+        self._path("cert_file", optional=True)
+        self._path("key_file", optional=True)
+        if self.key_file is not None and self.cert_file is None:
+            self._error("key_file", "needs mqtt.tls.cert_file (the client certificate) as well")
+
+
+@dataclass(frozen=True, slots=True)
 class MqttConfig(Section):
     _section: ClassVar[str] = "mqtt"
 
@@ -79,6 +98,8 @@ class MqttConfig(Section):
     session_expiry: int = 86400
     username: str | None = None
     password_file: Path | None = None
+    allow_insecure: bool = False
+    tls: TlsConfig | None = None
 
     def __post_init__(self) -> None:
         self._str("host", "a host name or IP address, without scheme or port", is_host)
@@ -102,6 +123,17 @@ class MqttConfig(Section):
         self._path("password_file", optional=True)
         if self.password_file is not None and self.username is None:
             self._error("password_file", "needs mqtt.username to be set as well")
+        self._choice("allow_insecure", (True, False), "true or false")
+        tls: object = self.tls
+        if isinstance(tls, dict):
+            self._set("tls", _build_table(TlsConfig, tls))
+        elif tls is not None and not isinstance(tls, TlsConfig):
+            self._fail("tls", "a table, [mqtt.tls]")
+
+    @property
+    def loopback(self) -> bool:
+        """The broker is on this machine: nothing sent to it crosses a network."""
+        return is_loopback(self.host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +285,11 @@ def _unknown(name: str, section: str | None, value: object) -> str:
         if close:
             return f"unknown section; did you mean [{close[0]}]?"
         return "unknown section; known sections: " + ", ".join(f"[{s}]" for s in SECTIONS)
+    if (section, name) == ("mqtt", "password"):
+        return (
+            "not allowed: the password is never written in this file; put it in a file "
+            "named by mqtt.password_file, or in the systemd credential gatewayd-mqtt-password"
+        )
     what = "unknown key" if section else "unknown key outside any section"
     here = _keys(SECTIONS[section]) if section else []
     close = difflib.get_close_matches(name, here, n=1)
@@ -264,6 +301,19 @@ def _unknown(name: str, section: str | None, value: object) -> str:
     if section:
         return f"{what}; [{section}] knows: " + ", ".join(here)
     return what + "; every key belongs under a section such as [gateway]"
+
+
+def _build_table(cls: type[_S], table: dict[str, Any]) -> _S:
+    """A nested table such as [mqtt.tls]: every key known, then the section's own checks."""
+    known = _keys(cls)
+    for key in table:
+        if key not in known:
+            raise ConfigError(
+                cls.__name__,
+                f"{cls._section}.{key}",
+                f"unknown key; [{cls._section}] knows: " + ", ".join(known),
+            )
+    return cls(**table)
 
 
 def _build(cls: type[_S], document: dict[str, Any], source: str) -> _S:

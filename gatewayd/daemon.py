@@ -45,7 +45,13 @@ from gatewayd.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
 from gatewayd.state import StateDB
 from gatewayd.systemd import Notifier
 from gatewayd.vendor import VendorApiError
-from gatewayd.wiring import engine_settings, open_keystore, read_password, vendor_client
+from gatewayd.wiring import (
+    engine_settings,
+    open_keystore,
+    read_password,
+    tls_context,
+    vendor_client,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,7 @@ class Daemon:
             will_payload=status.offline(),
             password=read_password(config),
             deliver=self._queue.put,
+            tls=tls_context(config),
         )
         self._vendor = vendor_client(config, self._keystore)
         self._executor = Executor(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -98,6 +99,7 @@ class MqttLink:
         will_payload: bytes,
         password: Secret | None,
         deliver: Callable[[LinkEvent], None],
+        tls: ssl.SSLContext | None = None,
         uniform: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self._config = config
@@ -111,6 +113,8 @@ class MqttLink:
         if config.username is not None:
             password_text = password.reveal() if password is not None else None
             self._client.username_pw_set(config.username, password_text)
+        if tls is not None:
+            self._client.tls_set_context(tls)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

@@ -8,6 +8,7 @@ which fail with a :class:`~gatewayd.errors.ConfigError` naming the dotted key
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn
@@ -41,6 +42,16 @@ def is_host(value: str) -> bool:
         and not any(c.isspace() or c == "/" for c in value)
         and value.count(":") != 1
     )
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address, written out (a name is not looked up)."""
+    if host.lower() in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def is_client_id(value: str) -> bool:

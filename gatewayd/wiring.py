@@ -5,7 +5,9 @@ client from here.
 
 from __future__ import annotations
 
+import logging
 import os
+import ssl
 from pathlib import Path
 from typing import Final
 
@@ -16,6 +18,9 @@ from gatewayd.keystore import Keystore, load_key, open_backend
 from gatewayd.secret import Secret
 from gatewayd.vendor import VendorClient
 
+log = logging.getLogger(__name__)
+
+MQTT_PASSWORD_CREDENTIAL: Final = "gatewayd-mqtt-password"  # noqa: S105 (a credential's name)
 VENDOR_TOKEN_CREDENTIAL: Final = "gatewayd-vendor-token"  # noqa: S105 (a credential's name)
 
 
@@ -68,12 +73,61 @@ def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
 
 
 def read_password(config: Config) -> Secret | None:
-    path = config.mqtt.password_file
+    """The broker password, from mqtt.password_file or the systemd credential.
+
+    A password is never sent in plain text to a broker on another machine,
+    unless mqtt.allow_insecure says so; then it is warned about at every start.
+    """
+    mqtt = config.mqtt
+    if mqtt.username is None:
+        return None
+    path = mqtt.password_file
+    if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+        credential = Path(os.environ["CREDENTIALS_DIRECTORY"], MQTT_PASSWORD_CREDENTIAL)
+        path = credential if credential.exists() else None
     if path is None:
         return None
     try:
-        return Secret(path.read_text(encoding="utf-8").strip())
+        password = Secret(path.read_text(encoding="utf-8").strip())
     except OSError as exc:
         raise ConfigError(
             config.source, "mqtt.password_file", f"a readable file ({exc.strerror})"
         ) from exc
+    if mqtt.tls is None and not mqtt.loopback:
+        if not mqtt.allow_insecure:
+            raise ConfigError(
+                config.source,
+                "mqtt.tls",
+                f"required to send the broker password to {mqtt.host}, which is not this "
+                "machine: configure [mqtt.tls], or set mqtt.allow_insecure = true to send "
+                "it in plain text",
+            )
+        log.warning(
+            "mqtt.allow_insecure: the broker password goes to %s in plain text, without TLS",
+            mqtt.host,
+        )
+    return password
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """For [mqtt.tls]: TLS 1.2 or newer, the broker's certificate and name checked, and
+    the client certificate if one is configured. None without [mqtt.tls]."""
+    tls = config.mqtt.tls
+    if tls is None:
+        return None
+    try:
+        context = ssl.create_default_context(
+            cafile=None if tls.ca_file is None else str(tls.ca_file)
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(config.source, "mqtt.tls.ca_file", f"a readable CA file ({exc})") from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls.cert_file is not None:
+        key = None if tls.key_file is None else str(tls.key_file)
+        try:
+            context.load_cert_chain(str(tls.cert_file), key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                config.source, "mqtt.tls.cert_file", f"a readable certificate and key ({exc})"
+            ) from exc
+    return context

@@ -21,6 +21,7 @@ from gatewayd.config import (
     KeyringConfig,
     MqttConfig,
     NodesConfig,
+    TlsConfig,
     load,
     parse,
 )
@@ -154,6 +155,8 @@ BAD = [
     ("mqtt", "session_expiry", ["-1", "4294967296", "false", "1.5"]),
     ("mqtt", "username", ['""', "1", "true"]),
     ("mqtt", "password_file", ['"mqtt-password"', "1"]),
+    ("mqtt", "allow_insecure", ['"yes"', "1"]),
+    ("mqtt", "tls", ['"yes"', "5", "[1]"]),
     ("exosite", "vendor", ['""', '"a/b"', "1"]),
     ("exosite", "model", ['""', '"a/b"', "[]"]),
     ("exosite", "api", ['"ONEP"', '"http"', "1"]),
@@ -328,6 +331,53 @@ def test_password_file_needs_username() -> None:
     assert cfg.mqtt.username == "gw"
 
 
+def test_tls_is_a_table_of_its_own() -> None:
+    text = toml_text() + '[mqtt.tls]\nca_file = "/etc/gatewayd/ca.pem"\n'
+    tls = parse(text, SOURCE).mqtt.tls
+    assert tls == TlsConfig(ca_file=Path("/etc/gatewayd/ca.pem"))
+    assert parse(toml_text() + "[mqtt.tls]\n", SOURCE).mqtt.tls == TlsConfig()
+    assert parse(toml_text(), SOURCE).mqtt.tls is None
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "said"),
+    [
+        ('cafile = "/ca.pem"', "mqtt.tls.cafile", "unknown key; [mqtt.tls] knows: ca_file"),
+        ('ca_file = "ca.pem"', "mqtt.tls.ca_file", "an absolute path"),
+        ('key_file = "/k.pem"', "mqtt.tls.key_file", "needs mqtt.tls.cert_file"),
+    ],
+)
+def test_a_bad_tls_table_names_its_key(table: str, key: str, said: str) -> None:
+    exc = error_of(toml_text() + f"[mqtt.tls]\n{table}\n")
+    assert exc.key == key
+    assert said in str(exc)
+    assert str(exc).startswith(SOURCE)
+
+
+def test_an_inline_password_is_refused_with_the_way_to_give_one() -> None:
+    exc = error_of(toml_text("mqtt", "password", '"hunter2"'))
+    assert exc.key == "mqtt.password"
+    assert "mqtt.password_file" in str(exc)
+    assert "gatewayd-mqtt-password" in str(exc)
+    assert "hunter2" not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.8.0.1", True),
+        ("::1", True),
+        ("broker.local", False),
+        ("192.168.1.5", False),
+        ("localhost.example.com", False),
+    ],
+)
+def test_which_brokers_are_on_this_machine(host: str, loopback: bool) -> None:
+    assert MqttConfig(host=host).loopback is loopback
+
+
 @given(
     st.lists(
         st.text(st.characters(exclude_characters="/+#\0", exclude_categories=["Cs"]), min_size=1),
@@ -363,7 +413,7 @@ def test_topic_prefixes_with_wildcards_are_rejected(head: str, wildcard: str, ta
         ("[keyrings]\n", "keyrings", "unknown section; did you mean [keyring]?"),
         ("[node]\n", "node", "unknown section; did you mean [nodes]?"),
         ("[frobnicate]\n", "frobnicate", "known sections: [gateway], [mqtt], [exosite]"),
-        ("[mqtt.tls]\nca = '/x'\n", "mqtt.tls", "unknown key; [mqtt] knows: host, port,"),
+        ("[mqtt.tls]\nca = '/x'\n", "mqtt.tls.ca", "unknown key; [mqtt.tls] knows: ca_file,"),
         ("[mqtt]\nzzz = 1\n", "mqtt.zzz", "[mqtt] knows: host, port, client_id"),
     ],
 )
@@ -375,8 +425,8 @@ def test_unknown_names_get_a_suggestion(text: str, key: str, message: str) -> No
 
 
 def test_an_unknown_key_never_shows_its_value() -> None:
-    exc = error_of(toml_text() + "[mqtt]\npassword = 'hunter2'\n")
-    assert str(exc) == f"{SOURCE}: mqtt.password: unknown key; did you mean mqtt.password_file?"
+    exc = error_of(toml_text() + "[mqtt]\npasswd = 'hunter2'\n")
+    assert str(exc) == f"{SOURCE}: mqtt.passwd: unknown key; did you mean mqtt.password_file?"
 
 
 @pytest.mark.parametrize(

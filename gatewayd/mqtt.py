@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -211,7 +212,10 @@ class MqttLink:
 
     def _on_connect_fail(self, _client: paho.Client, _userdata: object) -> None:
         self._jitter_reconnect()
-        log.warning("broker %s:%d unreachable", self._config.host, self._config.port)
+        # paho calls this from the handler of the connection's error: it says what failed
+        error = sys.exc_info()[1]
+        why = f": {error}" if error is not None else ""
+        log.warning("broker %s:%d unreachable%s", self._config.host, self._config.port, why)
 
     def _on_message(
         self, _client: paho.Client, _userdata: object, message: paho.MQTTMessage

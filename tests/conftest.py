@@ -97,15 +97,18 @@ class LineWatcher:
 class Broker:
     """A mosquitto process on a fixed free port; can be stopped and restarted."""
 
-    def __init__(self, folder: Path, *, anonymous: bool = True) -> None:
-        """``anonymous=False`` makes a broker that refuses every client (no accounts)."""
+    def __init__(
+        self, folder: Path, *, anonymous: bool = True, listeners: str | None = None
+    ) -> None:
+        """``anonymous=False`` makes a broker that refuses every client (no accounts);
+        ``listeners`` replaces the plain listener on ``port`` with configuration text
+        of the test's own."""
         self.port = free_port()
         self.host = "127.0.0.1"
         self.conf = folder / "mosquitto.conf"
+        plain = f"listener {self.port} 127.0.0.1\nallow_anonymous {str(anonymous).lower()}\n"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            f"allow_anonymous {'true' if anonymous else 'false'}\n"
-            "persistence false\n"
+            (plain if listeners is None else listeners + "\n") + "persistence false\n"
             "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n"
@@ -238,6 +241,8 @@ class Gateway:
 
 def _toml(config: dict[str, dict[str, object]]) -> str:
     def value(v: object) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, int | float):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -62,8 +63,15 @@ class SimulatedNode:
         protocol: int = 5,
         client_id: str | None = None,
         on_answer: Callable[[SimulatedNode, Received], None] | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        """``on_answer``, if given, is called (on paho's thread) with every answer received."""
+        """``on_answer``, if given, is called (on paho's thread) with every answer received.
+
+        ``username``, ``password`` and ``tls`` are for a broker that authenticates its
+        clients, such as the one in examples/mosquitto/.
+        """
         self.sn = sn
         self.prefix = prefix
         self.credentials_topic = f"{prefix}/nodes/{sn}/credentials"
@@ -80,6 +88,10 @@ class SimulatedNode:
         self._acked: set[int] = set()
         self._resubscribe_mid: int | None = None
         self._client = new_client(client_id or f"node-{sn}"[:64], protocol)
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        if tls is not None:
+            self._client.tls_set_context(tls)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe

@@ -1,0 +1,316 @@
+"""examples/mosquitto/ as it ships, on a real mosquitto: TLS, accounts, and the ACL.
+
+The test makes a CA, the broker's certificate and client certificates, writes
+a password file with mosquitto_passwd, and starts mosquitto on the example's
+configuration with only the paths and ports changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import MODEL, VENDOR, WAIT, Broker, Gateway, free_port
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gatewayd.mqtt import new_client
+from gatewayd.sim import Registry, Simulator
+from gatewayd.sim.node import SimulatedNode
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "mosquitto"
+GATEWAY_PASSWORD = "gw-secret-6502"
+NODE_PASSWORDS = {"SN-A": "node-a-secret-8080", "SN-B": "node-b-secret-z80"}
+
+
+@dataclass
+class Pki:
+    folder: Path
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def context(self, client: str | None = None) -> ssl.SSLContext:
+        """What a client trusts (the CA), with its certificate if ``client`` is named."""
+        context = ssl.create_default_context(cafile=str(self.path("ca.pem")))
+        if client is not None:
+            context.load_cert_chain(self.path(f"{client}.pem"), self.path(f"{client}.key"))
+        return context
+
+
+def _key_and_name(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Name]:
+    return ec.generate_private_key(ec.SECP256R1()), x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    )
+
+
+def _write(
+    folder: Path, name: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
+) -> None:
+    (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / f"{name}.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def make_pki(folder: Path, clients: list[str]) -> Pki:
+    now = dt.datetime.now(dt.UTC)
+    ca_key, ca_name = _key_and_name("gatewayd test CA")
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write(folder, "ca", ca_key, ca)
+
+    def issue(name: str, common_name: str, *, server: bool) -> None:
+        key, subject = _key_and_name(common_name)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+        )
+        if server:  # the broker is "localhost", and only that
+            names = [x509.DNSName("localhost")]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        _write(folder, name, key, builder.sign(ca_key, hashes.SHA256()))
+
+    issue("server", "localhost", server=True)
+    for client in clients:
+        issue(client, client, server=False)
+    return Pki(folder)
+
+
+@dataclass
+class SecureBroker:
+    broker: Broker
+    password_port: int
+    certificate_port: int
+    pki: Pki
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
+    """mosquitto on examples/mosquitto/gatewayd.conf and gatewayd.acl."""
+    pki = make_pki(tmp_path, ["gatewayd", "SN-CERT"])
+    passwd = tmp_path / "gatewayd.passwd"
+    accounts = {"gatewayd": GATEWAY_PASSWORD, **NODE_PASSWORDS}
+    for user, password in accounts.items():
+        create = ["-c"] if not passwd.exists() else []
+        subprocess.run(
+            ["mosquitto_passwd", *create, "-b", str(passwd), user, password],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    acl = tmp_path / "gatewayd.acl"
+    acl.write_text((EXAMPLES / "gatewayd.acl").read_text())
+    password_port, certificate_port = free_port(), free_port()
+    conf = (EXAMPLES / "gatewayd.conf").read_text()
+    conf = conf.replace("/etc/mosquitto/certs/", f"{tmp_path}/").replace(
+        "/etc/mosquitto/", f"{tmp_path}/"
+    )
+    conf = conf.replace("listener 8883", f"listener {password_port} 127.0.0.1")
+    conf = conf.replace("listener 8884", f"listener {certificate_port} 127.0.0.1")
+    assert re.findall(r"^listener \d+ 127\.0\.0\.1$", conf, re.MULTILINE) == [
+        f"listener {password_port} 127.0.0.1",
+        f"listener {certificate_port} 127.0.0.1",
+    ]
+    broker = Broker(tmp_path, listeners=conf)
+    broker.host, broker.port = "localhost", password_port
+    broker.start()
+    yield SecureBroker(broker, password_port, certificate_port, pki)
+    broker.stop()
+
+
+def connack(port: int, tls: ssl.SSLContext | None, user: str | None, password: str | None) -> int:
+    """The reason code of a CONNACK from the broker on ``port``; -1 if none came."""
+    client = new_client("probe")
+    if user is not None:
+        client.username_pw_set(user, password)
+    if tls is not None:
+        client.tls_set_context(tls)
+    codes: list[int] = []
+    done = threading.Event()
+
+    def on_connect(
+        _client: object, _userdata: object, _flags: object, code: object, *_: object
+    ) -> None:
+        codes.append(int(getattr(code, "value", code)))  # type: ignore[call-overload]
+        done.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect("localhost", port)
+        client.loop_start()
+        done.wait(WAIT)
+    except (OSError, ssl.SSLError):
+        return -1
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return codes[0] if codes else -1
+
+
+@pytest.fixture
+def registry() -> Registry:
+    registry = Registry()
+    registry.add_pair(VENDOR, MODEL)
+    for sn in ("SN-A", "SN-B", "SN-C", "SN-CERT"):
+        registry.add(VENDOR, MODEL, sn)
+    return registry
+
+
+@pytest.fixture
+def keyring_backend() -> str:
+    return "gatewayd.keystore.FileKeyring"
+
+
+MakeGateway = Callable[..., Gateway]
+
+
+def test_the_example_acl_binds_every_node_to_its_own_topics(
+    tmp_path: Path,
+    secure_broker: SecureBroker,
+    simulator: Simulator,
+    registry: Registry,
+    gateway: MakeGateway,
+) -> None:
+    sb = secure_broker
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text(GATEWAY_PASSWORD + "\n")
+    gw = gateway(
+        mqtt={
+            "host": "localhost",
+            "port": sb.password_port,
+            "username": "gatewayd",
+            "password_file": str(password_file),
+            "tls": {"ca_file": str(sb.pki.path("ca.pem"))},
+        }
+    )
+    gw.start()  # TLS and the gateway's account: it subscribed to every announce
+
+    def node(sn: str, **kwargs: object) -> SimulatedNode:
+        made = SimulatedNode("localhost", sb.password_port, sn, tls=sb.pki.context(), **kwargs)  # type: ignore[arg-type]
+        made.connect()
+        return made
+
+    a = node("SN-A", username="SN-A", password=NODE_PASSWORDS["SN-A"])
+    b = node("SN-B", username="SN-B", password=NODE_PASSWORDS["SN-B"])
+    try:
+        assert a.activate(timeout=WAIT)["status"] == "activated"
+        # A listens on B's credentials topic; B gets activated; A hears nothing of it
+        a.subscribe(b.credentials_topic)
+        cik_b = b.activate(timeout=WAIT)["cik"]
+        assert gw.ctl("republish", "SN-A").returncode == 0  # published after B's
+        heard = a.next_answer(WAIT)
+        assert heard.topic == a.credentials_topic
+        assert cik_b not in str(heard.body)
+        # A announces as C: the broker drops it, gatewayd never sees it
+        a.publish("gatewayd/nodes/SN-C/announce", b"{}")
+        a.announce()  # after it, on the same connection: gatewayd sees this one
+        gw.wait_for(r"node SN-A: announce received")
+        assert "SN-C" not in gw.log_text()
+        assert registry.calls("SN-C") == 0
+    finally:
+        a.close()
+        b.close()
+    # a node with a client certificate, on the certificate listener
+    with SimulatedNode(
+        "localhost", sb.certificate_port, "SN-CERT", tls=sb.pki.context("SN-CERT")
+    ) as cert_node:
+        assert cert_node.activate(timeout=WAIT)["status"] == "activated"
+    # no account, a wrong password, no TLS: refused
+    assert connack(sb.password_port, sb.pki.context(), None, None) == 135  # not authorized
+    assert connack(sb.password_port, sb.pki.context(), "SN-A", "wrong") in {134, 135}
+    assert connack(sb.password_port, None, "SN-A", NODE_PASSWORDS["SN-A"]) == -1
+    assert connack(sb.certificate_port, sb.pki.context(), None, None) == -1  # no certificate
+    assert GATEWAY_PASSWORD not in gw.log_text()
+
+
+def test_gatewayd_authenticates_with_a_client_certificate(
+    secure_broker: SecureBroker, registry: Registry, gateway: MakeGateway
+) -> None:
+    sb = secure_broker
+    pki = sb.pki
+    gw = gateway(
+        mqtt={
+            "host": "localhost",
+            "port": sb.certificate_port,
+            "tls": {
+                "ca_file": str(pki.path("ca.pem")),
+                "cert_file": str(pki.path("gatewayd.pem")),
+                "key_file": str(pki.path("gatewayd.key")),
+            },
+        }
+    )
+    gw.start()
+    with SimulatedNode(
+        "localhost", sb.certificate_port, "SN-CERT", tls=pki.context("SN-CERT")
+    ) as n:
+        assert n.activate(timeout=WAIT)["status"] == "activated"
+
+
+def test_a_name_that_does_not_match_the_certificate_is_refused(
+    secure_broker: SecureBroker, gateway: MakeGateway
+) -> None:
+    """The broker's certificate names localhost, not 127.0.0.1."""
+    sb = secure_broker
+    gw = gateway(
+        mqtt={
+            "host": "127.0.0.1",
+            "port": sb.password_port,
+            "tls": {"ca_file": str(sb.pki.path("ca.pem"))},
+        }
+    )
+    gw.start(wait_connected=False)
+    gw.wait_for(r"broker 127\.0\.0\.1:\d+ unreachable: .*IP address mismatch")
+
+
+def test_a_password_in_plain_text_to_another_machine_is_refused(
+    tmp_path: Path, gateway: MakeGateway
+) -> None:
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text("hunter2\n")
+    gw = gateway(
+        mqtt={"host": "192.0.2.10", "username": "gatewayd", "password_file": str(password_file)}
+    )
+    gw.start(wait_connected=False)
+    assert gw.stop(signum=None) == 2
+    assert "mqtt.tls: required to send the broker password to 192.0.2.10" in gw.log_text()
+    insecure = gateway(
+        mqtt={
+            "host": "192.0.2.10",
+            "username": "gatewayd",
+            "password_file": str(password_file),
+            "allow_insecure": True,
+        }
+    )
+    insecure.start(wait_connected=False)
+    insecure.wait_for(r"WARNING .*the broker password goes to 192\.0\.2\.10 in plain text")
+    assert "hunter2" not in insecure.log_text()

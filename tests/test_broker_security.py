@@ -7,6 +7,7 @@ configuration with only the paths and ports changed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import ssl
@@ -168,12 +169,13 @@ def connack(port: int, tls: ssl.SSLContext | None, user: str | None, password: s
     try:
         client.connect("localhost", port)
         client.loop_start()
-        done.wait(WAIT)
+        done.wait(5.0)  # a refused TLS handshake sends no CONNACK at all
     except (OSError, ssl.SSLError):
         return -1
     finally:
         client.loop_stop()
-        client.disconnect()
+        with contextlib.suppress(OSError):  # paho 1.6.1 writes to a socket the broker closed
+            client.disconnect()
     return codes[0] if codes else -1
 
 

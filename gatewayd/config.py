@@ -231,6 +231,9 @@ class NodesConfig(Section):
 
     sn_pattern: re.Pattern[str] = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
     rejected_retry_after: float = 300.0
+    announce_rate: float = 1.0
+    announce_burst: int = 5
+    max_pending: int = 1000
 
     def __post_init__(self) -> None:
         pattern: object = self.sn_pattern
@@ -242,6 +245,9 @@ class NodesConfig(Section):
         elif not isinstance(pattern, re.Pattern) or not isinstance(pattern.pattern, str):
             self._fail("sn_pattern", "a regular expression, as a string")
         self._float("rejected_retry_after", "a number of seconds, at least 0", lambda v: v >= 0)
+        self._float("announce_rate", "a number of announces per second greater than 0", _positive)
+        self._int("announce_burst", 1, 1000)
+        self._int("max_pending", 1, 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +307,10 @@ def _unknown(name: str, section: str | None, value: object) -> str:
     if section:
         return f"{what}; [{section}] knows: " + ", ".join(here)
     return what + "; every key belongs under a section such as [gateway]"
+
+
+def _positive(value: float) -> bool:
+    return value > 0
 
 
 def _build_table(cls: type[_S], table: dict[str, Any]) -> _S:

@@ -26,10 +26,9 @@ from gatewayd import __version__, logs, protocol, reload, status
 from gatewayd.config import DEFAULT_PATH, Config, load
 from gatewayd.control import ControlError, ControlServer, Request
 from gatewayd.engine import Engine
-from gatewayd.errors import ConfigError, GatewaydError, InvalidRequest
+from gatewayd.errors import ConfigError, GatewaydError
 from gatewayd.events import (
     ActivationAnswered,
-    BadAnnounce,
     Drain,
     Event,
     Forget,
@@ -41,6 +40,7 @@ from gatewayd.events import (
 )
 from gatewayd.executor import Executor
 from gatewayd.exosite import ExositeClient
+from gatewayd.intake import Intake
 from gatewayd.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
 from gatewayd.state import StateDB
 from gatewayd.systemd import Notifier
@@ -96,13 +96,14 @@ class Daemon:
         self._stop_deadline = 0.0
         self._forced = False
         self._exosite = ExositeClient(config.exosite, self._answered)
+        self._intake = Intake(self._topics, config.nodes, self._queue.put, self._queue.qsize)
         self._link = MqttLink(
             config.mqtt,
             subscribe=self._topics.announce_filter,
             will_topic=self._topics.status,
             will_payload=status.offline(),
             password=read_password(config),
-            deliver=self._queue.put,
+            deliver=self._intake.receive,
             tls=tls_context(config),
         )
         self._vendor = vendor_client(config, self._keystore)
@@ -203,7 +204,9 @@ class Daemon:
     def _dispatch(self, item: Item) -> None:
         match item:
             case Message():
-                self._executor.run(self._engine.handle(self._announce(item)))
+                event = self._intake.announce(item)
+                if event is not None:
+                    self._executor.run(self._engine.handle(event))
             case ActivationAnswered() | ReenableAnswered():
                 self._executor.answered()
                 self._executor.run(self._engine.handle(item))
@@ -264,6 +267,7 @@ class Daemon:
             self.config = change.config
             logs.set_level(change.config.gateway.log_level)
             self._engine.settings = engine_settings(change.config)
+            self._intake.nodes = change.config.nodes
             self._exosite.reconfigure(change.config.exosite)
             applied = ", ".join(change.applied) or "nothing changed"
             log.info("configuration reloaded from %s: %s", self.config.source, applied)
@@ -278,7 +282,8 @@ class Daemon:
     def _command(self, request: Request) -> None:
         """An operator's command from the control channel, answered once carried out."""
         if request.command == "status":
-            request.answer({"ok": True, **self._reporter.summary()})
+            summary = self._reporter.summary() | {"announces_dropped": self._intake.dropped}
+            request.answer({"ok": True, **summary})
             return
         sn = request.sn or ""
         refusal = None
@@ -331,26 +336,6 @@ class Daemon:
                 self._answered(ReenableAnswered(action.sn))
 
         threading.Thread(target=work, name=f"reenable-{action.sn}", daemon=True).start()
-
-    def _announce(self, message: Message) -> Event:
-        topics = self._topics
-        try:
-            return protocol.parse_announce(
-                topics,
-                message.topic,
-                message.payload,
-                self.config.nodes.sn_pattern,
-                message.response_topic,
-                message.correlation,
-            )
-        except InvalidRequest as exc:
-            sn = exc.sn
-            response = None
-            if sn is not None:
-                response = protocol.response_target(
-                    topics, sn, message.response_topic, message.correlation
-                )
-            return BadAnnounce(str(exc), sn, response)
 
 
 def _control_server(config: Config, submit: Callable[[Request], None]) -> ControlServer | None:

@@ -174,6 +174,9 @@ class Engine:
         actions: list[Action] = [
             Log("announce", logging.DEBUG, "announce received", sn, _state(node))
         ]
+        if node is None and self._busy():
+            # no record and no request: the node is told to come back
+            return [*actions, Publish(replies.busy(sn, self.settings.max_pending))]
         if node is None:
             settings = self.settings
             node = Node(
@@ -388,6 +391,12 @@ class Engine:
             self._counts[old.state] -= 1
         self._counts[node.state] += 1
         self._nodes[node.sn] = node
+
+    def _busy(self) -> bool:
+        """As many nodes wait for Exosite as ``max_pending`` allows: new ones must wait."""
+        counts = self._counts
+        waiting = counts[State.ACTIVATING] + counts[State.PENDING] + counts[State.RECOVERING]
+        return waiting >= self.settings.max_pending
 
     def _hold_over(self, node: Node) -> bool:
         rejected_at = node.rejected_at if node.rejected_at is not None else node.first_seen

@@ -68,6 +68,7 @@ class Settings:
     backoff_base: float = 5.0
     backoff_factor: float = 2.0
     backoff_cap: float = 15 * 60.0
+    max_pending: int = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,15 @@ def rejected(node: Node) -> Answer:
     )
 
 
+BUSY_RETRY: Final = 30
+"""retry_in told to a new node while max_pending nodes wait for Exosite."""
+
+
+def busy(sn: str, max_pending: int) -> Answer:
+    text = f"gatewayd has {max_pending} nodes waiting for Exosite; announce again later"
+    return Answer(sn, "pending", retry_in=BUSY_RETRY, message=text)
+
+
 def invalid(sn: str, message: str) -> Answer:
     return Answer(sn, "rejected", reason=Reason.INVALID_REQUEST, message=message)
 

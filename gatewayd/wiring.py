@@ -34,6 +34,7 @@ def engine_settings(config: Config) -> Settings:
         auto_reenable=config.exosite.auto_reenable,
         backoff_base=config.exosite.retry_base,
         backoff_cap=config.exosite.retry_cap,
+        max_pending=config.nodes.max_pending,
     )
 
 

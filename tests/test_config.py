@@ -196,6 +196,9 @@ BAD = [
     ("keyring", "key_file", ['"keyring-key"', "1"]),
     ("nodes", "sn_pattern", ['"(("', '"[a-"', "1"]),
     ("nodes", "rejected_retry_after", ["-1", "-inf", "nan", "true", '"300"']),
+    ("nodes", "announce_rate", ["0", "-1", '"fast"']),
+    ("nodes", "announce_burst", ["0", "1001", "1.5"]),
+    ("nodes", "max_pending", ["0", '"many"', "1000001"]),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -756,3 +757,20 @@ def test_forget_deletes_cik_and_record_and_the_counts_follow(
     assert engine.handle(Tick()) == []
     # a forgotten node that announces again is a new node
     assert kinds(engine.handle(Announced("SN1"))) == ["SaveNode", "Activate"]
+
+
+def test_beyond_max_pending_a_new_node_is_told_to_come_back_and_nothing_is_kept(
+    clock: Clock,
+) -> None:
+    settings = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1"}))
+    engine = Engine(dataclasses.replace(settings, max_pending=2), [], clock, upper)
+    engine.handle(Announced("SN1"))
+    engine.handle(Announced("SN2"))
+    actions = engine.handle(Announced("SN3"))
+    assert kinds(actions) == ["Publish"]
+    (publish,) = answers(actions)
+    assert isinstance(publish, Publish)
+    assert (publish.answer.status, publish.answer.retry_in) == ("pending", 30)
+    assert engine.node("SN3") is None
+    engine.handle(ActivationAnswered("SN1", Refused(404)))  # one leaves the waiting set
+    assert kinds(engine.handle(Announced("SN3"))) == ["SaveNode", "Activate"]

@@ -1,0 +1,109 @@
+"""What comes in from the broker, before the engine sees it: bounded and checked.
+
+paho's thread hands every link event to :meth:`Intake.receive`, which queues it
+for the main thread, unless the main thread is so far behind that
+``MAX_BACKLOG`` messages already wait: then the announce is dropped and
+counted, so a flood cannot grow gatewayd's memory without limit. On the main
+thread, :meth:`Intake.announce` checks the serial against ``sn_pattern``
+first, then the node's announce rate, and only then parses the payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+from gatewayd import protocol
+from gatewayd.config import NodesConfig
+from gatewayd.errors import InvalidRequest
+from gatewayd.events import BadAnnounce, Event
+from gatewayd.limits import WARN_WINDOW, AnnounceLimiter
+from gatewayd.mqtt import LinkEvent, Message
+
+log = logging.getLogger(__name__)
+
+MAX_BACKLOG: Final = 10_000
+"""Messages waiting for the main thread beyond which new announces are dropped."""
+
+
+class Intake:
+    def __init__(
+        self,
+        topics: protocol.Topics,
+        nodes: NodesConfig,
+        put: Callable[[LinkEvent], None],
+        backlog: Callable[[], int],
+    ) -> None:
+        self._topics = topics
+        self.nodes = nodes
+        self._put = put
+        self._backlog = backlog
+        self.limiter = AnnounceLimiter(nodes.announce_rate, nodes.announce_burst, time.monotonic)
+        self.overflowed = 0
+        """Announces dropped because the main thread was behind."""
+        self._overflow_said = 0
+        self._overflow_warned_at = -WARN_WINDOW
+
+    @property
+    def dropped(self) -> int:
+        return self.limiter.dropped + self.overflowed
+
+    # --------------------------------------------------------- paho's thread
+
+    def receive(self, event: LinkEvent) -> None:
+        if isinstance(event, Message) and self._backlog() >= MAX_BACKLOG:
+            self.overflowed += 1
+            return
+        self._put(event)
+
+    # ---------------------------------------------------------- main thread
+
+    def announce(self, message: Message) -> Event | None:
+        """The announce as an event for the engine, or None when it is dropped."""
+        self._say_overflow()
+        topics = self._topics
+        sn = topics.topic_sn(message.topic)
+        if sn is not None and self.nodes.sn_pattern.fullmatch(sn):
+            verdict = self.limiter.allow(sn)
+            if not verdict.allowed:
+                if verdict.warn:
+                    log.warning(
+                        "node %s: announces faster than %g per second (bursts of %d): "
+                        "%d dropped; the next warning about it comes in %.0f s at the earliest",
+                        sn,
+                        self.limiter.rate,
+                        self.limiter.burst,
+                        verdict.dropped,
+                        WARN_WINDOW,
+                    )
+                return None
+        try:
+            return protocol.parse_announce(
+                topics,
+                message.topic,
+                message.payload,
+                self.nodes.sn_pattern,
+                message.response_topic,
+                message.correlation,
+            )
+        except InvalidRequest as exc:
+            response = None
+            if exc.sn is not None:
+                response = protocol.response_target(
+                    topics, exc.sn, message.response_topic, message.correlation
+                )
+            return BadAnnounce(str(exc), exc.sn, response)
+
+    def _say_overflow(self) -> None:
+        now = time.monotonic()
+        if self.overflowed == self._overflow_said or now - self._overflow_warned_at < WARN_WINDOW:
+            return
+        log.warning(
+            "%d announces dropped: they came faster than gatewayd could take them "
+            "(over %d waiting)",
+            self.overflowed - self._overflow_said,
+            MAX_BACKLOG,
+        )
+        self._overflow_said, self._overflow_warned_at = self.overflowed, now

@@ -15,6 +15,8 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import os
+import pwd
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -286,8 +288,27 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+PRIVILEGED_USER: Final = "gatewayd"
+"""Besides root, the one user who may see a CIK or use the vendor token."""
+
+
+def privileged() -> bool:
+    uid = os.geteuid()
+    if uid == 0:
+        return True
+    try:
+        return pwd.getpwuid(uid).pw_name == PRIVILEGED_USER
+    except KeyError:
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    reveals = args.command in {"reenable", "sn-status"} or (args.command == "show" and args.reveal)
+    if reveals and not privileged():
+        what = "show --reveal" if args.command == "show" else args.command
+        print(f"gatewayctl: {what} is for root and the {PRIVILEGED_USER} user", file=sys.stderr)
+        return EXIT_FAILURE
     path: Path = getattr(args, "config", DEFAULT_PATH)
     try:
         config = load(path)

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from gatewayd import __version__, logs, protocol, reload, status
+from gatewayd import __version__, logs, protocol, reload, secret, status
 from gatewayd.config import DEFAULT_PATH, Config, load
 from gatewayd.control import ControlError, ControlServer, Request
 from gatewayd.engine import Engine
@@ -372,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gatewayd: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.gateway.log_level)
+    if not secret.no_core_dumps():
+        log.warning("cannot turn core dumps off (prctl): a core file could hold CIKs")
     try:
         daemon = Daemon(config)
     except ConfigError as exc:

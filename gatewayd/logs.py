@@ -15,6 +15,7 @@ import sys
 import uuid
 from typing import Final
 
+from gatewayd import secret
 from gatewayd.events import Log
 
 node_log = logging.getLogger("gatewayd.node")
@@ -52,9 +53,30 @@ def setup(level: str) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(_journal_handler() or _stderr_handler())
+    handler = _journal_handler() or _stderr_handler()
+    handler.addFilter(RedactSecrets())
+    root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+class RedactSecrets(logging.Filter):
+    """Takes every secret this process knows out of a record: message, arguments, traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = secret.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info:
+            record.exc_text = secret.redact(_FORMATTER.formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = secret.redact(record.exc_text)
+        return True
+
+
+_FORMATTER: Final = logging.Formatter()
 
 
 def set_level(level: str) -> None:

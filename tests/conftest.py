@@ -7,6 +7,7 @@ line, so tests wait for what it says, never for a fixed time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from typing import IO
 
 import pytest
 
+from gatewayd import secret
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
 
@@ -259,6 +261,32 @@ def _toml(config: dict[str, dict[str, object]]) -> str:
 
 
 # ------------------------------------------------------------------ fixtures
+
+
+def leaked(logs: list[Path], secrets: frozenset[str]) -> list[tuple[str, str]]:
+    """The logs (name, folder) in which any of ``secrets`` appears."""
+    return [
+        (path.name, path.parent.name)
+        for path in logs
+        if (text := path.read_text(errors="replace")) and any(s in text for s in secrets)
+    ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """At the end of the run, every log any test wrote (gatewayd's, mosquitto's, the
+    demo's) is searched for every CIK issued and every token and password used."""
+    yield
+    logs = sorted(tmp_path_factory.getbasetemp().rglob("*.log"))
+    secrets = secret.known()
+    leaks = leaked(logs, secrets)
+    said = f"log sweep: {len(logs)} log files searched for {len(secrets)} secrets"
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(f"\n{said}")
+    assert leaks == [], f"secrets found in logs: {leaks[:10]}"
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gatewayd import secret
 from gatewayd.mqtt import new_client
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
@@ -33,6 +34,8 @@ pytestmark = pytest.mark.e2e
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "mosquitto"
 GATEWAY_PASSWORD = "gw-secret-6502"
 NODE_PASSWORDS = {"SN-A": "node-a-secret-8080", "SN-B": "node-b-secret-z80"}
+for _password in (GATEWAY_PASSWORD, *NODE_PASSWORDS.values(), "hunter2"):
+    secret.remember(_password)  # the end-of-run log sweep looks for them too
 
 
 @dataclass

@@ -1,0 +1,138 @@
+"""Secret hygiene: the log filter, core dumps, and who may see a CIK."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import leaked
+
+from gatewayd import cli, logs, secret
+from gatewayd.secret import Secret
+
+CIK = "7c1e0d2b9a8f6e5d4c3b2a1f0e9d8c7b6a5f4e3d"
+
+
+@pytest.fixture
+def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The process's real handler (stderr, with its filter), written to a buffer."""
+    for name in ("JOURNAL_STREAM", "INVOCATION_ID"):
+        monkeypatch.delenv(name, raising=False)
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stderr", out)
+    logs.setup("debug")
+    try:
+        yield out
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+
+
+def fail_with(value: str) -> None:
+    raise ValueError(f"bad answer {value}")
+
+
+def test_a_known_cik_or_token_never_reaches_the_log(journal: io.StringIO) -> None:
+    Secret(CIK)
+    Secret("tok-vendor-31337")
+    log = logging.getLogger("gatewayd.test")
+    log.info("body was %s", CIK)
+    log.warning("token tok-vendor-31337 refused")
+    try:
+        fail_with(CIK)
+    except ValueError:
+        log.exception("failed")
+    text = journal.getvalue()
+    assert CIK not in text
+    assert "tok-vendor-31337" not in text
+    assert text.count("<secret>") == 3
+    assert "ValueError: bad answer <secret>" in text
+
+
+def test_only_remembered_values_are_redacted() -> None:
+    other = "0123456789abcdef0123456789abcdef01234567"  # CIK-shaped, never a secret here
+    assert secret.redact(f"id {other}") == f"id {other}"
+    Secret(other)
+    assert secret.redact(f"id {other}!") == "id <secret>!"
+    assert secret.redact(f"x{other}0") == f"x{other}0"  # part of a longer hex run
+
+
+def test_core_dumps_are_turned_off() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        import ctypes  # noqa: PLC0415
+
+        ok = secret.no_core_dumps()
+        dumpable = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
+        os.write(write, f"{ok} {dumpable}".encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        said = pipe.read()
+    os.waitpid(pid, 0)
+    assert said == "True 0"
+
+
+def as_nobody(run: Callable[[], int]) -> tuple[int, str]:
+    """Run ``run`` in a child process as uid 65534; its exit status and stderr."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        code = 99
+        err = io.StringIO()
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with contextlib.redirect_stderr(err):
+                code = run()
+        finally:
+            os.write(write, f"{code}\n{err.getvalue()}".encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        code_text, _, err_text = pipe.read().partition("\n")
+    os.waitpid(pid, 0)
+    return int(code_text), err_text
+
+
+@pytest.mark.parametrize(
+    ("argv", "what"),
+    [
+        (["show", "SN1", "--reveal"], "show --reveal"),
+        (["reenable", "SN1"], "reenable"),
+        (["sn-status", "SN1"], "sn-status"),
+    ],
+)
+def test_seeing_a_cik_or_using_the_token_is_for_root_and_gatewayd(
+    tmp_path: Path, argv: list[str], what: str
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to become another user")
+    config = tmp_path / "config.toml"
+    config.write_text('[exosite]\nvendor = "acme"\nmodel = "m"\n')
+    code, err = as_nobody(lambda: cli.main(["--config", str(config), *argv]))
+    assert code == 1
+    assert err == f"gatewayctl: {what} is for root and the gatewayd user\n"
+
+
+def test_the_log_sweep_finds_a_secret_in_a_log() -> None:
+    # outside pytest's folders, which the sweep itself searches at the end
+    with tempfile.TemporaryDirectory() as folder:
+        clean, dirty = Path(folder, "gatewayd.log"), Path(folder, "mosquitto.log")
+        clean.write_text("node SN1: credentials activated\n")
+        dirty.write_text(f"PUBLISH {{'cik': '{CIK}'}}\n")
+        found = leaked([clean, dirty], frozenset({CIK, "tok-1234567"}))
+    assert found == [("mosquitto.log", Path(folder).name)]

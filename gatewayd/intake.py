@@ -10,7 +10,9 @@ first, then the node's announce rate, and only then parses the payload.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Final
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 MAX_BACKLOG: Final = 10_000
 """Messages waiting for the main thread beyond which new announces are dropped."""
+MAX_BACKLOG_BYTES: Final = 4 * 1024 * 1024
+"""The same bound, in bytes of payload."""
 
 
 class Intake:
@@ -44,6 +48,8 @@ class Intake:
         self.overflowed = 0
         """Announces dropped because the main thread was behind."""
         self._overflow_said = 0
+        self._queued_bytes = 0
+        self._lock = threading.Lock()
         self._overflow_warned_at = -WARN_WINDOW
 
     @property
@@ -53,15 +59,26 @@ class Intake:
     # --------------------------------------------------------- paho's thread
 
     def receive(self, event: LinkEvent) -> None:
-        if isinstance(event, Message) and self._backlog() >= MAX_BACKLOG:
-            self.overflowed += 1
-            return
+        if isinstance(event, Message):
+            if len(event.payload) > protocol.MAX_ANNOUNCE_BYTES:
+                # refused unread anyway: keep only enough to say it was too long
+                cut = event.payload[: protocol.MAX_ANNOUNCE_BYTES + 1]
+                event = dataclasses.replace(event, payload=cut)
+            with self._lock:
+                full = self._backlog() >= MAX_BACKLOG
+                full = full or self._queued_bytes + len(event.payload) > MAX_BACKLOG_BYTES
+                if full:
+                    self.overflowed += 1
+                    return
+                self._queued_bytes += len(event.payload)
         self._put(event)
 
     # ---------------------------------------------------------- main thread
 
     def announce(self, message: Message) -> Event | None:
         """The announce as an event for the engine, or None when it is dropped."""
+        with self._lock:
+            self._queued_bytes -= len(message.payload)
         self._say_overflow()
         topics = self._topics
         sn = topics.topic_sn(message.topic)

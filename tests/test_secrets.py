@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+import secrets
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_a_known_cik_or_token_never_reaches_the_log(journal: io.StringIO) -> Non
 
 
 def test_only_remembered_values_are_redacted() -> None:
-    other = "0123456789abcdef0123456789abcdef01234567"  # CIK-shaped, never a secret here
+    other = secrets.token_hex(20)  # CIK-shaped, and new to this process
     assert secret.redact(f"id {other}") == f"id {other}"
     Secret(other)
     assert secret.redact(f"id {other}!") == "id <secret>!"

@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import ssl
 import subprocess
-import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,30 +153,33 @@ def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
 
 
 def connack(port: int, tls: ssl.SSLContext | None, user: str | None, password: str | None) -> int:
-    """The reason code of a CONNACK from the broker on ``port``; -1 if none came."""
+    """The reason code of a CONNACK from the broker on ``port``; -1 if none came.
+
+    The client's loop runs on this thread, so that a TLS alert is an exception here
+    rather than in a thread of paho's.
+    """
     client = new_client("probe")
     if user is not None:
         client.username_pw_set(user, password)
     if tls is not None:
         client.tls_set_context(tls)
     codes: list[int] = []
-    done = threading.Event()
 
     def on_connect(
         _client: object, _userdata: object, _flags: object, code: object, *_: object
     ) -> None:
         codes.append(int(getattr(code, "value", code)))  # type: ignore[call-overload]
-        done.set()
 
     client.on_connect = on_connect
+    deadline = time.monotonic() + 5.0  # a refused TLS handshake sends no CONNACK at all
     try:
         client.connect("localhost", port)
-        client.loop_start()
-        done.wait(5.0)  # a refused TLS handshake sends no CONNACK at all
+        while not codes and time.monotonic() < deadline:
+            if client.loop(timeout=0.1) != 0:  # the broker closed the connection
+                break
     except (OSError, ssl.SSLError):
         return -1
     finally:
-        client.loop_stop()
         with contextlib.suppress(OSError):  # paho 1.6.1 writes to a socket the broker closed
             client.disconnect()
     return codes[0] if codes else -1

@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Paho's 1.6.1 is the release Debian 12 ships as python3-paho-mqtt.
 PAHO1 := paho-mqtt==1.6.1
 
-.PHONY: all deps venv test lint typecheck pytest pytest-paho1 demo man deb deb-check clean
+.PHONY: all deps venv test lint typecheck pytest pytest-paho1 demo man deb deb-check bench clean
 
 all: test
 
@@ -64,6 +64,10 @@ test: lint typecheck pytest pytest-paho1 deb-check
 
 demo: $(VENV)/.stamp
 	$(VENV)/bin/python -m gatewayd.sim.demo
+
+# The benchmarks (a few minutes); they rewrite bench/RESULTS.md.
+bench: $(VENV)/.stamp
+	$(VENV)/bin/python bench/run.py
 
 # The man pages, from their reStructuredText sources in man/, into build/man/.
 MAN_PAGES := $(patsubst man/%.rst,build/man/%,$(wildcard man/*.[0-9].rst))

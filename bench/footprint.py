@@ -1,0 +1,55 @@
+"""Start-up and footprint: process start to READY=1 with 10,000 nodes stored, resident
+memory once idle, and CPU time used over a minute of idling with the broker connected."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+from store import KEY, fill
+from support import NotifySocket, cpu_seconds, rig, rss_mib
+
+IDLE_SECONDS = 60.0
+
+
+def python_start() -> float:
+    """This machine's Python, starting and doing nothing: the floor of any start-up."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.monotonic() - started
+
+
+def run(stored: int = 10_000, idle: float = IDLE_SECONDS) -> dict[str, Any]:
+    with rig() as r:
+        state = r.folder / "state"
+        state.mkdir(mode=0o700)
+        _store, db = fill(state, stored)
+        db.close()
+        key_file = r.folder / "keyring.key"
+        key_file.write_text(KEY.hex())
+        config = r.config(gateway={"state_dir": str(state)}, keyring={"key_file": str(key_file)})
+        notify = NotifySocket(r.folder)
+        gw = r.gatewayd(config, notify=notify.path)
+        ready = notify.wait_for("READY=1") - gw.started
+        gw.output.wait_for("subscribed to ")
+        rss_idle = rss_mib(gw.pid)
+        before = cpu_seconds(gw.pid)
+        time.sleep(idle)  # the measurement itself: a minute of nothing to do
+        cpu = cpu_seconds(gw.pid) - before
+        gw.process.terminate()
+        gw.process.wait(60)
+    return {
+        "stored": stored,
+        "ready_s": ready,
+        "python_start_s": python_start(),
+        "rss_idle_mib": rss_idle,
+        "idle_s": idle,
+        "idle_cpu_s": cpu,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))

@@ -1,0 +1,164 @@
+"""Run every benchmark and rewrite bench/RESULTS.md with the figures, the machine and the
+versions. ``python bench/run.py --quick`` runs each on a tiny fleet (a smoke test)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import footprint
+import paho.mqtt
+import store
+import storm
+
+from gatewayd import __version__
+
+HERE = Path(__file__).resolve().parent
+
+TARGETS = {
+    "makespan_ratio": ("<=", 1.10),
+    "reannounce_ratio": (">=", 0.5),
+    "store_ratio": ("<=", 1.5),
+    "read_ratio": ("<=", 1.5),
+    "ready_s": ("<=", 0.3),
+    "rss_idle_mib": ("<", 40.0),
+    "idle_cpu_s": ("<", 0.06),
+}
+
+
+def met(name: str, value: float) -> str:
+    op, target = TARGETS[name]
+    ok = value <= target if op == "<=" else value >= target if op == ">=" else value < target
+    return f"{'met' if ok else 'MISSED'} (target {op} {target:g})"
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def report(results: dict[str, Any]) -> str:
+    s, st, f = results["storm"], results["store"], results["footprint"]
+    rows = [
+        (
+            "Boot storm makespan / ideal",
+            f"{s['makespan']:.2f} s / {s['ideal']:.2f} s = {s['makespan_ratio']:.2f}",
+            met("makespan_ratio", s["makespan_ratio"]),
+        ),
+        ("Boot storm announce to credentials", f"p50 {s['p50']:.2f} s, p99 {s['p99']:.2f} s", ""),
+        (
+            "Re-announce / baseline throughput",
+            (
+                f"{s['reannounce_throughput']:.0f}/s / "
+                f"{s['baseline_throughput']:.0f}/s = {s['reannounce_ratio']:.2f}"
+            ),
+            met("reannounce_ratio", s["reannounce_ratio"]),
+        ),
+        (
+            "Re-announce p99 (baseline p99)",
+            f"{s['reannounce_p99'] * 1000:.0f} ms ({s['baseline_p99'] * 1000:.0f} ms)",
+            "",
+        ),
+    ]
+    for count, figures in st["per_count"].items():
+        rows.append(
+            (
+                f"Store / read one node, {int(count):,} stored",
+                f"{figures['store_ms']:.2f} ms / {figures['read_ms']:.3f} ms",
+                "",
+            )
+        )
+    rows += [
+        (
+            "Store cost, most / fewest stored",
+            f"{st['store_ratio']:.2f}",
+            met("store_ratio", st["store_ratio"]),
+        ),
+        (
+            "Read cost, most / fewest stored",
+            f"{st['read_ratio']:.2f}",
+            met("read_ratio", st["read_ratio"]),
+        ),
+        (
+            f"Start to READY=1, {f['stored']:,} nodes stored",
+            f"{f['ready_s']:.3f} s (Python alone: {f['python_start_s']:.3f} s)",
+            met("ready_s", f["ready_s"]),
+        ),
+        (
+            "Resident memory, idle",
+            f"{f['rss_idle_mib']:.1f} MiB",
+            met("rss_idle_mib", f["rss_idle_mib"]),
+        ),
+        ("Resident memory after the boot storm", f"{s['rss_after_storm']:.1f} MiB", ""),
+        (
+            f"CPU time over {f['idle_s']:.0f} s idle",
+            f"{f['idle_cpu_s']:.3f} s",
+            met("idle_cpu_s", f["idle_cpu_s"]),
+        ),
+    ]
+    table = ["| figure | measured | target |", "|---|---|---|"]
+    table += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(
+        [
+            "# Benchmark results",
+            "",
+            "Written by `make bench` (`bench/run.py`); each run replaces this file.",
+            "",
+            f"- Date: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}",
+            f"- Machine: {machine()}",
+            (
+                f"- Python {platform.python_version()}, paho-mqtt {paho.mqtt.__version__}, "
+                f"gatewayd {__version__}"
+            ),
+            (
+                f"- Boot storm: {s['n']} nodes within 1 s, simulator latency "
+                f"{s['latency'] * 1000:.0f} ms, max_concurrent {s['max_concurrent']}"
+            ),
+            "",
+            *table,
+            "",
+            "Raw figures:",
+            "",
+            "```json",
+            json.dumps(results, indent=2),
+            "```",
+            "",
+        ]
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny fleets; RESULTS.md untouched")
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    if args.quick:
+        results = {
+            "storm": storm.run(n=16, latency=0.01, concurrent=4),
+            "store": store.run(counts=(10, 100)),
+            "footprint": footprint.run(stored=100, idle=1.0),
+        }
+    else:
+        results = {"storm": storm.run(), "store": store.run(), "footprint": footprint.run()}
+    text = report(results)
+    print(text)
+    if not args.quick:
+        args.output.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

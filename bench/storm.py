@@ -1,0 +1,167 @@
+"""Boot storm and re-announce: a fleet of nodes, played by one MQTT client.
+
+Boot storm: N nodes announce within one second; the simulator answers each
+activation after ``latency``; gatewayd may have ``max_concurrent`` requests
+out. Ideal makespan: N x latency / max_concurrent.
+
+Re-announce: the same N, activated, announce again as fast as one client can
+publish; gatewayd answers each from its keyring. The baseline is a minimal
+paho client that answers every announce with a fixed payload: the broker round
+trip with no work at all.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from support import MODEL, VENDOR, WAIT, Rig, percentile, rig, rss_mib
+
+from gatewayd.mqtt import new_client
+
+
+class Fleet:
+    """One client that announces for every serial and hears every answer."""
+
+    def __init__(self, port: int, serials: list[str]) -> None:
+        self.serials = serials
+        self.sent: dict[str, float] = {}
+        self.answered: dict[str, float] = {}
+        self.statuses: dict[str, str] = {}
+        self._done = threading.Condition()
+        self.client = new_client("bench-fleet")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        info = self.client.subscribe("gatewayd/nodes/+/credentials", qos=1)
+        ready = threading.Event()
+        self.client.on_subscribe = lambda *_args: ready.set()
+        ready.wait(5) if info[0] == 0 else None
+
+    def _on_message(self, _client: object, _userdata: object, message: Any) -> None:  # noqa: ANN401
+        now = time.monotonic()
+        body = json.loads(message.payload)
+        with self._done:
+            sn = body["sn"]
+            if body["status"] in {"activated", "rejected"} and sn not in self.answered:
+                self.answered[sn] = now
+                self.statuses[sn] = body["status"]
+                self._done.notify_all()
+
+    def announce(self, within: float) -> None:
+        """Announce every serial once, spread evenly over ``within`` seconds (0: at once)."""
+        self.answered.clear()
+        start = time.monotonic()
+        step = within / len(self.serials)
+        for i, sn in enumerate(self.serials):
+            if step:
+                delay = start + i * step - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            self.sent[sn] = time.monotonic()
+            self.client.publish(f"gatewayd/nodes/{sn}/announce", b"{}", qos=1)
+
+    def wait(self, timeout: float = WAIT) -> bool:
+        with self._done:
+            return self._done.wait_for(lambda: len(self.answered) >= len(self.serials), timeout)
+
+    def figures(self) -> dict[str, float]:
+        latencies = [self.answered[sn] - self.sent[sn] for sn in self.serials]
+        first, last = min(self.sent.values()), max(self.answered.values())
+        return {
+            "makespan": last - first,
+            "p50": percentile(latencies, 0.5),
+            "p99": percentile(latencies, 0.99),
+            "throughput": len(self.serials) / (last - first),
+        }
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def echo_baseline(port: int, serials: list[str]) -> dict[str, float]:
+    """The same re-announce, answered by a client that does nothing but answer."""
+    echo = new_client("bench-echo")
+    fixed = json.dumps({"status": "activated", "cik": "0" * 40}).encode()
+
+    def answer(client: Any, _userdata: object, message: Any) -> None:  # noqa: ANN401
+        sn = message.topic.split("/")[2]
+        payload = fixed.replace(b'"status"', b'"sn": "' + sn.encode() + b'", "status"', 1)
+        client.publish(f"gatewayd/nodes/{sn}/credentials", payload, qos=1)
+
+    echo.on_message = answer
+    echo.connect("127.0.0.1", port)
+    echo.loop_start()
+    echo.subscribe("gatewayd/nodes/+/announce", qos=1)
+    time.sleep(0.5)  # a load generator's warm-up, not a synchronisation
+    fleet = Fleet(port, serials)
+    try:
+        fleet.announce(within=0)
+        if not fleet.wait():
+            raise RuntimeError("the echo client did not answer every announce")
+        return fleet.figures()
+    finally:
+        fleet.close()
+        echo.loop_stop()
+        echo.disconnect()
+
+
+def run(n: int = 1000, latency: float = 0.05, concurrent: int = 8) -> dict[str, Any]:
+    serials = [f"BENCH{i:05d}" for i in range(n)]
+    with rig(latency) as r:
+        for sn in serials:
+            r.registry.add(VENDOR, MODEL, sn)
+        storm, again = _gatewayd_runs(r, serials, concurrent)
+        baseline = echo_baseline(r.broker_port, serials)
+    ideal = n * latency / concurrent
+    return {
+        "n": n,
+        "latency": latency,
+        "max_concurrent": concurrent,
+        "ideal": ideal,
+        "makespan": storm["makespan"],
+        "makespan_ratio": storm["makespan"] / ideal,
+        "p50": storm["p50"],
+        "p99": storm["p99"],
+        "rss_after_storm": storm["rss"],
+        "reannounce_throughput": again["throughput"],
+        "reannounce_p99": again["p99"],
+        "baseline_throughput": baseline["throughput"],
+        "baseline_p99": baseline["p99"],
+        "reannounce_ratio": again["throughput"] / baseline["throughput"],
+    }
+
+
+def _gatewayd_runs(
+    r: Rig, serials: list[str], concurrent: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    config = r.config(
+        exosite={"max_concurrent": concurrent, "max_rate": 10_000.0, "timeout": 30},
+        nodes={"max_pending": 10 * len(serials)},
+    )
+    gw = r.gatewayd(config)
+    gw.output.wait_for("subscribed to ")
+    fleet = Fleet(r.broker_port, serials)
+    try:
+        fleet.announce(within=1.0)
+        if not fleet.wait():
+            raise RuntimeError(f"only {len(fleet.answered)} of {len(serials)} nodes answered")
+        storm = fleet.figures() | {"rss": rss_mib(gw.pid)}
+        if set(fleet.statuses.values()) != {"activated"}:
+            raise RuntimeError(f"not every node was activated: {set(fleet.statuses.values())}")
+        fleet.announce(within=0)
+        if not fleet.wait():
+            raise RuntimeError("not every re-announce was answered")
+        again = fleet.figures()
+    finally:
+        fleet.close()
+    gw.process.terminate()
+    gw.process.wait(WAIT)
+    return storm, again
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))

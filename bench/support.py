@@ -1,0 +1,164 @@
+"""What every benchmark needs: mosquitto, the simulator, gatewayd as a subprocess, and
+readings of a process's memory and CPU time. Results go to bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gatewayd.sim import Registry, Simulator
+from gatewayd.sim.demo import Output, start_broker, stop
+
+VENDOR = "acme"
+MODEL = "thermo-v1"
+WAIT = 120.0
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@dataclass
+class Gatewayd:
+    process: subprocess.Popen[bytes]
+    output: Output
+    config: Path
+    started: float
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@dataclass
+class Rig:
+    """A folder, a broker, the simulator; gatewayd started on demand."""
+
+    folder: Path
+    broker_port: int
+    registry: Registry
+    sim: Simulator
+    stack: contextlib.ExitStack
+    made: list[Gatewayd] = field(default_factory=list)
+
+    def config(self, **sections: dict[str, object]) -> Path:
+        base: dict[str, dict[str, object]] = {
+            "gateway": {
+                "id": "bench",
+                "state_dir": str(self.folder / "state"),
+                "control_socket": str(self.folder / "control.sock"),
+            },
+            "mqtt": {"host": "127.0.0.1", "port": self.broker_port},
+            "exosite": {"url": self.sim.url, "vendor": VENDOR, "model": MODEL},
+            "nodes": {},
+        }
+        for name, values in sections.items():
+            base.setdefault(name, {}).update(values)
+        path = self.folder / "gatewayd.toml"
+        path.write_text(_toml(base))
+        return path
+
+    def gatewayd(self, config: Path, notify: str | None = None) -> Gatewayd:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for key in ("JOURNAL_STREAM", "INVOCATION_ID", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
+            env.pop(key, None)
+        if notify is not None:
+            env["NOTIFY_SOCKET"] = notify
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gatewayd", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        output = Output("gatewayd", process.stderr, self.folder / "gatewayd.log", echo=False)
+        self.stack.callback(stop, process, output)
+        made = Gatewayd(process, output, config, started)
+        self.made.append(made)
+        return made
+
+
+@contextlib.contextmanager
+def rig(latency: float = 0.0) -> Iterator[Rig]:
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gwbench-")))
+        port = start_broker(folder, stack)
+        registry = Registry()
+        registry.add_pair(VENDOR, MODEL)
+        registry.latency = latency
+        sim = stack.enter_context(Simulator(registry))
+        yield Rig(folder, port, registry, sim, stack)
+
+
+class NotifySocket:
+    """A NOTIFY_SOCKET the benchmark listens on, as systemd would."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = str(folder / "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(WAIT)
+
+    def wait_for(self, wanted: str) -> float:
+        """The monotonic time the first message holding ``wanted`` arrived."""
+        while True:
+            message = self.sock.recv(4096).decode()
+            if wanted in message.splitlines():
+                return time.monotonic()
+
+
+def _toml(config: dict[str, dict[str, object]]) -> str:
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = []
+    for name, values in config.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {value(v)}" for key, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+class Counter:
+    """A thread-safe count with a condition to wait on."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._cond = threading.Condition()
+
+    def add(self) -> None:
+        with self._cond:
+            self.value += 1
+            self._cond.notify_all()
+
+    def wait_for(self, target: int, timeout: float = WAIT) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.value >= target, timeout)

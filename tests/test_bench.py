@@ -1,0 +1,28 @@
+"""The benchmarks run: each on a tiny fleet (their figures are measured by `make bench`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_every_benchmark_runs_on_a_tiny_fleet(tmp_path: Path) -> None:
+    output = tmp_path / "RESULTS.md"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for figure in ("Boot storm makespan / ideal", "Re-announce / baseline", "Start to READY=1"):
+        assert figure in done.stdout
+    assert not output.exists()  # a quick run never replaces the recorded results

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from support import MODEL, VENDOR, WAIT, Rig, percentile, rig, rss_mib
+from support import WAIT, Rig, cpu_seconds, percentile, rig, rss_mib, separate_simulator
 
 from gatewayd.mqtt import new_client
 
@@ -111,10 +111,9 @@ def echo_baseline(port: int, serials: list[str]) -> dict[str, float]:
 
 def run(n: int = 1000, latency: float = 0.05, concurrent: int = 8) -> dict[str, Any]:
     serials = [f"BENCH{i:05d}" for i in range(n)]
-    with rig(latency) as r:
-        for sn in serials:
-            r.registry.add(VENDOR, MODEL, sn)
-        storm, again = _gatewayd_runs(r, serials, concurrent)
+    with rig() as r:
+        url = separate_simulator(r, serials, latency)
+        storm, again = _gatewayd_runs(r, url, serials, concurrent)
         baseline = echo_baseline(r.broker_port, serials)
     ideal = n * latency / concurrent
     return {
@@ -127,6 +126,7 @@ def run(n: int = 1000, latency: float = 0.05, concurrent: int = 8) -> dict[str, 
         "p50": storm["p50"],
         "p99": storm["p99"],
         "rss_after_storm": storm["rss"],
+        "cpu_storm": storm["cpu"],
         "reannounce_throughput": again["throughput"],
         "reannounce_p99": again["p99"],
         "baseline_throughput": baseline["throughput"],
@@ -136,9 +136,10 @@ def run(n: int = 1000, latency: float = 0.05, concurrent: int = 8) -> dict[str, 
 
 
 def _gatewayd_runs(
-    r: Rig, serials: list[str], concurrent: int
+    r: Rig, url: str, serials: list[str], concurrent: int
 ) -> tuple[dict[str, float], dict[str, float]]:
     config = r.config(
+        url,
         exosite={"max_concurrent": concurrent, "max_rate": 10_000.0, "timeout": 30},
         nodes={"max_pending": 10 * len(serials)},
     )
@@ -149,7 +150,7 @@ def _gatewayd_runs(
         fleet.announce(within=1.0)
         if not fleet.wait():
             raise RuntimeError(f"only {len(fleet.answered)} of {len(serials)} nodes answered")
-        storm = fleet.figures() | {"rss": rss_mib(gw.pid)}
+        storm = fleet.figures() | {"rss": rss_mib(gw.pid), "cpu": cpu_seconds(gw.pid)}
         if set(fleet.statuses.values()) != {"activated"}:
             raise RuntimeError(f"not every node was activated: {set(fleet.statuses.values())}")
         fleet.announce(within=0)

@@ -23,6 +23,30 @@ MODEL = "thermo-v1"
 WAIT = 120.0
 
 
+def separate_simulator(rig: Rig, devices: list[str], latency: float) -> str:
+    """The simulator in a process of its own, as Exosite would be; its URL.
+
+    In the benchmark's own process it would share one interpreter lock with the
+    fleet of nodes, and its answers would come later than its latency says.
+    """
+    listing = rig.folder / "devices.toml"
+    lines = [f'[[pair]]\nvendor = "{VENDOR}"\nmodel = "{MODEL}"\n']
+    lines += [
+        f'[[device]]\nvendor = "{VENDOR}"\nmodel = "{MODEL}"\nsn = "{sn}"\n' for sn in devices
+    ]
+    listing.write_text("\n".join(lines))
+    command = [sys.executable, "-m", "gatewayd.sim", "--port", "0", "--devices", str(listing)]
+    command += ["--latency", str(latency)]
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    output = Output("simulator", process.stdout, rig.folder / "simulator.log", echo=False)
+    rig.stack.callback(stop, process, output)
+    output.wait_for(r"listening on http://")
+    line = next(line for line in output.lines if "listening on http://" in line)
+    return line.split("listening on ", 1)[1].strip()
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -65,7 +89,7 @@ class Rig:
     stack: contextlib.ExitStack
     made: list[Gatewayd] = field(default_factory=list)
 
-    def config(self, **sections: dict[str, object]) -> Path:
+    def config(self, url: str | None = None, **sections: dict[str, object]) -> Path:
         base: dict[str, dict[str, object]] = {
             "gateway": {
                 "id": "bench",
@@ -73,7 +97,7 @@ class Rig:
                 "control_socket": str(self.folder / "control.sock"),
             },
             "mqtt": {"host": "127.0.0.1", "port": self.broker_port},
-            "exosite": {"url": self.sim.url, "vendor": VENDOR, "model": MODEL},
+            "exosite": {"url": url or self.sim.url, "vendor": VENDOR, "model": MODEL},
             "nodes": {},
         }
         for name, values in sections.items():

@@ -357,3 +357,23 @@ def node(broker: Broker) -> Iterator[Callable[..., SimulatedNode]]:
     yield make
     for n in made:
         n.close()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    """A NOTIFY_SOCKET datagram socket, as systemd gives a Type=notify service."""
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(WAIT)
+        yield sock, path
+
+
+def messages_until(sock: socket.socket, wanted: str) -> list[str]:
+    """Every datagram received up to and including the first that contains ``wanted``."""
+    seen = []
+    while True:
+        message = sock.recv(4096).decode()
+        seen.append(message)
+        if wanted in message.splitlines():
+            return seen

@@ -6,12 +6,10 @@ import dataclasses
 import re
 import signal
 import socket
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from conftest import MODEL, VENDOR, WAIT, Gateway
-from test_systemd import messages_until
+from conftest import MODEL, VENDOR, Gateway, messages_until
 
 from gatewayd.config import parse
 from gatewayd.reload import LIVE, plan
@@ -75,15 +73,6 @@ def test_every_live_key_exists() -> None:
 @pytest.fixture
 def keyring_backend() -> str:
     return "gatewayd.keystore.FileKeyring"
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
-    path = str(tmp_path / "notify")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind(path)
-        sock.settimeout(WAIT)
-        yield sock, path
 
 
 @pytest.mark.e2e

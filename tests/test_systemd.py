@@ -6,35 +6,15 @@ import os
 import signal
 import socket
 import sqlite3
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from conftest import MODEL, VENDOR, WAIT, Broker, Gateway
+from conftest import MODEL, VENDOR, WAIT, Broker, Gateway, messages_until
 
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
 from gatewayd.state import DB_NAME
 from gatewayd.systemd import Notifier
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
-    path = str(tmp_path / "notify")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind(path)
-        sock.settimeout(WAIT)
-        yield sock, path
-
-
-def messages_until(sock: socket.socket, wanted: str) -> list[str]:
-    """Every datagram received up to and including the first that contains ``wanted``."""
-    seen = []
-    while True:
-        message = sock.recv(4096).decode()
-        seen.append(message)
-        if wanted in message.splitlines():
-            return seen
 
 
 def test_without_notify_socket_nothing_is_sent() -> None:

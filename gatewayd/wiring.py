@@ -38,6 +38,15 @@ def engine_settings(config: Config) -> Settings:
     )
 
 
+def credential(name: str) -> Path | None:
+    """The file of the systemd credential ``name`` (LoadCredential=), if the unit gave one."""
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        return None
+    path = Path(folder, name)
+    return path if path.exists() else None
+
+
 def open_keystore(config: Config) -> Keystore:
     key = load_key(config.keyring.key_file, os.environ.get("CREDENTIALS_DIRECTORY"))
     backend = open_backend(config.keyring.backend, config.gateway.state_dir / "keyring", key)
@@ -48,9 +57,8 @@ def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
     """The vendor API client, with the token moved into the keyring; None without a token."""
     exosite = config.exosite
     path = exosite.vendor_token_file
-    if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
-        credential = Path(os.environ["CREDENTIALS_DIRECTORY"], VENDOR_TOKEN_CREDENTIAL)
-        path = credential if credential.exists() else None
+    if path is None:
+        path = credential(VENDOR_TOKEN_CREDENTIAL)
     token: Secret | None
     if path is not None:
         try:
@@ -83,9 +91,8 @@ def read_password(config: Config) -> Secret | None:
     if mqtt.username is None:
         return None
     path = mqtt.password_file
-    if path is None and os.environ.get("CREDENTIALS_DIRECTORY"):
-        credential = Path(os.environ["CREDENTIALS_DIRECTORY"], MQTT_PASSWORD_CREDENTIAL)
-        path = credential if credential.exists() else None
+    if path is None:
+        path = credential(MQTT_PASSWORD_CREDENTIAL)
     if path is None:
         return None
     try:

@@ -67,6 +67,20 @@ class Stop:
     signal: int
 
 
+class _Once:
+    """Calls ``action`` the first time it is called, never again."""
+
+    __slots__ = ("_action",)
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self._action: Callable[[], None] | None = action
+
+    def __call__(self) -> None:
+        action, self._action = self._action, None
+        if action is not None:
+            action()
+
+
 @dataclass(frozen=True, slots=True)
 class Wake:
     """An answer waits in the answers queue."""
@@ -207,11 +221,15 @@ class Daemon:
                 event = self._intake.announce(item)
                 if event is not None:
                     self._executor.run(self._engine.handle(event))
-            case ActivationAnswered() | ReenableAnswered():
+            case ActivationAnswered():
+                self._executor.answered()
+                # the worker's slot is free once the CIK is safe: before its record and publish
+                release = _Once(lambda: self._exosite.handled(item))
+                self._executor.run(self._engine.handle(item), stored=release)
+                release()
+            case ReenableAnswered():
                 self._executor.answered()
                 self._executor.run(self._engine.handle(item))
-                if isinstance(item, ActivationAnswered):
-                    self._exosite.handled(item)
             case Connected() | Disconnected():
                 self._link_event(item)
             case Stop(signal=signum):

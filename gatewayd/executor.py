@@ -71,13 +71,16 @@ class Executor:
         self.results: list[Result] = []
         """What the operator's commands came to, for the control channel to collect."""
 
-    def run(self, actions: Iterable[Action]) -> None:
+    def run(self, actions: Iterable[Action], stored: Callable[[], None] | None = None) -> None:
+        """Carry out ``actions`` in order; ``stored`` is called once a CIK among them is
+        in the keystore (not when it is only held in memory)."""
         todo = deque(actions)
         while todo:
             action = todo.popleft()
             match action:
                 case StoreCik():
-                    self._store(action)
+                    if self._store(action) and stored is not None:
+                        stored()
                 case SaveNode(node=node):
                     self._save(node.sn)
                 case Activate() | Reenable():
@@ -120,10 +123,13 @@ class Executor:
         self._store_retry_at = None
         self._exosite.resume()
 
-    def _store(self, action: StoreCik) -> None:
+    def _store(self, action: StoreCik) -> bool:
+        """Write the CIK; False if it is held in memory instead."""
         if self.unstored or not self._write(action):
             # keep the order of writes: a CIK is never stored behind one that waits
             self.unstored[action.sn] = action
+            return False
+        return True
 
     def _write(self, action: StoreCik) -> bool:
         try:

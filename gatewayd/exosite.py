@@ -1,36 +1,33 @@
-"""The Exosite provisioning client: bounded worker threads around ``requests``.
+"""The Exosite provisioning client: bounded worker threads, each with one connection.
 
 Each request runs on one of ``max_concurrent`` worker threads, after taking a
 slot from a rate limiter that lets at most ``max_rate`` requests start per
 second. Every answer, and every failure, is classified into an outcome
 (:mod:`gatewayd.events`) and handed to ``deliver``, which puts it on the
-daemon's queue. requests' exceptions never leave this module.
+daemon's queue. The HTTP exchange itself is :mod:`gatewayd.transport`'s; its
+errors never leave this module.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Final
-from urllib.parse import urlsplit
-
-import requests
-import urllib3
 
 from gatewayd.config import ExositeConfig
+from gatewayd.errors import ExositeError
 from gatewayd.events import ActivationAnswered, Failed, Issued, Outcome, Refused
 from gatewayd.secret import Secret
+from gatewayd.transport import Connection, Endpoint, TransportError
 
 log = logging.getLogger(__name__)
 
 ACTIVATE_PATH: Final = "/provision/activate"
 CIK_LENGTH: Final = 40
-_CHAIN_LIMIT: Final = 8
-FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded; charset=utf-8"
 NOT_SENT: Final = "not sent: gatewayd is stopping"
 
 
@@ -98,7 +95,13 @@ class ExositeClient:
         self._config = config
         self._deliver = deliver
         self._url = config.url.rstrip("/") + ACTIVATE_PATH
-        self._verify: bool | str = str(config.ca_file) if config.ca_file else True
+        try:
+            self._endpoint = Endpoint.from_url(self._url, config.ca_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ExositeError(f"exosite: cannot reach {config.url}: {exc}") from exc
+        if self._endpoint.proxy is not None:
+            proxy = self._endpoint.proxy
+            log.info("exosite: requests go through the proxy %s:%d", proxy.host, proxy.port)
         self._jobs: queue.SimpleQueue[tuple[str, str, str] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._open = threading.Event()
@@ -111,7 +114,7 @@ class ExositeClient:
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._submit_lock = threading.Lock()
-        if urlsplit(config.url).scheme.lower() == "http":
+        if self._endpoint.tls is None:
             log.warning(
                 "exosite.url %s is plain HTTP: CIKs cross the network unencrypted "
                 "(meant for a local simulator only)",
@@ -172,7 +175,8 @@ class ExositeClient:
             worker.join(max(0.0, deadline - time.monotonic()))
 
     def _work(self) -> None:
-        with requests.Session() as session:
+        connection = Connection(self._endpoint)
+        try:
             while True:
                 job = self._jobs.get()
                 if job is None:
@@ -187,7 +191,7 @@ class ExositeClient:
                     self._busy += 1
                 log.debug("node %s: activation request sent to %s", sn, self._url)
                 try:
-                    outcome = self._post(session, sn, vendor, model)
+                    outcome = self._post(connection, sn, vendor, model)
                 except Exception as exc:  # a worker must answer every job it took
                     log.exception("node %s: activation request failed unexpectedly", sn)
                     outcome = Failed(f"internal error: {type(exc).__name__}")
@@ -195,96 +199,30 @@ class ExositeClient:
                     with self._busy_lock:
                         self._busy -= 1
                 self._deliver(ActivationAnswered(sn, outcome))
+        finally:
+            connection.close()
 
     def _gate(self) -> bool:
         """Wait while paused (closing opens the gate); False once the client is stopping."""
         self._open.wait()
         return not self._stop.is_set()
 
-    def _post(self, session: requests.Session, sn: str, vendor: str, model: str) -> Outcome:
+    def _post(self, connection: Connection, sn: str, vendor: str, model: str) -> Outcome:
         form = request_form(self._config, vendor, model, sn)
         try:
-            response = session.post(
-                self._url,
-                data=form,
-                headers={"Content-Type": FORM_CONTENT_TYPE, "Accept": "text/plain"},
-                timeout=self._config.timeout,
-                verify=self._verify,
-                allow_redirects=False,
-                stream=True,
+            answer = connection.post_form(form, self._config.timeout)
+        except TransportError as exc:
+            return Failed(str(exc), maybe_delivered=exc.reached)
+        if answer.broken is None:
+            return classify(answer.status, answer.body)
+        if answer.status != 200:
+            return Failed(answer.broken, maybe_delivered=True)
+        if not answer.body:
+            log.error(
+                "node %s: Exosite answered 200 but the connection broke before "
+                "any of the CIK arrived; the CIK is probably lost",
+                sn,
             )
-        except requests.exceptions.RequestException as exc:
-            return self._failure(exc)
-        with response:
-            body = bytearray()
-            # a 200 is read byte by byte, so a connection lost mid-body keeps what arrived
-            chunk_size = 1 if response.status_code == 200 else 4096
-            try:
-                for chunk in response.iter_content(chunk_size=chunk_size):
-                    body += chunk
-            except requests.exceptions.RequestException as exc:
-                if response.status_code == 200 and not body:
-                    log.error(  # noqa: TRY400 (the cause is in the outcome; no traceback)
-                        "node %s: Exosite answered 200 but the connection broke before "
-                        "any of the CIK arrived; the CIK is probably lost",
-                        sn,
-                    )
-                if response.status_code != 200:
-                    return self._failure(exc)
-                if not body:
-                    failed = self._failure(exc)
-                    return Failed(failed.error, 200, maybe_delivered=True)
-                # the 200 is in: whatever of the CIK arrived is kept, never dropped
-                return Issued(_issued(bytes(body)).cik, well_formed=False)
-        return classify(response.status_code, bytes(body))
-
-    def _failure(self, exc: requests.exceptions.RequestException) -> Failed:
-        text = describe(exc, self._config.timeout)
-        return Failed(text, maybe_delivered=_maybe_delivered(exc))
-
-
-def describe(exc: requests.exceptions.RequestException, timeout: float) -> str:
-    """A requests error in a line, for a log or an answer; never a header value or a body."""
-    if isinstance(exc, requests.exceptions.InvalidHeader):
-        return "request error: a header value was refused (not shown)"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return f"TLS error: {_innermost(exc)}"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return f"timeout after {timeout:g} s"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return f"connection error: {_innermost(exc)}"
-    return f"request error: {_innermost(exc)}"
-
-
-def _maybe_delivered(exc: requests.exceptions.RequestException) -> bool:
-    """Whether the request may have reached Exosite (and a CIK been issued) before it failed.
-
-    Only a failure to connect at all (DNS, refused, connect timeout, TLS
-    handshake) proves that Exosite never saw the request.
-    """
-    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.SSLError):
-        return False
-    if isinstance(exc, requests.exceptions.ReadTimeout | requests.exceptions.ChunkedEncodingError):
-        return True
-    cause: BaseException | None = exc
-    for _ in range(_CHAIN_LIMIT):
-        if cause is None:
-            break
-        if isinstance(cause, urllib3.exceptions.NewConnectionError | socket.gaierror):
-            return False
-        reason = getattr(cause, "reason", None)
-        cause = (
-            reason if isinstance(reason, BaseException) else (cause.__cause__ or cause.__context__)
-        )
-    return True
-
-
-def _innermost(exc: BaseException) -> str:
-    """The innermost cause of a requests error, in a line."""
-    for _ in range(_CHAIN_LIMIT):
-        inner = exc.__cause__ or exc.__context__
-        if inner is None:
-            break
-        exc = inner
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+            return Failed(answer.broken, 200, maybe_delivered=True)
+        # the 200 is in: whatever of the CIK arrived is kept, never dropped
+        return Issued(_issued(answer.body).cik, well_formed=False)

@@ -28,7 +28,6 @@ import requests
 
 from gatewayd.config import ExositeConfig
 from gatewayd.errors import ExositeError
-from gatewayd.exosite import describe
 from gatewayd.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -38,6 +37,7 @@ TOKEN_HEADER: Final = "X-Exosite-Token"  # noqa: S105 (a header name, not a secr
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded; charset=utf-8"
 MAX_BODY: Final = 4096
 _RID: Final = re.compile(r"[0-9a-fA-F]{40}")
+_CHAIN_LIMIT: Final = 8
 
 
 class SerialState(enum.StrEnum):
@@ -172,3 +172,27 @@ def _refused(status: int, model: str, sn: str, what: str) -> VendorApiError:
     if status == 404:
         return VendorApiError(f"unknown model {model!r} or serial {sn!r} (HTTP 404)", 404)
     return VendorApiError(f"the {what} for serial {sn!r} was answered HTTP {status}", status)
+
+
+def describe(exc: requests.exceptions.RequestException, timeout: float) -> str:
+    """A requests error in a line, for a log or an answer; never a header value or a body."""
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        return "request error: a header value was refused (not shown)"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS error: {_innermost(exc)}"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"timeout after {timeout:g} s"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return f"connection error: {_innermost(exc)}"
+    return f"request error: {_innermost(exc)}"
+
+
+def _innermost(exc: BaseException) -> str:
+    """The innermost cause of a requests error, in a line."""
+    for _ in range(_CHAIN_LIMIT):
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]

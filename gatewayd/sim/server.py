@@ -19,9 +19,11 @@ The vendor management API, with header ``X-Exosite-Token: <vendor token>``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import socket
 import socketserver
 import threading
 from collections.abc import Callable, Mapping
@@ -148,6 +150,7 @@ class Simulator:
             return
         self._server.stopping.set()
         self._server.shutdown()
+        self._server.hang_up()
         self._server.server_close()
         self._thread.join()
 
@@ -281,7 +284,24 @@ class _Server(ThreadingHTTPServer):
     ) -> None:
         self.dispatch = dispatch
         self.stopping = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def opened(self, conn: socket.socket) -> None:
+        with self._open_lock:
+            self._open.add(conn)
+
+    def closed(self, conn: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(conn)
+
+    def hang_up(self) -> None:
+        """Wake every handler waiting for a client's next request on a kept-alive connection."""
+        with self._open_lock:
+            for conn in self._open:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)
@@ -297,10 +317,19 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.0"
+    protocol_version = "HTTP/1.1"  # connections are kept alive, as Exosite's are
+    disable_nagle_algorithm = True
     timeout = HANDLER_TIMEOUT
     error_content_type = TEXT
     error_message_format = "%(code)d %(message)s\n"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.opened(self.connection)
+
+    def finish(self) -> None:
+        self.server.closed(self.connection)
+        super().finish()
 
     def do_GET(self) -> None:
         self._handle()
@@ -323,9 +352,13 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         response = self.server.dispatch(self.command, path, self.headers, body)
         if response.delay > 0 and self.server.stopping.wait(response.delay):
+            self.close_connection = True
             return
         if response.status == DROP:
+            self.close_connection = True
             return
+        if self.server.stopping.is_set():
+            self.close_connection = True
         try:
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)

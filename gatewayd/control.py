@@ -135,6 +135,25 @@ class ControlServer:
         _send(conn, request.reply)
 
 
+def serve(path: Path, submit: Callable[[Request], None]) -> ControlServer | None:
+    """The control socket; without it gatewayd still runs, and says gatewayctl cannot reach it.
+
+    A second gatewayd on the same socket is refused (:class:`ControlError`).
+    """
+    try:
+        return ControlServer(path, submit)
+    except ControlError:
+        raise
+    except OSError as exc:
+        log.warning(
+            "no control socket at %s (%s): gatewayctl status, republish, retry and forget "
+            "cannot reach this gatewayd",
+            path,
+            exc.strerror or exc,
+        )
+        return None
+
+
 def call(path: Path, command: str, sn: str | None = None) -> dict[str, object]:
     """Send one command to the daemon listening on ``path`` and return its reply."""
     request: dict[str, object] = {"command": command}

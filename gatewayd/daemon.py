@@ -9,6 +9,7 @@ node's record says ``activated`` and before it is published.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import queue
 import random
@@ -16,22 +17,26 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from gatewayd import __version__, logs, protocol, reload, secret, status
+from gatewayd import __version__, control, logs, protocol, reload, secret, status
 from gatewayd.config import DEFAULT_PATH, Config, load
-from gatewayd.control import ControlError, ControlServer, Request
+from gatewayd.control import Request
 from gatewayd.engine import Engine
-from gatewayd.errors import ConfigError, GatewaydError
+from gatewayd.errors import ConfigError, ExositeError, GatewaydError
 from gatewayd.events import (
     ActivationAnswered,
+    Connected,
+    Disconnected,
     Drain,
     Event,
     Forget,
+    LinkEvent,
+    Message,
     Reenable,
     ReenableAnswered,
     Republish,
@@ -39,18 +44,16 @@ from gatewayd.events import (
     Tick,
 )
 from gatewayd.executor import Executor
-from gatewayd.exosite import ExositeClient
 from gatewayd.intake import Intake
-from gatewayd.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
 from gatewayd.state import StateDB
 from gatewayd.systemd import Notifier
-from gatewayd.vendor import VendorApiError
 from gatewayd.wiring import (
     engine_settings,
+    exosite_endpoint,
     open_keystore,
     read_password,
     tls_context,
-    vendor_client,
+    vendor_token,
 )
 
 log = logging.getLogger(__name__)
@@ -65,20 +68,6 @@ STORE_WAIT: Final = 60.0
 @dataclass(frozen=True, slots=True)
 class Stop:
     signal: int
-
-
-class _Once:
-    """Calls ``action`` the first time it is called, never again."""
-
-    __slots__ = ("_action",)
-
-    def __init__(self, action: Callable[[], None]) -> None:
-        self._action: Callable[[], None] | None = action
-
-    def __call__(self) -> None:
-        action, self._action = self._action, None
-        if action is not None:
-            action()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +86,9 @@ COMMANDS: Final[dict[str, type[Republish | Retry | Forget]]] = {
 
 
 class Daemon:
+    """Built in two steps: what loads the configuration, keyring and state (then systemd
+    is told READY=1), and the links to the broker and to Exosite (:meth:`run`)."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self._queue: queue.SimpleQueue[Item | Wake] = queue.SimpleQueue()
@@ -109,18 +101,37 @@ class Daemon:
         self._stopping = False
         self._stop_deadline = 0.0
         self._forced = False
-        self._exosite = ExositeClient(config.exosite, self._answered)
         self._intake = Intake(self._topics, config.nodes, self._queue.put, self._queue.qsize)
+        # every setting the links need is read and checked here, before READY=1
+        self._password = read_password(config)
+        self._tls = tls_context(config)
+        self._endpoint = exosite_endpoint(config)
+        self._token = vendor_token(config, self._keystore)
+        self._reporter = status.Reporter(self._engine, self._publish_status, Notifier())
+        self._control = control.serve(config.gateway.control_socket, self._queue.put)
+
+    def _attach(self) -> None:
+        """The broker link, the Exosite workers and the vendor API client.
+
+        Imported here, after READY=1: paho, http.client and requests take longer
+        to load than the whole state, and nothing before READY=1 needs them.
+        """
+        from gatewayd.exosite import ExositeClient  # noqa: PLC0415 (see above)
+        from gatewayd.mqtt import MqttLink  # noqa: PLC0415
+        from gatewayd.vendor import VendorClient  # noqa: PLC0415
+
+        config = self.config
+        self._exosite = ExositeClient(config.exosite, self._answered, self._endpoint)
         self._link = MqttLink(
             config.mqtt,
             subscribe=self._topics.announce_filter,
             will_topic=self._topics.status,
             will_payload=status.offline(),
-            password=read_password(config),
+            password=self._password,
             deliver=self._intake.receive,
-            tls=tls_context(config),
+            tls=self._tls,
         )
-        self._vendor = vendor_client(config, self._keystore)
+        self._vendor = None if self._token is None else VendorClient(config.exosite, self._token)
         self._executor = Executor(
             self._engine,
             self._keystore,
@@ -130,14 +141,18 @@ class Daemon:
             self._topics,
             self._reenable,
         )
-        self._reporter = status.Reporter(self._engine, self._link, self._topics.status, Notifier())
-        self._control = _control_server(config, self._queue.put)
+
+    def _publish_status(self, payload: bytes) -> None:
+        self._link.publish(self._topics.status, payload, retain=True)
 
     # ------------------------------------------------------------------ run
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
+        # ready once configuration, keystore and state are loaded; the broker may come later
+        self._reporter.notifier.ready(self._reporter.text())
+        self._attach()
         self._link.start()
         counts = self._engine.counts()
         log.info(
@@ -147,8 +162,6 @@ class Daemon:
         )
         self._executor.run(self._engine.start())
         self._executor.run(self._engine.handle(Tick()))
-        # ready once configuration, keystore and state are loaded; the broker may come later
-        self._reporter.notifier.ready(self._reporter.text())
         while not self._drained():
             item = self._next_item()
             self._dispatch(item)
@@ -224,9 +237,9 @@ class Daemon:
             case ActivationAnswered():
                 self._executor.answered()
                 # the worker's slot is free once the CIK is safe: before its record and publish
-                release = _Once(lambda: self._exosite.handled(item))
-                self._executor.run(self._engine.handle(item), stored=release)
-                release()
+                free = functools.partial(self._exosite.handled, item)
+                if not self._executor.run(self._engine.handle(item), stored=free):
+                    free()
             case ReenableAnswered():
                 self._executor.answered()
                 self._executor.run(self._engine.handle(item))
@@ -348,29 +361,12 @@ class Daemon:
         def work() -> None:
             try:
                 vendor.reenable(action.model, action.sn)
-            except VendorApiError as exc:
+            except ExositeError as exc:
                 self._answered(ReenableAnswered(action.sn, str(exc)))
             else:
                 self._answered(ReenableAnswered(action.sn))
 
         threading.Thread(target=work, name=f"reenable-{action.sn}", daemon=True).start()
-
-
-def _control_server(config: Config, submit: Callable[[Request], None]) -> ControlServer | None:
-    """The control socket; without it gatewayd still runs, and says gatewayctl cannot reach it."""
-    path = config.gateway.control_socket
-    try:
-        return ControlServer(path, submit)
-    except ControlError:
-        raise
-    except OSError as exc:
-        log.warning(
-            "no control socket at %s (%s): gatewayctl status, republish, retry and forget "
-            "cannot reach this gatewayd",
-            path,
-            exc.strerror or exc,
-        )
-        return None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -312,3 +312,30 @@ class Log:
 
 
 Action = Activate | StoreCik | LookupCik | Reenable | SaveNode | DeleteNode | Publish | Log | Result
+
+
+# ------------------------------------------------- from the broker link (gatewayd.mqtt)
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The broker accepted the connection and answered the announce subscription."""
+
+    session_present: bool
+    subscribed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    response_topic: str | None = None
+    correlation: bytes | None = None
+
+
+LinkEvent = Connected | Disconnected | Message

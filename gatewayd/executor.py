@@ -14,7 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from gatewayd import logs, protocol
 from gatewayd.engine import Engine
@@ -32,11 +32,13 @@ from gatewayd.events import (
     SaveNode,
     StoreCik,
 )
-from gatewayd.exosite import ExositeClient
-from gatewayd.keystore import Keystore
-from gatewayd.mqtt import MqttLink
-from gatewayd.state import StateDB
 from gatewayd.timers import backoff_ceiling
+
+if TYPE_CHECKING:
+    from gatewayd.exosite import ExositeClient
+    from gatewayd.keystore import Keystore
+    from gatewayd.mqtt import MqttLink
+    from gatewayd.state import StateDB
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +73,18 @@ class Executor:
         self.results: list[Result] = []
         """What the operator's commands came to, for the control channel to collect."""
 
-    def run(self, actions: Iterable[Action], stored: Callable[[], None] | None = None) -> None:
-        """Carry out ``actions`` in order; ``stored`` is called once a CIK among them is
-        in the keystore (not when it is only held in memory)."""
+    def run(self, actions: Iterable[Action], stored: Callable[[], None] | None = None) -> bool:
+        """Carry out ``actions`` in order; ``stored`` is called as soon as a CIK among them
+        is in the keystore (not when it is only held in memory). True if it was called."""
+        called = False
         todo = deque(actions)
         while todo:
             action = todo.popleft()
             match action:
                 case StoreCik():
-                    if self._store(action) and stored is not None:
+                    if self._store(action) and stored is not None and not called:
                         stored()
+                        called = True
                 case SaveNode(node=node):
                     self._save(node.sn)
                 case Activate() | Reenable():
@@ -93,6 +97,7 @@ class Executor:
                     logs.emit(action)
                 case DeleteNode() | Result():
                     self._command(action)
+        return called
 
     def _send(self, action: Activate | Reenable) -> None:
         self.outstanding += 1

@@ -63,6 +63,18 @@ def request_form(config: ExositeConfig, vendor: str, model: str, sn: str) -> dic
     return {"vendor": vendor, "model": model, "sn": sn}
 
 
+def activation_url(config: ExositeConfig) -> str:
+    return config.url.rstrip("/") + ACTIVATE_PATH
+
+
+def activation_endpoint(config: ExositeConfig) -> Endpoint:
+    """Where activations go, with the TLS settings and the proxy from the environment."""
+    try:
+        return Endpoint.from_url(activation_url(config), config.ca_file)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ExositeError(f"cannot set up requests to {config.url}: {exc}") from exc
+
+
 class RateLimiter:
     """Lets at most ``rate`` callers through per second, spaced evenly."""
 
@@ -90,15 +102,15 @@ class ExositeClient:
     """Sends activation requests without blocking the caller."""
 
     def __init__(
-        self, config: ExositeConfig, deliver: Callable[[ActivationAnswered], None]
+        self,
+        config: ExositeConfig,
+        deliver: Callable[[ActivationAnswered], None],
+        endpoint: Endpoint | None = None,
     ) -> None:
         self._config = config
         self._deliver = deliver
-        self._url = config.url.rstrip("/") + ACTIVATE_PATH
-        try:
-            self._endpoint = Endpoint.from_url(self._url, config.ca_file)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ExositeError(f"exosite: cannot reach {config.url}: {exc}") from exc
+        self._url = activation_url(config)
+        self._endpoint = endpoint or activation_endpoint(config)
         if self._endpoint.proxy is not None:
             proxy = self._endpoint.proxy
             log.info("exosite: requests go through the proxy %s:%d", proxy.host, proxy.port)

@@ -20,9 +20,8 @@ from typing import Final
 from gatewayd import protocol
 from gatewayd.config import NodesConfig
 from gatewayd.errors import InvalidRequest
-from gatewayd.events import BadAnnounce, Event
+from gatewayd.events import BadAnnounce, Event, LinkEvent, Message
 from gatewayd.limits import WARN_WINDOW, AnnounceLimiter
-from gatewayd.mqtt import LinkEvent, Message
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ import random
 import ssl
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import paho.mqtt.client as paho
@@ -27,10 +26,13 @@ from paho.mqtt.properties import Properties
 
 from gatewayd.config import MqttConfig
 from gatewayd.errors import MqttError
+from gatewayd.events import Connected, Disconnected, LinkEvent, Message
 from gatewayd.secret import Secret
 from gatewayd.timers import backoff_ceiling
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Connected", "Disconnected", "LinkEvent", "Message", "MqttLink", "new_client"]
 
 PAHO_2: Final = hasattr(paho, "CallbackAPIVersion")
 RECONNECT_BASE: Final = 1.0
@@ -39,30 +41,6 @@ RECONNECT_FLOOR: Final = 0.1
 SUBACK_FAILURE: Final = 0x80
 MAX_QUEUED: Final = 10_000
 """QoS 1 messages paho keeps for a broker that is down; beyond it, publishes fail."""
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """The broker accepted the connection and answered the announce subscription."""
-
-    session_present: bool
-    subscribed: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnected:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    topic: str
-    payload: bytes
-    response_topic: str | None = None
-    correlation: bytes | None = None
-
-
-LinkEvent = Connected | Disconnected | Message
 
 
 def new_client(client_id: str, protocol: int = 5, *, persistent: bool = False) -> paho.Client:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Final
 
 from gatewayd import __version__
 from gatewayd.engine import Engine
 from gatewayd.events import State
-from gatewayd.mqtt import MqttLink
 from gatewayd.systemd import Notifier
 
 _WAITING: Final = frozenset({State.PENDING, State.ACTIVATING, State.RECOVERING})
@@ -32,10 +32,12 @@ def offline() -> bytes:
 
 
 class Reporter:
-    def __init__(self, engine: Engine, link: MqttLink, topic: str, notifier: Notifier) -> None:
+    def __init__(
+        self, engine: Engine, publish: Callable[[bytes], None], notifier: Notifier
+    ) -> None:
+        """``publish`` puts a payload on the retained status topic."""
         self._engine = engine
-        self._link = link
-        self._topic = topic
+        self._publish = publish
         self.notifier = notifier
         self._started = time.time()
         self.connected = False
@@ -107,7 +109,7 @@ class Reporter:
         if self._sent is not None and now < self._sent_at + STATUS_INTERVAL:
             return
         self._sent, self._sent_at = key, now
-        self._link.publish(self._topic, self.online(), retain=True)
+        self._publish(self.online())
 
     def _key(self) -> tuple[object, ...]:
         return tuple(self._engine.counts().values())

@@ -9,14 +9,18 @@ import logging
 import os
 import ssl
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from gatewayd.config import Config
-from gatewayd.errors import ConfigError
+from gatewayd.errors import ConfigError, ExositeError
 from gatewayd.events import Settings
+from gatewayd.exosite import activation_endpoint
 from gatewayd.keystore import Keystore, load_key, open_backend
 from gatewayd.secret import Secret
-from gatewayd.vendor import VendorClient
+from gatewayd.transport import Endpoint
+
+if TYPE_CHECKING:
+    from gatewayd.vendor import VendorClient
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,14 @@ def credential(name: str) -> Path | None:
     return path if path.exists() else None
 
 
+def exosite_endpoint(config: Config) -> Endpoint:
+    """Where activations go; a CA file that cannot be read is a configuration error."""
+    try:
+        return activation_endpoint(config.exosite)
+    except ExositeError as exc:
+        raise ConfigError(config.source, "exosite.ca_file", f"a readable CA file ({exc})") from exc
+
+
 def open_keystore(config: Config) -> Keystore:
     key = load_key(config.keyring.key_file, os.environ.get("CREDENTIALS_DIRECTORY"))
     backend = open_backend(config.keyring.backend, config.gateway.state_dir / "keyring", key)
@@ -55,6 +67,17 @@ def open_keystore(config: Config) -> Keystore:
 
 def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
     """The vendor API client, with the token moved into the keyring; None without a token."""
+    token = vendor_token(config, keystore)
+    if token is None:
+        return None
+    from gatewayd.vendor import VendorClient  # noqa: PLC0415 (requests, only where it is used)
+
+    return VendorClient(config.exosite, token)
+
+
+def vendor_token(config: Config, keystore: Keystore) -> Secret | None:
+    """The vendor API token, moved into the keyring from its file or credential; None if
+    there is none (an error if exosite.auto_reenable needs one)."""
     exosite = config.exosite
     path = exosite.vendor_token_file
     if path is None:
@@ -69,16 +92,14 @@ def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
         keystore.store_token(exosite.vendor, token)
     else:
         token = keystore.load_token(exosite.vendor)
-    if token is None:
-        if exosite.auto_reenable:
-            raise ConfigError(
-                config.source,
-                "exosite.auto_reenable",
-                "a vendor token: set exosite.vendor_token_file, or the systemd credential "
-                f"{VENDOR_TOKEN_CREDENTIAL}",
-            )
-        return None
-    return VendorClient(exosite, token)
+    if token is None and exosite.auto_reenable:
+        raise ConfigError(
+            config.source,
+            "exosite.auto_reenable",
+            "a vendor token: set exosite.vendor_token_file, or the systemd credential "
+            f"{VENDOR_TOKEN_CREDENTIAL}",
+        )
+    return token
 
 
 def read_password(config: Config) -> Secret | None:

@@ -1,9 +1,14 @@
 """Start-up and footprint: process start to READY=1 with 10,000 nodes stored, resident
-memory once idle, and CPU time used over a minute of idling with the broker connected."""
+memory once idle, and CPU time used over a minute of idling with the broker connected.
+
+Start-up is timed over several starts (the median is the figure), each a new process
+on the same state: one start on a machine that is busy for a moment tells little.
+"""
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -13,6 +18,7 @@ from store import KEY, fill
 from support import NotifySocket, cpu_seconds, rig, rss_mib
 
 IDLE_SECONDS = 60.0
+STARTS = 7
 
 
 def python_start() -> float:
@@ -22,7 +28,7 @@ def python_start() -> float:
     return time.monotonic() - started
 
 
-def run(stored: int = 10_000, idle: float = IDLE_SECONDS) -> dict[str, Any]:
+def run(stored: int = 10_000, idle: float = IDLE_SECONDS, starts: int = STARTS) -> dict[str, Any]:
     with rig() as r:
         state = r.folder / "state"
         state.mkdir(mode=0o700)
@@ -32,8 +38,14 @@ def run(stored: int = 10_000, idle: float = IDLE_SECONDS) -> dict[str, Any]:
         key_file.write_text(KEY.hex())
         config = r.config(gateway={"state_dir": str(state)}, keyring={"key_file": str(key_file)})
         notify = NotifySocket(r.folder)
+        readies = []
+        for _ in range(starts - 1):
+            gw = r.gatewayd(config, notify=notify.path)
+            readies.append(notify.wait_for("READY=1") - gw.started)
+            gw.process.terminate()
+            gw.process.wait(60)
         gw = r.gatewayd(config, notify=notify.path)
-        ready = notify.wait_for("READY=1") - gw.started
+        readies.append(notify.wait_for("READY=1") - gw.started)
         gw.output.wait_for("subscribed to ")
         rss_idle = rss_mib(gw.pid)
         before = cpu_seconds(gw.pid)
@@ -43,7 +55,8 @@ def run(stored: int = 10_000, idle: float = IDLE_SECONDS) -> dict[str, Any]:
         gw.process.wait(60)
     return {
         "stored": stored,
-        "ready_s": ready,
+        "ready_s": statistics.median(readies),
+        "ready_all_s": readies,
         "python_start_s": python_start(),
         "rss_idle_mib": rss_idle,
         "idle_s": idle,

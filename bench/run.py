@@ -8,6 +8,8 @@ import datetime as dt
 import json
 import os
 import platform
+import py_compile
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,7 +96,11 @@ def report(results: dict[str, Any]) -> str:
         ),
         (
             f"Start to READY=1, {f['stored']:,} nodes stored",
-            f"{f['ready_s']:.3f} s (Python alone: {f['python_start_s']:.3f} s)",
+            (
+                f"{f['ready_s']:.3f} s, median of {len(f['ready_all_s'])} starts "
+                f"({min(f['ready_all_s']):.3f} to {max(f['ready_all_s']):.3f}; "
+                f"Python alone: {f['python_start_s']:.3f} s)"
+            ),
             met("ready_s", f["ready_s"]),
         ),
         (
@@ -140,16 +146,33 @@ def report(results: dict[str, Any]) -> str:
     )
 
 
+def compile_bytecode() -> None:
+    """Compile every module a running gatewayd imports, as installing it does (pip, and the
+    .deb's postinst): a start that compiles each module it loads is not one an operator sees.
+    """
+    script = (
+        "import sys, gatewayd.daemon, gatewayd.exosite, gatewayd.mqtt, gatewayd.vendor;"
+        "files = (getattr(m, '__file__', None) or '' for m in list(sys.modules.values()));"
+        "print(*files, sep='\\n')"
+    )
+    listed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    for name in sorted({line for line in listed.splitlines() if line.endswith(".py")}):
+        py_compile.compile(name, doraise=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny fleets; RESULTS.md untouched")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
+    compile_bytecode()
     if args.quick:
         results = {
             "storm": storm.run(n=16, latency=0.01, concurrent=4),
             "store": store.run(counts=(10, 100)),
-            "footprint": footprint.run(stored=100, idle=1.0),
+            "footprint": footprint.run(stored=100, idle=1.0, starts=2),
         }
     else:
         results = {"storm": storm.run(), "store": store.run(), "footprint": footprint.run()}

@@ -20,9 +20,10 @@ from unittest import mock
 
 from support import MODEL, VENDOR
 
-from gatewayd import keystore
+from gatewayd import filestore
 from gatewayd.events import Node, State
-from gatewayd.keystore import FileKeyring, Keystore
+from gatewayd.filestore import FileStore
+from gatewayd.keystore import Keystore
 from gatewayd.secret import Secret
 from gatewayd.state import StateDB
 
@@ -36,12 +37,12 @@ def node(sn: str) -> Node:
 
 @contextlib.contextmanager
 def no_fsync() -> Iterator[None]:
-    with mock.patch("os.fsync"), mock.patch.object(keystore, "_fsync_folder"):
+    with mock.patch("os.fsync"), mock.patch.object(filestore, "_fsync_folder"):
         yield
 
 
 def fill(folder: Path, count: int) -> tuple[Keystore, StateDB]:
-    store = Keystore(FileKeyring(folder / "keyring", KEY))
+    store = Keystore(FileStore(folder / "keyring", KEY))
     db = StateDB.in_dir(folder)
     db._db.execute("PRAGMA synchronous=OFF")  # noqa: SLF001 (filling only)
     with no_fsync():

@@ -118,7 +118,6 @@ class Daemon:
         """
         from gatewayd.exosite import ExositeClient  # noqa: PLC0415 (see above)
         from gatewayd.mqtt import MqttLink  # noqa: PLC0415
-        from gatewayd.vendor import VendorClient  # noqa: PLC0415
 
         config = self.config
         self._exosite = ExositeClient(config.exosite, self._answered, self._endpoint)
@@ -131,7 +130,11 @@ class Daemon:
             deliver=self._intake.receive,
             tls=self._tls,
         )
-        self._vendor = None if self._token is None else VendorClient(config.exosite, self._token)
+        self._vendor = None
+        if self._token is not None:
+            from gatewayd.vendor import VendorClient  # noqa: PLC0415 (requests, only if needed)
+
+            self._vendor = VendorClient(config.exosite, self._token)
         self._executor = Executor(
             self._engine,
             self._keystore,

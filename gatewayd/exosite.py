@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import logging
 import queue
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Final
 
 from gatewayd.config import ExositeConfig
-from gatewayd.errors import ExositeError
+from gatewayd.endpoint import Endpoint, activation_endpoint, activation_url
 from gatewayd.events import ActivationAnswered, Failed, Issued, Outcome, Refused
 from gatewayd.secret import Secret
-from gatewayd.transport import Connection, Endpoint, TransportError
+from gatewayd.transport import Connection, TransportError
 
 log = logging.getLogger(__name__)
 
-ACTIVATE_PATH: Final = "/provision/activate"
 CIK_LENGTH: Final = 40
 NOT_SENT: Final = "not sent: gatewayd is stopping"
 
@@ -61,18 +59,6 @@ def request_form(config: ExositeConfig, vendor: str, model: str, sn: str) -> dic
     if config.api == "murano":
         return {"id": sn}
     return {"vendor": vendor, "model": model, "sn": sn}
-
-
-def activation_url(config: ExositeConfig) -> str:
-    return config.url.rstrip("/") + ACTIVATE_PATH
-
-
-def activation_endpoint(config: ExositeConfig) -> Endpoint:
-    """Where activations go, with the TLS settings and the proxy from the environment."""
-    try:
-        return Endpoint.from_url(activation_url(config), config.ca_file)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise ExositeError(f"cannot set up requests to {config.url}: {exc}") from exc
 
 
 class RateLimiter:

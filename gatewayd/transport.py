@@ -10,27 +10,24 @@ Failures are :class:`TransportError`; ``reached`` tells whether the request may
 have reached the server. Only a failure to connect (name lookup, refused,
 connect timeout, TLS handshake, a proxy refusing the tunnel) proves it did not.
 
-A proxy is taken from the environment once, as curl and requests read it
-(``https_proxy``, ``http_proxy``, ``no_proxy``): HTTPS goes through a CONNECT
+Where the requests go, and through which proxy, is an
+:class:`~gatewayd.endpoint.Endpoint`: HTTPS through a proxy goes in a CONNECT
 tunnel, plain HTTP in absolute form.
 """
 
 from __future__ import annotations
 
-import base64
 import http.client
 import select
 import socket
 import ssl
 import time
-import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
-from urllib.parse import SplitResult, unquote, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from gatewayd import __version__
+from gatewayd.endpoint import Endpoint
 
 MAX_BODY: Final = 64 * 1024
 """At most this much of an answer is read; a CIK is 40 bytes."""
@@ -57,86 +54,6 @@ class Answer:
     status: int
     body: bytes
     broken: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Proxy:
-    host: str
-    port: int
-    authorization: str | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> Proxy:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.hostname is None:
-            raise ValueError(f"proxy {url!r} names no host")
-        authorization = None
-        if parts.username is not None:
-            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-            authorization = "Basic " + base64.b64encode(pair).decode("ascii")
-        return cls(parts.hostname, parts.port or 80, authorization)
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where the requests go: a URL, how it is reached, and its TLS settings."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str
-    tls: ssl.SSLContext | None
-    proxy: Proxy | None
-
-    @classmethod
-    def from_url(
-        cls, url: str, ca_file: Path | None = None, environ: Mapping[str, str] | None = None
-    ) -> Endpoint:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in {"http", "https"} or parts.hostname is None:
-            raise ValueError(f"not an http or https URL: {url!r}")
-        tls = None
-        if scheme == "https":
-            tls = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
-            tls.minimum_version = ssl.TLSVersion.TLSv1_2
-        port = parts.port or (443 if scheme == "https" else 80)
-        return cls(scheme, parts.hostname, port, parts.path or "/", tls, _proxy(parts, environ))
-
-    @property
-    def origin(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
-
-
-def _proxy(parts: SplitResult, environ: Mapping[str, str] | None) -> Proxy | None:
-    if environ is None:
-        found = urllib.request.getproxies_environment()
-    else:
-        found = {
-            name.lower().removesuffix("_proxy"): value
-            for name, value in environ.items()
-            if value and name.lower().endswith("_proxy")
-        }
-    url = found.get(parts.scheme.lower())
-    host = parts.hostname or ""
-    if not url or _bypassed(host, parts.port, found.get("no", "")):
-        return None
-    return Proxy.from_url(url)
-
-
-def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
-    """Whether ``no_proxy`` (``*``, or names and ``name:port``, commas between) spares the host."""
-    host = host.lower()
-    for entry in (part.strip().lower() for part in no_proxy.split(",")):
-        if entry == "*":
-            return True
-        name, _, entry_port = entry.partition(":")
-        name = name.lstrip(".")
-        if not name or (entry_port and entry_port != str(port)):
-            continue
-        if host == name or host.endswith("." + name):
-            return True
-    return False
 
 
 class Connection:

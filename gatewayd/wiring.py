@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from gatewayd.config import Config
+from gatewayd.endpoint import Endpoint, activation_endpoint
 from gatewayd.errors import ConfigError, ExositeError
 from gatewayd.events import Settings
-from gatewayd.exosite import activation_endpoint
 from gatewayd.keystore import Keystore, load_key, open_backend
 from gatewayd.secret import Secret
-from gatewayd.transport import Endpoint
 
 if TYPE_CHECKING:
     from gatewayd.vendor import VendorClient

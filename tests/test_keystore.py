@@ -22,6 +22,7 @@ from keyring.errors import InitError, KeyringError, PasswordDeleteError, Passwor
 from keyring.testing.backend import BackendBasicTests
 
 from gatewayd.errors import KeystoreError
+from gatewayd.filestore import FileStore
 from gatewayd.keystore import KEY_CREDENTIAL, FileKeyring, Keystore, load_key, open_backend
 from gatewayd.secret import Secret
 
@@ -329,15 +330,34 @@ def test_cik_survives_sigkill_right_after_store(tmp_path: Path) -> None:
     assert keystore.load(VENDOR, MODEL, "SN-DURABLE") == cik
 
 
-def test_open_backend_builds_file_keyring_with_folder_and_key(tmp_path: Path) -> None:
+def test_open_backend_builds_the_file_store_with_folder_and_key(tmp_path: Path) -> None:
     folder = tmp_path / "keyring"
     key = os.urandom(32)
     backend = open_backend("gatewayd.keystore.FileKeyring", folder, key)
-    assert isinstance(backend, FileKeyring)
+    assert isinstance(backend, FileStore)
     assert backend.folder == folder
     assert backend.encrypted
     backend.set_password("svc", "user", "pw")
     assert FileKeyring(folder=folder, key=key).get_password("svc", "user") == "pw"
+
+
+def test_the_default_backend_works_without_loading_keyring(tmp_path: Path) -> None:
+    """The daemon's own store needs neither the keyring library nor, without a key,
+    cryptography: each costs a small gateway start-up time and memory."""
+    script = (
+        "import sys; from pathlib import Path;"
+        "from gatewayd.keystore import Keystore, open_backend;"
+        "from gatewayd.secret import Secret;"
+        f"backend = open_backend('gatewayd.keystore.FileKeyring', Path({str(tmp_path)!r}), None);"
+        "store = Keystore(backend);"
+        "store.store('acme', 'm', 'SN1', Secret('c' * 40));"
+        "assert store.load('acme', 'm', 'SN1') == Secret('c' * 40);"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'keyring', 'cryptography'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
 
 
 def test_open_backend_builds_plaintext_keyring_under_xdg_data_home(

@@ -61,6 +61,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU time so far, by kind, in ticks (the ``cpu`` line of /proc/stat)."""
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
+def stolen(before: list[int], after: list[int]) -> float:
+    """The share of CPU time the hypervisor took from this machine between two readings:
+    on a shared host, the noise in every figure measured meanwhile."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return spent[7] / max(1, sum(spent))
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

@@ -30,6 +30,7 @@ from gatewayd.events import (
     Reenable,
     Result,
     SaveNode,
+    State,
     StoreCik,
 )
 from gatewayd.timers import backoff_ceiling
@@ -173,7 +174,10 @@ class Executor:
         if node is None:
             return
         try:
-            self._state.save(node)
+            # an activated record need not wait for the disk: its CIK is in the keystore,
+            # and a record lost to a power cut is rebuilt from it (the write-ahead says
+            # "activating", and recovery finds the CIK); every other record must
+            self._state.save(node, durable=node.state is not State.ACTIVATED)
         except StateError as exc:
             log.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
 

@@ -56,6 +56,9 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _FIELDS: Final = tuple(field.name for field in dataclasses.fields(Node))
 _COLUMNS: Final = ", ".join(_FIELDS)
+_INSERT: Final = (
+    f"INSERT OR REPLACE INTO nodes ({_COLUMNS}) VALUES ({', '.join('?' * len(_FIELDS))})"  # noqa: S608 (fixed columns)
+)
 _STATES: Final[dict[object, State]] = {state.value: state for state in State}
 _REASONS: Final[dict[object, Reason]] = {reason.value: reason for reason in Reason}
 
@@ -132,14 +135,22 @@ class StateDB:
                     raise
                 cur.execute("COMMIT")
 
-    def save(self, node: Node) -> None:
-        """Insert or replace a node's record; durable when it returns."""
+    def save(self, node: Node, *, durable: bool = True) -> None:
+        """Insert or replace a node's record; on disk when it returns, if ``durable``.
+
+        Otherwise the record is written without waiting for the disk (no fsync): a
+        crash of gatewayd keeps it, a power cut may lose it, and the next durable
+        save makes it durable too (the write-ahead log is written in order).
+        """
         row = tuple(_column(getattr(node, name)) for name in _FIELDS)
         try:
-            self._db.execute(
-                f"INSERT OR REPLACE INTO nodes ({_COLUMNS}) VALUES ({', '.join('?' * len(row))})",  # noqa: S608 (fixed column list)
-                row,
-            )
+            if not durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._db.execute(_INSERT, row)
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise StateError(f"cannot save node {node.sn!r}: {exc}") from exc
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -296,3 +298,48 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
     assert pragma(path, "user_version") == SCHEMA_VERSION == 2
     assert node == Node("OLD1", "acme", "thermo-v1", State.ACTIVATING, 1_700_000_000.0)
     assert (node.request_started, node.request_form, node.uncertain) == (None, None, False)
+
+
+SAVES = 20
+
+
+def fsyncs_during_saves(folder: Path, *, durable: bool) -> int:
+    """The fsync and fdatasync calls a process makes while saving SAVES records."""
+    script = (
+        "import sys; from pathlib import Path; from gatewayd.state import StateDB;"
+        "from gatewayd.events import Node, State;"
+        f"db = StateDB.in_dir(Path({str(folder)!r}));"
+        "db.save(Node('WARM', 'v', 'm', State.ACTIVATING, 1.0));"
+        "sys.stdout.write('saving\\n'); sys.stdout.flush();"
+        f"[db.save(Node(f'SN{{i}}', 'v', 'm', State.ACTIVATED, 1.0), durable={durable})"
+        f" for i in range({SAVES})];"
+        "sys.stdout.write('saved\\n'); sys.stdout.flush()"
+    )
+    trace = folder / "strace.txt"
+    strace = ["strace", "-f", "-e", "trace=fsync,fdatasync,write", "-o", str(trace)]
+    subprocess.run(
+        [*strace, sys.executable, "-c", script],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    lines = trace.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if '"saving\\n"' in line)
+    end = next(i for i, line in enumerate(lines) if '"saved\\n"' in line)
+    return sum("fsync(" in line or "fdatasync(" in line for line in lines[start:end])
+
+
+def test_a_durable_save_waits_for_the_disk_and_a_non_durable_one_does_not(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "durable").mkdir()
+    (tmp_path / "fast").mkdir()
+    assert fsyncs_during_saves(tmp_path / "durable", durable=True) >= SAVES
+    assert fsyncs_during_saves(tmp_path / "fast", durable=False) == 0
+
+
+def test_a_non_durable_save_is_read_back_and_leaves_full_sync_on(tmp_path: Path) -> None:
+    with open_db(tmp_path) as db, open_db(tmp_path) as reader:
+        db.save(NODE, durable=False)
+        assert reader.get(NODE.sn) == NODE
+        assert db._db.execute("PRAGMA synchronous").fetchone() == (2,)

@@ -4,6 +4,8 @@ An endpoint is a function from a :class:`Request` to a :class:`Response`; it
 does no I/O. The request handler reads the request, looks the endpoint up in
 :attr:`Simulator.routes`, waits out the response's delay and writes it (or,
 for :data:`~gatewayd.sim.registry.DROP`, closes the connection without a word).
+The delay counts from the moment the request line arrived, so a latency of
+50 ms answers 50 ms after the request, however long the simulator took to read it.
 
 The vendor management API, with header ``X-Exosite-Token: <vendor token>``
 (missing or wrong: 401; unknown model or serial: 404)::
@@ -26,6 +28,7 @@ import re
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from email.message import Message
@@ -75,6 +78,7 @@ class Response:
     body: bytes = b""
     content_type: str = TEXT
     delay: float = 0.0
+    """Seconds from the request's arrival to the answer."""
 
     @classmethod
     def text(cls, status: int, text: str | None = None) -> Self:
@@ -331,6 +335,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.closed(self.connection)
         super().finish()
 
+    def parse_request(self) -> bool:
+        self._arrived = time.monotonic()  # the request line has just been read
+        return super().parse_request()
+
     def do_GET(self) -> None:
         self._handle()
 
@@ -351,7 +359,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         path = urlsplit(self.path).path
         response = self.server.dispatch(self.command, path, self.headers, body)
-        if response.delay > 0 and self.server.stopping.wait(response.delay):
+        delay = response.delay - (time.monotonic() - self._arrived)
+        if delay > 0 and self.server.stopping.wait(delay):
             self.close_connection = True
             return
         if response.status == DROP:

@@ -1,7 +1,50 @@
-"""``python -m gatewayd``: run the daemon."""
+"""``gatewayd`` and ``python -m gatewayd``: read the configuration and run the daemon."""
 
+from __future__ import annotations
+
+import argparse
+import logging
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
-from gatewayd.daemon import main
+from gatewayd import __version__, logs, secret
+from gatewayd.config import DEFAULT_PATH, load
+from gatewayd.daemon import Daemon
+from gatewayd.errors import ConfigError, GatewaydError
 
-sys.exit(main())
+log = logging.getLogger("gatewayd.daemon")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="gatewayd", description="Activate sensor nodes with Exosite over MQTT."
+    )
+    parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help="the TOML file")
+    parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(f"gatewayd: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(config.gateway.log_level)
+    if not secret.no_core_dumps():
+        log.warning("cannot turn core dumps off (prctl): a core file could hold CIKs")
+    try:
+        daemon = Daemon(config)
+    except ConfigError as exc:
+        log.error("%s", exc)  # noqa: TRY400 (a bad setting, not a bug: no traceback)
+        return 2
+    except GatewaydError as exc:
+        log.error("cannot start: %s", exc)  # noqa: TRY400
+        return 1
+    return daemon.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

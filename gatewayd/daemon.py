@@ -8,26 +8,23 @@ node's record says ``activated`` and before it is published.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import queue
 import random
 import signal
-import sys
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from gatewayd import __version__, control, logs, protocol, reload, secret, status
-from gatewayd.config import DEFAULT_PATH, Config, load
+from gatewayd import __version__, control, logs, protocol, reload, status
+from gatewayd.config import Config, load
 from gatewayd.control import Request
 from gatewayd.engine import Engine
-from gatewayd.errors import ConfigError, ExositeError, GatewaydError
+from gatewayd.errors import ConfigError, ExositeError, StateError
 from gatewayd.events import (
     ActivationAnswered,
     Connected,
@@ -61,6 +58,8 @@ log = logging.getLogger(__name__)
 MAX_WAIT: Final = 0.5
 """The longest the main thread waits for an event: a signal that another thread
 receives does not wake it, so it looks at least this often."""
+ANNOUNCE_BATCH: Final = 64
+"""At most this many waiting announces are handled together (see Daemon._announces)."""
 STORE_WAIT: Final = 60.0
 """How long a stop waits for a failing keystore to take the CIKs it holds."""
 
@@ -98,6 +97,8 @@ class Daemon:
         self._keystore = open_keystore(config)
         self._state = StateDB.in_dir(config.gateway.state_dir)
         self._engine = Engine(engine_settings(config), self._state.all(), time.time, random.uniform)
+        self._held: Item | None = None
+        """An event taken from the queue while gathering announces, handled next."""
         self._stopping = False
         self._stop_deadline = 0.0
         self._forced = False
@@ -205,6 +206,9 @@ class Daemon:
                 return self._answers.get_nowait()
             except queue.Empty:
                 pass
+            if self._held is not None:
+                held, self._held = self._held, None
+                return held
             deadline = self._deadline()
             now = time.time()
             if deadline is not None and deadline <= now:
@@ -216,6 +220,32 @@ class Daemon:
                 return Tick()
             if not isinstance(item, Wake):
                 return item
+
+    def _announces(self, first: Message) -> None:
+        """``first`` and the announces waiting behind it, up to ANNOUNCE_BATCH, handled in
+        one state transaction: a boot storm costs one fsync per batch, not one per node.
+        Their requests go out once the transaction is committed, so each request's
+        write-ahead record is on disk before it. A waiting answer ends the batch."""
+        batch = [first]
+        while len(batch) < ANNOUNCE_BATCH and self._held is None:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, Message):
+                batch.append(item)
+            elif isinstance(item, Wake):
+                break  # an answer waits: it goes next
+            else:
+                self._held = item
+        try:
+            with self._executor.requests_held(), self._state.transaction():
+                for message in batch:
+                    event = self._intake.announce(message)
+                    if event is not None:
+                        self._executor.run(self._engine.handle(event))
+        except StateError as exc:
+            log.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
 
     def _drained(self) -> bool:
         """Stopping, no request on the wire (a 200 can no longer arrive), every CIK stored.
@@ -234,9 +264,7 @@ class Daemon:
     def _dispatch(self, item: Item) -> None:
         match item:
             case Message():
-                event = self._intake.announce(item)
-                if event is not None:
-                    self._executor.run(self._engine.handle(event))
+                self._announces(item)
             case ActivationAnswered():
                 self._executor.answered()
                 # the worker's slot is free once the CIK is safe: before its record and publish
@@ -370,37 +398,3 @@ class Daemon:
                 self._answered(ReenableAnswered(action.sn))
 
         threading.Thread(target=work, name=f"reenable-{action.sn}", daemon=True).start()
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="gatewayd", description="Activate sensor nodes with Exosite over MQTT."
-    )
-    parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help="the TOML file")
-    parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        config = load(args.config)
-    except ConfigError as exc:
-        print(f"gatewayd: {exc}", file=sys.stderr)
-        return 2
-    logs.setup(config.gateway.log_level)
-    if not secret.no_core_dumps():
-        log.warning("cannot turn core dumps off (prctl): a core file could hold CIKs")
-    try:
-        daemon = Daemon(config)
-    except ConfigError as exc:
-        log.error("%s", exc)  # noqa: TRY400 (a bad setting, not a bug: no traceback)
-        return 2
-    except GatewaydError as exc:
-        log.error("cannot start: %s", exc)  # noqa: TRY400
-        return 1
-    return daemon.run()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,10 +10,11 @@ that a crash meanwhile leaves the write-ahead record that tells what was lost.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
 from gatewayd import logs, protocol
@@ -71,6 +72,7 @@ class Executor:
         """CIKs received that the keystore has not taken yet: they exist only here."""
         self._store_failures = 0
         self._store_retry_at: float | None = None
+        self._held: list[Activate | Reenable] | None = None
         self.results: list[Result] = []
         """What the operator's commands came to, for the control channel to collect."""
 
@@ -100,7 +102,26 @@ class Executor:
                     self._command(action)
         return called
 
+    @contextlib.contextmanager
+    def requests_held(self) -> Iterator[None]:
+        """Requests the block asks for are sent when it ends, in order: after what encloses
+        it (a state transaction) has made their write-ahead records durable. A block left by
+        an exception sends nothing; the records say a request may be under way, and the
+        next start recovers those nodes."""
+        self._held = []
+        try:
+            yield
+        except BaseException:
+            self._held = None
+            raise
+        held, self._held = self._held, None
+        for action in held:
+            self._send(action)
+
     def _send(self, action: Activate | Reenable) -> None:
+        if self._held is not None:
+            self._held.append(action)
+            return
         self.outstanding += 1
         if isinstance(action, Activate):
             self._exosite.submit(action.sn, action.vendor, action.model)

@@ -58,6 +58,7 @@ class FileStore:
         if key is not None and len(key) != KEY_SIZE:
             raise FileStoreError(f"a FileKeyring key must be {KEY_SIZE} bytes, not {len(key)}")
         self._folder = Path(folder) if folder is not None else DEFAULT_FOLDER
+        self._folder_ready = False
         self._aead: AESGCM | None = None
         if key is not None:
             # cryptography only where a key is set: it costs a small gateway 6 MiB
@@ -146,33 +147,40 @@ class FileStore:
         return {field: entry[field] for field in _FIELDS}
 
     def _write(self, name: str, blob: bytes) -> None:
-        self._ensure_folder()
+        if not self._folder_ready:
+            self._ensure_folder()
         temp = self._folder / f".{name}.{secrets.token_hex(8)}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(temp, flags, 0o600)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(blob)
-                handle.flush()
-                os.fsync(handle.fileno())
+            fd = os.open(temp, flags, 0o600)
+            try:
+                written = 0
+                while written < len(blob):
+                    written += os.write(fd, blob[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             temp.replace(self._folder / name)
         except BaseException:
+            self._folder_ready = False  # looked at again before the next write
             with contextlib.suppress(OSError):
                 temp.unlink()
             raise
         _fsync_folder(self._folder)
 
     def _ensure_folder(self) -> None:
+        """Make the folder, or tighten its mode; once, and again after a failed write."""
         folder = self._folder
         if not folder.is_dir():
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             folder.chmod(0o700)
             _fsync_folder(folder.parent)
-            return
-        mode = stat.S_IMODE(folder.stat().st_mode)
-        if mode & 0o077:
-            log.warning("tightening the mode of %s from %04o to 0700", folder, mode)
-            folder.chmod(0o700)
+        else:
+            mode = stat.S_IMODE(folder.stat().st_mode)
+            if mode & 0o077:
+                log.warning("tightening the mode of %s from %04o to 0700", folder, mode)
+                folder.chmod(0o700)
+        self._folder_ready = True
 
 
 def _entry_name(service: str, username: str) -> str:

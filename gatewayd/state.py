@@ -7,6 +7,7 @@ code is refused rather than guessed at.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import gc
@@ -143,6 +144,7 @@ class StateDB:
         save makes it durable too (the write-ahead log is written in order).
         """
         row = tuple(_column(getattr(node, name)) for name in _FIELDS)
+        durable = durable or self._db.in_transaction  # the transaction's commit decides
         try:
             if not durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
@@ -153,6 +155,28 @@ class StateDB:
                     self._db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise StateError(f"cannot save node {node.sn!r}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Saves and deletes in the block are committed together, with one fsync, when it
+        ends (even by an exception: every record written is a valid one). A failed commit
+        is rolled back and raised as StateError. Where no transaction can begin, the block
+        runs without one: each save commits by itself."""
+        try:
+            self._db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            log.warning("%s: no transaction (%s); records are written one by one", self.path, exc)
+            yield
+            return
+        try:
+            yield
+        finally:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise StateError(f"cannot write to {self.path}: {exc}") from exc
 
     def delete(self, sn: str) -> bool:
         try:

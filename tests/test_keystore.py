@@ -453,3 +453,16 @@ def test_a_store_fsyncs_the_file_then_renames_it_then_fsyncs_the_folder(
     assert synced == renamed
     assert Path(target).parent == folder
     assert folder_synced == str(folder)
+
+
+def test_a_folder_removed_while_running_is_made_again_on_the_next_write(tmp_path: Path) -> None:
+    folder = tmp_path / "keyring"
+    keystore = Keystore(open_backend("gatewayd.keystore.FileKeyring", folder, None))
+    keystore.store(VENDOR, MODEL, "SN-1", new_cik())
+    shutil.rmtree(folder)
+    cik = new_cik()
+    with pytest.raises(KeystoreError):
+        keystore.store(VENDOR, MODEL, "SN-2", cik)
+    keystore.store(VENDOR, MODEL, "SN-2", cik)
+    assert keystore.load(VENDOR, MODEL, "SN-2") == cik
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700

@@ -303,17 +303,24 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
 SAVES = 20
 
 
-def fsyncs_during_saves(folder: Path, *, durable: bool) -> int:
-    """The fsync and fdatasync calls a process makes while saving SAVES records."""
-    script = (
-        "import sys; from pathlib import Path; from gatewayd.state import StateDB;"
-        "from gatewayd.events import Node, State;"
-        f"db = StateDB.in_dir(Path({str(folder)!r}));"
-        "db.save(Node('WARM', 'v', 'm', State.ACTIVATING, 1.0));"
-        "sys.stdout.write('saving\\n'); sys.stdout.flush();"
-        f"[db.save(Node(f'SN{{i}}', 'v', 'm', State.ACTIVATED, 1.0), durable={durable})"
-        f" for i in range({SAVES})];"
-        "sys.stdout.write('saved\\n'); sys.stdout.flush()"
+def fsyncs_during_saves(folder: Path, *, durable: bool, together: bool = False) -> int:
+    """The fsync and fdatasync calls a process makes while saving SAVES records (in one
+    transaction if ``together``)."""
+    block = "db.transaction()" if together else "contextlib.nullcontext()"
+    script = "\n".join(
+        [
+            "import contextlib, sys",
+            "from pathlib import Path",
+            "from gatewayd.events import Node, State",
+            "from gatewayd.state import StateDB",
+            f"db = StateDB.in_dir(Path({str(folder)!r}))",
+            "db.save(Node('WARM', 'v', 'm', State.ACTIVATING, 1.0))",
+            "sys.stdout.write('saving\\n'); sys.stdout.flush()",
+            f"with {block}:",
+            f"    for i in range({SAVES}):",
+            f"        db.save(Node(f'SN{{i}}', 'v', 'm', State.ACTIVATED, 1.0), durable={durable})",
+            "sys.stdout.write('saved\\n'); sys.stdout.flush()",
+        ]
     )
     trace = folder / "strace.txt"
     strace = ["strace", "-f", "-e", "trace=fsync,fdatasync,write", "-o", str(trace)]
@@ -336,6 +343,37 @@ def test_a_durable_save_waits_for_the_disk_and_a_non_durable_one_does_not(
     (tmp_path / "fast").mkdir()
     assert fsyncs_during_saves(tmp_path / "durable", durable=True) >= SAVES
     assert fsyncs_during_saves(tmp_path / "fast", durable=False) == 0
+
+
+def test_saves_in_one_transaction_wait_for_the_disk_once(tmp_path: Path) -> None:
+    assert 1 <= fsyncs_during_saves(tmp_path, durable=True, together=True) <= 2
+
+
+def test_a_transaction_is_seen_whole_or_not_at_all(tmp_path: Path) -> None:
+    with open_db(tmp_path) as db, open_db(tmp_path) as reader:
+        with db.transaction():
+            db.save(NODE)
+            db.save(dataclasses.replace(NODE, sn="SN-2"))
+            assert reader.get(NODE.sn) is None
+        assert reader.get(NODE.sn) == NODE
+        assert reader.get("SN-2") is not None
+
+
+def save_then_fail(db: StateDB) -> None:
+    with db.transaction():
+        db.save(NODE)
+        raise RuntimeError
+
+
+def test_a_transaction_left_by_an_exception_still_commits_what_was_saved(
+    tmp_path: Path,
+) -> None:
+    with open_db(tmp_path) as db, open_db(tmp_path) as reader:
+        with pytest.raises(RuntimeError):
+            save_then_fail(db)
+        assert reader.get(NODE.sn) == NODE
+        db.save(dataclasses.replace(NODE, sn="SN-2"))  # no transaction is left open
+        assert reader.get("SN-2") is not None
 
 
 def test_a_non_durable_save_is_read_back_and_leaves_full_sync_on(tmp_path: Path) -> None:

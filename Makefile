@@ -65,8 +65,12 @@ test: lint typecheck pytest pytest-paho1 deb-check
 demo: $(VENV)/.stamp
 	$(VENV)/bin/python -m gatewayd.sim.demo
 
-# The benchmarks (a few minutes); they rewrite bench/RESULTS.md.
+# The benchmarks (a few minutes); they rewrite bench/RESULTS.md. Debian's python3 with the
+# .deb's dependencies is measured too, as a gateway runs it.
+BENCH_APT_PACKAGES := python3-paho-mqtt python3-keyring python3-cryptography python3-requests \
+	python3-systemd
 bench: $(VENV)/.stamp
+	$(call apt_ensure,$(BENCH_APT_PACKAGES))
 	$(VENV)/bin/python bench/run.py
 
 # The man pages, from their reStructuredText sources in man/, into build/man/.

@@ -15,20 +15,24 @@ import time
 from typing import Any
 
 from store import KEY, fill
-from support import NotifySocket, cpu_seconds, rig, rss_mib
+from support import DEBIAN_PYTHON, NotifySocket, cpu_seconds, rig, rss_mib
 
 IDLE_SECONDS = 60.0
 STARTS = 7
 
 
-def python_start() -> float:
-    """This machine's Python, starting and doing nothing: the floor of any start-up."""
+def python_start(python: str) -> float:
+    """A Python, starting and doing nothing: the floor of any start-up."""
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    subprocess.run([python, "-c", "pass"], check=True)
     return time.monotonic() - started
 
 
-def run(stored: int = 10_000, idle: float = IDLE_SECONDS, starts: int = STARTS) -> dict[str, Any]:
+def run(
+    stored: int = 10_000, idle: float = IDLE_SECONDS, starts: int = STARTS, python: str = ""
+) -> dict[str, Any]:
+    """The figures for gatewayd on ``python`` (default: this Python)."""
+    python = python or sys.executable
     with rig() as r:
         state = r.folder / "state"
         state.mkdir(mode=0o700)
@@ -40,11 +44,11 @@ def run(stored: int = 10_000, idle: float = IDLE_SECONDS, starts: int = STARTS) 
         notify = NotifySocket(r.folder)
         readies = []
         for _ in range(starts - 1):
-            gw = r.gatewayd(config, notify=notify.path)
+            gw = r.gatewayd(config, notify=notify.path, python=python)
             readies.append(notify.wait_for("READY=1") - gw.started)
             gw.process.terminate()
             gw.process.wait(60)
-        gw = r.gatewayd(config, notify=notify.path)
+        gw = r.gatewayd(config, notify=notify.path, python=python)
         readies.append(notify.wait_for("READY=1") - gw.started)
         gw.output.wait_for("subscribed to ")
         rss_idle = rss_mib(gw.pid)
@@ -57,7 +61,7 @@ def run(stored: int = 10_000, idle: float = IDLE_SECONDS, starts: int = STARTS) 
         "stored": stored,
         "ready_s": statistics.median(readies),
         "ready_all_s": readies,
-        "python_start_s": python_start(),
+        "python_start_s": python_start(python),
         "rss_idle_mib": rss_idle,
         "idle_s": idle,
         "idle_cpu_s": cpu,
@@ -66,3 +70,13 @@ def run(stored: int = 10_000, idle: float = IDLE_SECONDS, starts: int = STARTS) 
 
 if __name__ == "__main__":
     print(json.dumps(run(), indent=2))
+
+
+def debian_python_ready() -> bool:
+    """Whether Debian's python3 has what the .deb depends on (make bench installs it)."""
+    check = "import cryptography, keyring, paho.mqtt.client, requests, systemd"
+    try:
+        subprocess.run([DEBIAN_PYTHON, "-c", check], check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True

@@ -18,6 +18,7 @@ import footprint
 import paho.mqtt
 import store
 import storm
+from support import DEBIAN_PYTHON
 
 from gatewayd import __version__
 
@@ -50,6 +51,29 @@ def machine() -> str:
         platform.machine(),
     )
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def debian_rows(debian: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """The start-up and memory of gatewayd on Debian's python3 and packages, as the .deb
+    runs it; for information (the targets are for this Python)."""
+    if debian is None:
+        return [("On Debian's python3 and packages", "not measured: they are missing", "")]
+    ready = debian["ready_all_s"]
+    return [
+        (
+            "Start to READY=1 on Debian's python3 and packages (as the .deb runs)",
+            (
+                f"{debian['ready_s']:.3f} s, median of {len(ready)} starts "
+                f"({min(ready):.3f} to {max(ready):.3f})"
+            ),
+            "",
+        ),
+        (
+            "Resident memory, idle, on Debian's python3 and packages",
+            f"{debian['rss_idle_mib']:.1f} MiB",
+            "",
+        ),
+    ]
 
 
 def report(results: dict[str, Any]) -> str:
@@ -114,6 +138,7 @@ def report(results: dict[str, Any]) -> str:
             met("rss_idle_mib", f["rss_idle_mib"]),
         ),
         ("Resident memory after the boot storm", f"{s['rss_after_storm']:.1f} MiB", ""),
+        *debian_rows(results.get("footprint_debian")),
         (
             f"CPU time over {f['idle_s']:.0f} s idle",
             f"{f['idle_cpu_s']:.3f} s",
@@ -181,6 +206,11 @@ def main() -> int:
         }
     else:
         results = {"storm": storm.run(), "store": store.run(), "footprint": footprint.run()}
+        if footprint.debian_python_ready():
+            debian = footprint.run(idle=0.0, python=DEBIAN_PYTHON)
+            results["footprint_debian"] = {
+                key: debian[key] for key in ("ready_s", "ready_all_s", "rss_idle_mib")
+            }
     text = report(results)
     print(text)
     if not args.quick:

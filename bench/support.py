@@ -21,6 +21,9 @@ from gatewayd.sim.demo import Output, start_broker, stop
 VENDOR = "acme"
 MODEL = "thermo-v1"
 WAIT = 120.0
+CHECKOUT = Path(__file__).resolve().parent.parent
+DEBIAN_PYTHON = "/usr/bin/python3"
+"""Debian's own Python, with the packages the .deb depends on: what a gateway runs."""
 
 
 def separate_simulator(rig: Rig, devices: list[str], latency: float) -> str:
@@ -118,15 +121,20 @@ class Rig:
         path.write_text(_toml(base))
         return path
 
-    def gatewayd(self, config: Path, notify: str | None = None) -> Gatewayd:
+    def gatewayd(
+        self, config: Path, notify: str | None = None, python: str = sys.executable
+    ) -> Gatewayd:
+        """gatewayd on ``python``; another Python than this one gets this checkout on its path."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         for key in ("JOURNAL_STREAM", "INVOCATION_ID", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
             env.pop(key, None)
         if notify is not None:
             env["NOTIFY_SOCKET"] = notify
+        if python != sys.executable:
+            env["PYTHONPATH"] = str(CHECKOUT)
         started = time.monotonic()
         process = subprocess.Popen(
-            [sys.executable, "-m", "gatewayd", "--config", str(config)],
+            [python, "-m", "gatewayd", "--config", str(config)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

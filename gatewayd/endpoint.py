@@ -87,9 +87,11 @@ def _proxy(parts: SplitResult, environ: Mapping[str, str] | None) -> Proxy | Non
     found: dict[str, str] = {}
     for name, value in (os.environ if environ is None else environ).items():
         lowered = name.lower()
-        # the lower-case name wins where both are set, as in curl
-        if value and lowered.endswith("_proxy") and (name == lowered or lowered not in found):
-            found[lowered.removesuffix("_proxy")] = value
+        if not value or not lowered.endswith("_proxy"):
+            continue
+        scheme = lowered.removesuffix("_proxy")
+        if name == lowered or scheme not in found:  # the lower-case name wins, as in curl
+            found[scheme] = value
     url = found.get(parts.scheme.lower())
     host = parts.hostname or ""
     if not url or _bypassed(host, parts.port, found.get("no", "")):

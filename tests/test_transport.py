@@ -294,8 +294,13 @@ def test_no_proxy_names_the_hosts_reached_directly(no_proxy: str, bypassed: bool
     assert (endpoint.proxy is None) is bypassed
 
 
-def test_the_lower_case_variable_wins_and_credentials_become_a_header() -> None:
-    environ = {"HTTPS_PROXY": "http://upper.invalid:1", "https_proxy": "http://u%40x:p@lower:8080"}
+@pytest.mark.parametrize("upper_first", [True, False])
+def test_the_lower_case_variable_wins_and_credentials_become_a_header(upper_first: bool) -> None:
+    pairs = [
+        ("HTTPS_PROXY", "http://upper.invalid:1"),
+        ("https_proxy", "http://u%40x:p@lower:8080"),
+    ]
+    environ = dict(pairs if upper_first else reversed(pairs))
     endpoint = Endpoint.from_url("https://m2.exosite.com/provision/activate", environ=environ)
     assert endpoint.proxy == Proxy("lower", 8080, "Basic dUB4OnA=")  # base64 of "u@x:p"
 

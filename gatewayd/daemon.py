@@ -13,7 +13,6 @@ import logging
 import queue
 import random
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from gatewayd import __version__, control, logs, protocol, reload, status
 from gatewayd.config import Config, load
 from gatewayd.control import Request
 from gatewayd.engine import Engine
-from gatewayd.errors import ConfigError, ExositeError, StateError
+from gatewayd.errors import ConfigError, GatewaydError, StateError
 from gatewayd.events import (
     ActivationAnswered,
     Connected,
@@ -156,8 +155,13 @@ class Daemon:
             signal.signal(signum, self._on_signal)
         # ready once configuration, keystore and state are loaded; the broker may come later
         self._reporter.notifier.ready(self._reporter.text())
-        self._attach()
-        self._link.start()
+        try:
+            self._attach()
+            self._link.start()
+        except GatewaydError as exc:
+            log.error("cannot start: %s", exc)  # noqa: TRY400 (the message is the whole story)
+            self._close()
+            return 1
         counts = self._engine.counts()
         log.info(
             "gatewayd %s started: %s",
@@ -171,9 +175,7 @@ class Daemon:
             self._dispatch(item)
         self._exosite.close(timeout=0)
         self._link.stop(self._topics.status, status.offline())
-        self._state.close()
-        if self._control is not None:
-            self._control.close()
+        self._close()
         if self._executor.unstored:
             lost = ", ".join(sorted(self._executor.unstored))
             log.critical(
@@ -184,6 +186,11 @@ class Daemon:
             return 1
         log.info("gatewayd stopped")
         return 0
+
+    def _close(self) -> None:
+        self._state.close()
+        if self._control is not None:
+            self._control.close()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._queue.put(Stop(signum))
@@ -383,18 +390,12 @@ class Daemon:
         self._exosite.close(timeout=0)
 
     def _reenable(self, action: Reenable) -> None:
-        """Re-enable a serial through the vendor API, on a thread of its own (it is rare)."""
-        vendor = self._vendor
-        if vendor is None:
+        """Re-enable a serial through the vendor API, in the background."""
+        if self._vendor is None:
             self._answered(ReenableAnswered(action.sn, "no vendor token is configured"))
             return
-
-        def work() -> None:
-            try:
-                vendor.reenable(action.model, action.sn)
-            except ExositeError as exc:
-                self._answered(ReenableAnswered(action.sn, str(exc)))
-            else:
-                self._answered(ReenableAnswered(action.sn))
-
-        threading.Thread(target=work, name=f"reenable-{action.sn}", daemon=True).start()
+        self._vendor.reenable_in_background(
+            action.model,
+            action.sn,
+            lambda error: self._answered(ReenableAnswered(action.sn, error)),
+        )

@@ -20,6 +20,8 @@ from __future__ import annotations
 import enum
 import logging
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote, urlsplit
@@ -108,6 +110,22 @@ class VendorClient:
         if not 200 <= status < 300:
             raise _refused(status, model, sn, "re-enable request")
         log.info("vendor API: serial %s of model %s re-enabled (HTTP %d)", sn, model, status)
+
+    def reenable_in_background(
+        self, model: str, sn: str, done: Callable[[str | None], None]
+    ) -> None:
+        """:meth:`reenable` on a thread of its own (it is rare); ``done`` gets None once it
+        succeeded, or the error."""
+
+        def work() -> None:
+            try:
+                self.reenable(model, sn)
+            except VendorApiError as exc:
+                done(str(exc))
+            else:
+                done(None)
+
+        threading.Thread(target=work, name=f"reenable-{sn}", daemon=True).start()
 
     def _send(
         self, method: str, model: str, sn: str, what: str, form: dict[str, str] | None = None

@@ -7,6 +7,7 @@ import signal
 import socket
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import MODEL, VENDOR, WAIT, Broker, Gateway, messages_until
@@ -115,3 +116,22 @@ def test_a_blocked_main_loop_stops_feeding_the_watchdog(
     messages_until(sock, "WATCHDOG=1")
     assert gw.process is not None
     assert gw.process.poll() is None
+
+
+@pytest.mark.e2e
+def test_a_link_that_cannot_be_set_up_after_ready_stops_the_daemon_with_a_message(
+    gateway: Callable[..., Gateway], notify_socket: tuple[socket.socket, str], tmp_path: Path
+) -> None:
+    """READY=1 comes before the broker and vendor links are built: one that fails then
+    still ends the start with exit 1 and a line that says why, not a traceback."""
+    sock, path = notify_socket
+    token_file = tmp_path / "vendor-token"
+    token_file.write_text("a token\twith a tab in it")  # no HTTP header can carry it
+    gw = gateway(exosite={"vendor_token_file": str(token_file)})
+    gw.env |= {"NOTIFY_SOCKET": path}
+    gw.start(wait_connected=False)
+    messages_until(sock, "READY=1")
+    assert gw.stop(signum=None) == 1
+    log = gw.log_text()
+    assert "cannot start: the vendor token is empty or holds characters" in log
+    assert "Traceback" not in log

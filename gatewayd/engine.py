@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Final
 
 from gatewayd import records, replies
@@ -68,17 +67,6 @@ _NODE_ACTIONS: Final[Mapping[Effect, type[Activate | LookupCik | Reenable]]] = {
     Effect.LOOKUP: LookupCik,
     Effect.REENABLE: Reenable,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """One transition being applied: the node's new record and what caused it."""
-
-    node: Node
-    trigger: Trigger
-    now: float
-    cik: Secret | None = None
-    outcome: Outcome | None = None
 
 
 class Engine:
@@ -299,13 +287,13 @@ class Engine:
             effects = (Effect.SAVE,)
         self._put(record)
         self._arm(node, record)
-        step = _Step(record, key[1], now, cik, outcome)
+        step = records.Step(record, key[1], now, cik, outcome)
         actions: list[Action] = []
         for effect in effects:
             actions += self._effect(effect, step)
         return actions
 
-    def _effect(self, effect: Effect, step: _Step) -> list[Action]:
+    def _effect(self, effect: Effect, step: records.Step) -> list[Action]:
         node = step.node
         match effect:
             case Effect.SAVE:
@@ -313,7 +301,7 @@ class Engine:
             case Effect.REQUEST | Effect.LOOKUP | Effect.REENABLE:
                 return [_NODE_ACTIONS[effect](node.sn, node.vendor, node.model)]
             case Effect.STORE:
-                return _store(step)
+                return records.store(step)
             case Effect.SCHEDULE:
                 return [replies.pending_log(node, step.now)]
             case Effect.TELL_CIK:
@@ -401,14 +389,6 @@ class Engine:
     def _hold_over(self, node: Node) -> bool:
         rejected_at = node.rejected_at if node.rejected_at is not None else node.first_seen
         return self._clock() - rejected_at >= self.settings.rejected_retry_after
-
-
-def _store(step: _Step) -> list[Action]:
-    node = step.node
-    assert step.cik is not None  # noqa: S101 (ISSUED always carries the CIK)
-    store = StoreCik(node.sn, node.vendor, node.model, step.cik)
-    malformed = isinstance(step.outcome, Issued) and not step.outcome.well_formed
-    return [store, replies.malformed_log(node)] if malformed else [store]
 
 
 def _state(node: Node | None) -> State | None:

@@ -9,11 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Final
 
 from gatewayd import replies
-from gatewayd.events import Failed, Issued, Node, Outcome, Reason, Refused, Settings, State
+from gatewayd.events import (
+    Action,
+    Failed,
+    Issued,
+    Node,
+    Outcome,
+    Reason,
+    Refused,
+    Settings,
+    State,
+    StoreCik,
+)
+from gatewayd.secret import Secret
 from gatewayd.timers import backoff_ceiling
+from gatewayd.transitions import Trigger
 
 REFUSALS: Final[Mapping[int, Reason]] = {
     404: Reason.UNKNOWN_SERIAL,
@@ -79,3 +93,23 @@ def _rejection(outcome: Outcome | None, node: Node) -> dict[str, object]:
         reason = REFUSALS.get(status, Reason.API_ERROR)
         text = replies.rejection(reason, status)
     return {"reason": reason, "last_error": text, "http_status": status}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One transition being applied: the node's new record and what caused it."""
+
+    node: Node
+    trigger: Trigger
+    now: float
+    cik: Secret | None = None
+    outcome: Outcome | None = None
+
+
+def store(step: Step) -> list[Action]:
+    """The actions that keep an issued CIK: the store, and a warning if it is malformed."""
+    node = step.node
+    assert step.cik is not None  # noqa: S101 (ISSUED always carries the CIK)
+    action = StoreCik(node.sn, node.vendor, node.model, step.cik)
+    malformed = isinstance(step.outcome, Issued) and not step.outcome.well_formed
+    return [action, replies.malformed_log(node)] if malformed else [action]

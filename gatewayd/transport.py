@@ -180,8 +180,8 @@ def _failure(exc: BaseException, timeout: float, *, reached: bool) -> TransportE
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return TransportError(f"TLS error: {_line(exc)}", reached=reached)
     if isinstance(exc, OSError):  # http.client.RemoteDisconnected among them
-        return TransportError(f"connection error: {_line(inner)}", reached=reached)
-    return TransportError(f"request error: {_line(inner)}", reached=reached)
+        return TransportError(f"connection error: {cause_line(exc)}", reached=reached)
+    return TransportError(f"request error: {cause_line(exc)}", reached=reached)
 
 
 def _innermost(exc: BaseException) -> BaseException:
@@ -196,3 +196,8 @@ def _innermost(exc: BaseException) -> BaseException:
 def _line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
+
+
+def cause_line(exc: BaseException) -> str:
+    """The innermost cause of an error, in one line, for a log or an answer."""
+    return _line(_innermost(exc))

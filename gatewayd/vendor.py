@@ -31,6 +31,7 @@ import requests
 from gatewayd.config import ExositeConfig
 from gatewayd.errors import ExositeError
 from gatewayd.secret import Secret
+from gatewayd.transport import cause_line
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ TOKEN_HEADER: Final = "X-Exosite-Token"  # noqa: S105 (a header name, not a secr
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded; charset=utf-8"
 MAX_BODY: Final = 4096
 _RID: Final = re.compile(r"[0-9a-fA-F]{40}")
-_CHAIN_LIMIT: Final = 8
 
 
 class SerialState(enum.StrEnum):
@@ -197,20 +197,9 @@ def describe(exc: requests.exceptions.RequestException, timeout: float) -> str:
     if isinstance(exc, requests.exceptions.InvalidHeader):
         return "request error: a header value was refused (not shown)"
     if isinstance(exc, requests.exceptions.SSLError):
-        return f"TLS error: {_innermost(exc)}"
+        return f"TLS error: {cause_line(exc)}"
     if isinstance(exc, requests.exceptions.Timeout):
         return f"timeout after {timeout:g} s"
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return f"connection error: {_innermost(exc)}"
-    return f"request error: {_innermost(exc)}"
-
-
-def _innermost(exc: BaseException) -> str:
-    """The innermost cause of a requests error, in a line."""
-    for _ in range(_CHAIN_LIMIT):
-        inner = exc.__cause__ or exc.__context__
-        if inner is None:
-            break
-        exc = inner
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+        return f"connection error: {cause_line(exc)}"
+    return f"request error: {cause_line(exc)}"

@@ -465,6 +465,10 @@ def test_the_murano_form_is_refused_where_no_product_is_served(
 # -------------------------------------------------------------------- limits
 
 
+LOGGED_LATE = 0.05
+"""The most a request's log entry may follow its arrival at the simulator (it is parsed first)."""
+
+
 def most_overlapping(starts: list[float], length: float) -> int:
     """The largest number of the intervals [start, start + length) that share a moment."""
     return max(sum(1 for other in starts if other <= start < other + length) for start in starts)
@@ -485,7 +489,9 @@ def test_at_most_max_concurrent_requests_are_in_flight(
     assert all(isinstance(outcome, Issued) for outcome in outcomes.values())
     starts = [entry.time for entry in registry.request_log()]
     assert len(starts) == len(serials)
-    assert most_overlapping(starts, latency) == 2
+    # a request is logged a moment after it arrived, and answered ``latency`` after its
+    # arrival: the logged intervals are a little shorter than ``latency``
+    assert most_overlapping(starts, latency - LOGGED_LATE) == 2
     assert client.in_flight() == 0
 
 

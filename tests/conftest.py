@@ -8,6 +8,7 @@ line, so tests wait for what it says, never for a fixed time.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -261,6 +262,21 @@ def _toml(config: dict[str, dict[str, object]]) -> str:
 
 
 # ------------------------------------------------------------------ fixtures
+
+
+@contextlib.contextmanager
+def root_logging_restored() -> Iterator[None]:
+    """The root logger's handlers and level as they were, whatever the block set up."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
 
 
 def leaked(logs: list[Path], secrets: frozenset[str]) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import root_logging_restored
 
 from gatewayd import logs
 from gatewayd.events import Log, State
@@ -68,17 +69,9 @@ def test_the_journal_under_systemd_else_stderr(
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
-    try:
+    with root_logging_restored():
         logs.setup("info")
-        assert [type(h).__name__ for h in root.handlers] == [handler]
-    finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in saved[0]:
-            root.addHandler(h)
-        root.setLevel(saved[1])
+        assert [type(h).__name__ for h in logging.getLogger().handlers] == [handler]
 
 
 def test_the_readme_lists_every_message_id() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import leaked
+from conftest import leaked, root_logging_restored
 
 from gatewayd import cli, logs, secret
 from gatewayd.secret import Secret
@@ -25,19 +25,11 @@ def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """The process's real handler (stderr, with its filter), written to a buffer."""
     for name in ("JOURNAL_STREAM", "INVOCATION_ID"):
         monkeypatch.delenv(name, raising=False)
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
     out = io.StringIO()
     monkeypatch.setattr("sys.stderr", out)
-    logs.setup("debug")
-    try:
+    with root_logging_restored():
+        logs.setup("debug")
         yield out
-    finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in saved[0]:
-            root.addHandler(h)
-        root.setLevel(saved[1])
 
 
 def fail_with(value: str) -> None:

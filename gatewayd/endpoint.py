@@ -42,14 +42,19 @@ class Proxy:
 
     @classmethod
     def from_url(cls, url: str) -> Proxy:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
+        """A proxy from its URL; an error never quotes the URL, which may hold a password."""
+        try:
+            parts = urlsplit(url if "://" in url else f"http://{url}")
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"not a valid proxy URL ({exc})") from None
         if parts.hostname is None:
-            raise ValueError(f"proxy {url!r} names no host")
+            raise ValueError("the proxy URL names no host")
         authorization = None
         if parts.username is not None:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             authorization = "Basic " + base64.b64encode(pair).decode("ascii")
-        return cls(parts.hostname, parts.port or 80, authorization)
+        return cls(parts.hostname, port or 80, authorization)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +101,10 @@ def _proxy(parts: SplitResult, environ: Mapping[str, str] | None) -> Proxy | Non
     host = parts.hostname or ""
     if not url or _bypassed(host, parts.port, found.get("no", "")):
         return None
-    return Proxy.from_url(url)
+    try:
+        return Proxy.from_url(url)
+    except ValueError as exc:
+        raise ValueError(f"{parts.scheme.lower()}_proxy in the environment: {exc}") from None
 
 
 def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:

@@ -51,10 +51,13 @@ def credential(name: str) -> Path | None:
 
 
 def exosite_endpoint(config: Config) -> Endpoint:
-    """Where activations go; a CA file that cannot be read is a configuration error."""
+    """Where activations go; a CA file that cannot be read is a configuration error, a
+    proxy variable that is no URL an error of the environment (ExositeError)."""
     try:
         return activation_endpoint(config.exosite)
     except ExositeError as exc:
+        if isinstance(exc.__cause__, ValueError):
+            raise
         raise ConfigError(config.source, "exosite.ca_file", f"a readable CA file ({exc})") from exc
 
 

@@ -135,3 +135,18 @@ def test_a_link_that_cannot_be_set_up_after_ready_stops_the_daemon_with_a_messag
     log = gw.log_text()
     assert "cannot start: the vendor token is empty or holds characters" in log
     assert "Traceback" not in log
+
+
+@pytest.mark.e2e
+def test_a_bad_proxy_variable_stops_the_start_with_a_message_that_names_it(
+    gateway: Callable[..., Gateway],
+) -> None:
+    gw = gateway()
+    gw.env |= {"http_proxy": "http://user:s3cret-pw@:3128"}
+    gw.start(wait_connected=False)
+    assert gw.stop(signum=None) == 1
+    log = gw.log_text()
+    assert "cannot start" in log
+    assert "http_proxy in the environment" in log
+    assert "exosite.ca_file" not in log
+    assert "s3cret-pw" not in log

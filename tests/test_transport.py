@@ -332,3 +332,14 @@ def test_a_refused_connection_is_reported_as_not_sent() -> None:
     assert caught.value.reached is False
     assert str(caught.value).startswith("connection error")
     assert "refused" in str(caught.value).lower()
+
+
+@pytest.mark.parametrize(
+    "proxy_url", ["http://user:s3cret-pw@:3128", "http://user:s3cret-pw@host:port"]
+)
+def test_a_bad_proxy_variable_is_named_and_its_password_never_shown(proxy_url: str) -> None:
+    with pytest.raises(ValueError, match="https_proxy in the environment") as caught:
+        Endpoint.from_url(
+            "https://m2.exosite.com/provision/activate", environ={"https_proxy": proxy_url}
+        )
+    assert "s3cret-pw" not in str(caught.value)

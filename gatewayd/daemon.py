@@ -23,7 +23,7 @@ from gatewayd import __version__, control, logs, protocol, reload, status
 from gatewayd.config import Config, load
 from gatewayd.control import Request
 from gatewayd.engine import Engine
-from gatewayd.errors import ConfigError, GatewaydError, StateError
+from gatewayd.errors import ConfigError, GatewaydError
 from gatewayd.events import (
     ActivationAnswered,
     Connected,
@@ -245,14 +245,11 @@ class Daemon:
                 break  # an answer waits: it goes next
             else:
                 self._held = item
-        try:
-            with self._executor.requests_held(), self._state.transaction():
-                for message in batch:
-                    event = self._intake.announce(message)
-                    if event is not None:
-                        self._executor.run(self._engine.handle(event))
-        except StateError as exc:
-            log.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
+        with self._executor.requests_held(), self._state.transaction():
+            for message in batch:
+                event = self._intake.announce(message)
+                if event is not None:
+                    self._executor.run(self._engine.handle(event))
 
     def _drained(self) -> bool:
         """Stopping, no request on the wire (a 200 can no longer arrive), every CIK stored.

@@ -42,6 +42,7 @@ from gatewayd.events import (
     Reenable,
     ReenableAnswered,
     Republish,
+    RequestUnsent,
     ResponseTarget,
     Result,
     Retry,
@@ -57,6 +58,9 @@ from gatewayd.transitions import TRANSITIONS, UNSETTLED, Effect, Trigger, refuse
 
 EXPIRY_WINDOW: Final = 24 * 3600.0
 """Exosite expires a device not activated within 24 h of being added."""
+
+UNREADABLE_LOG_WINDOW: Final = 60.0
+"""An activated node whose CIK cannot be read is logged about at most this often."""
 
 MAX_WAITING_RESPONSES: Final = 8
 """Response topics remembered per node until it can be answered."""
@@ -88,6 +92,8 @@ class Engine:
         self._timers = Timers(self._timer_live)
         self._draining = False
         self._republishing: set[str] = set()
+        self._unreadable: dict[str, float] = {}
+        """Activated nodes whose CIK the keystore could not read: when that was last logged."""
         for stored in nodes:
             node = stored
             if node.state is State.ACTIVATING:
@@ -118,6 +124,10 @@ class Engine:
     def counts(self) -> dict[State, int]:
         return dict(self._counts)
 
+    def unreadable(self) -> list[str]:
+        """Activated nodes whose stored CIK could not be read when last asked for."""
+        return sorted(self._unreadable)
+
     def next_deadline(self) -> float | None:
         """When :class:`Tick` next has something to do, or None."""
         return self._timers.next()
@@ -130,9 +140,8 @@ class Engine:
                 return self._announced(sn, model, response)
             case BadAnnounce():
                 return self._bad_announce(event)
-            case ActivationAnswered(sn=sn, outcome=outcome):
-                cik = outcome.cik if isinstance(outcome, Issued) else None
-                return self._fire(sn, trigger_of(outcome), cik, outcome)
+            case ActivationAnswered() | RequestUnsent():
+                return self._answered(event)
             case CikLookedUp():
                 return self._looked_up(event)
             case ReenableAnswered(sn=sn, error=None):
@@ -241,6 +250,7 @@ class Engine:
         del self._nodes[sn]
         self._counts[node.state] -= 1
         self._waiting.pop(sn, None)
+        self._unreadable.pop(sn, None)
         what = "record and CIK deleted" if node.state is State.ACTIVATED else "record deleted"
         return [
             DeleteNode(sn, node.vendor, node.model),
@@ -261,11 +271,12 @@ class Engine:
         actions: list[Action] = [
             Log("unexpected", logging.ERROR, f"{trigger.value} for {where}", sn, key[0])
         ]
-        if cik is not None and trigger is Trigger.ISSUED:
-            # a 200 body is never dropped, whatever became of the node meanwhile
+        if cik is not None:
+            # a 2xx body is never dropped, whatever became of the node meanwhile
             vendor = node.vendor if node else self.settings.vendor
             model = node.model if node else self.settings.model
-            actions.insert(0, StoreCik(sn, vendor, model, cik))
+            unverified = trigger is not Trigger.ISSUED
+            actions.insert(0, StoreCik(sn, vendor, model, cik, unverified=unverified))
         return actions
 
     def _apply(
@@ -359,7 +370,9 @@ class Engine:
     def _looked_up_cik(self, event: CikLookedUp) -> list[Action]:
         sn = event.sn
         if event.error is not None:
-            return self._fire(sn, Trigger.LOOKUP_FAILED, outcome=Failed(event.error))
+            actions = self._fire(sn, Trigger.LOOKUP_FAILED, outcome=Failed(event.error))
+            return actions + self._unreadable_log(sn, event.error)
+        self._unreadable.pop(sn, None)
         if event.cik is not None:
             return self._fire(sn, Trigger.CIK_FOUND, cik=event.cik)
         node = self._nodes.get(sn)
@@ -368,6 +381,33 @@ class Engine:
         # a 409, nothing stored, and our own request may have been given the CIK: lost
         lost = Trigger.CIK_LOST_AUTO if self.settings.auto_reenable else Trigger.CIK_LOST
         return self._fire(sn, lost)
+
+    def _unreadable_log(self, sn: str, error: str) -> list[Action]:
+        """An activated node whose CIK cannot be read: an error, once a minute at most."""
+        node = self._nodes.get(sn)
+        if node is None or node.state is not State.ACTIVATED:
+            return []
+        now = self._clock()
+        said = self._unreadable.get(sn)
+        if said is not None and now - said < UNREADABLE_LOG_WINDOW:
+            return []
+        self._unreadable[sn] = now
+        return [replies.unreadable_log(node, error)]
+
+    def _answered(self, event: ActivationAnswered | RequestUnsent) -> list[Action]:
+        """Exosite's answer to a request, or the request held back unsent."""
+        if isinstance(event, RequestUnsent):
+            failed = Failed(f"not sent: {event.error}")
+            return self._fire(event.sn, Trigger.UNSAVED, outcome=failed)
+        outcome = event.outcome
+        trigger = trigger_of(outcome)
+        cik = None
+        if isinstance(outcome, Issued):
+            cik = outcome.cik
+            if not outcome.well_formed:
+                auto = self.settings.auto_reenable
+                trigger = Trigger.MALFORMED_AUTO if auto else Trigger.MALFORMED
+        return self._fire(event.sn, trigger, cik, outcome)
 
     def _reenabling(self, node: Node) -> bool:
         """gatewayd itself is re-enabling this node's serial (a failure clears ``uncertain``)."""

@@ -84,10 +84,19 @@ class ResponseTarget:
 
 @dataclass(frozen=True, slots=True)
 class Issued:
-    """Exosite answered 200: the body is the CIK."""
+    """Exosite (or something in the way) answered 2xx: the body may be the CIK.
+
+    ``problem`` says why the body is not a complete CIK (cut short, empty, not
+    40 visible characters, markup, another 2xx than 200); such a body is kept,
+    unverified, and never handed to a node as its CIK.
+    """
 
     cik: Secret
-    well_formed: bool = True
+    problem: str | None = None
+
+    @property
+    def well_formed(self) -> bool:
+        return self.problem is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +166,15 @@ class CikLookedUp:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestUnsent:
+    """The record written ahead of a request for ``sn`` could not be saved: the request
+    (an activation or a re-enable) was not sent."""
+
+    sn: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReenableAnswered:
     """The vendor management API answered a re-enable for ``sn``; ``error`` if it failed."""
 
@@ -202,6 +220,7 @@ Event = (
     | BadAnnounce
     | ActivationAnswered
     | CikLookedUp
+    | RequestUnsent
     | ReenableAnswered
     | Tick
     | Drain
@@ -240,12 +259,17 @@ class Activate:
 
 @dataclass(frozen=True, slots=True)
 class StoreCik:
-    """Write the CIK to the keystore, durably, before anything else happens."""
+    """Write the CIK to the keystore, durably, before anything else happens.
+
+    An ``unverified`` body (a 2xx that is not a complete CIK) is kept apart from
+    the node's CIK, for the operator: it is never read back as one.
+    """
 
     sn: str
     vendor: str
     model: str
     cik: Secret
+    unverified: bool = False
 
 
 @dataclass(frozen=True, slots=True)

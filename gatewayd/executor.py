@@ -29,6 +29,7 @@ from gatewayd.events import (
     LookupCik,
     Publish,
     Reenable,
+    RequestUnsent,
     Result,
     SaveNode,
     State,
@@ -70,6 +71,8 @@ class Executor:
         """Requests (activations and re-enables) sent and not answered yet."""
         self.unstored: dict[str, StoreCik] = {}
         """CIKs received that the keystore has not taken yet: they exist only here."""
+        self.state_failing = False
+        """The last write to the state database failed: no request is sent meanwhile."""
         self._store_failures = 0
         self._store_retry_at: float | None = None
         self._held: list[Activate | Reenable] | None = None
@@ -80,6 +83,9 @@ class Executor:
         """Carry out ``actions`` in order; ``stored`` is called as soon as a CIK among them
         is in the keystore (not when it is only held in memory). True if it was called."""
         called = False
+        saved: dict[str, str | None] = {}
+        """How the last save of each node's record in this run went: None if done, else
+        the error, and then the request that follows it is not sent."""
         todo = deque(actions)
         while todo:
             action = todo.popleft()
@@ -89,9 +95,9 @@ class Executor:
                         stored()
                         called = True
                 case SaveNode(node=node):
-                    self._save(node.sn)
+                    saved[node.sn] = self._save(node.sn)
                 case Activate() | Reenable():
-                    self._send(action)
+                    todo.extendleft(reversed(self._request(action, saved.pop(action.sn, None))))
                 case LookupCik():
                     todo.extendleft(reversed(self._engine.handle(self._lookup(action))))
                 case Publish():
@@ -105,18 +111,35 @@ class Executor:
     @contextlib.contextmanager
     def requests_held(self) -> Iterator[None]:
         """Requests the block asks for are sent when it ends, in order: after what encloses
-        it (a state transaction) has made their write-ahead records durable. A block left by
-        an exception sends nothing; the records say a request may be under way, and the
-        next start recovers those nodes."""
+        it (a state transaction) has made their write-ahead records durable. A transaction
+        that fails (StateError) sends none of them: their nodes wait as pending. A block
+        left by another exception sends nothing either."""
         self._held = []
         try:
             yield
+        except StateError as exc:
+            # the transaction is lost: none of its requests has a record on disk
+            held, self._held = self._held, None
+            self._state_failed(exc)
+            for action in held:
+                self.run(self._engine.handle(RequestUnsent(action.sn, str(exc))))
+            return
         except BaseException:
             self._held = None
             raise
         held, self._held = self._held, None
+        if held:
+            self._state_ok()
         for action in held:
             self._send(action)
+
+    def _request(self, action: Activate | Reenable, unsaved: str | None) -> list[Action]:
+        """Send ``action``, unless the record written ahead of it failed to save (``unsaved``
+        says why): then it is not sent, and what the engine makes of that is returned."""
+        if unsaved is None:
+            self._send(action)
+            return []
+        return self._engine.handle(RequestUnsent(action.sn, unsaved))
 
     def _send(self, action: Activate | Reenable) -> None:
         if self._held is not None:
@@ -160,7 +183,8 @@ class Executor:
 
     def _write(self, action: StoreCik) -> bool:
         try:
-            self._keystore.store(action.vendor, action.model, action.sn, action.cik)
+            store = self._keystore.store_unverified if action.unverified else self._keystore.store
+            store(action.vendor, action.model, action.sn, action.cik)
         except Exception as exc:  # noqa: BLE001 (whatever a backend raises, the CIK stays)
             problem = str(exc) if isinstance(exc, KeystoreError) else type(exc).__name__
             self._exosite.pause()
@@ -177,7 +201,7 @@ class Executor:
 
     def _lookup(self, action: LookupCik) -> CikLookedUp:
         held = self.unstored.get(action.sn)
-        if held is not None:
+        if held is not None and not held.unverified:
             return CikLookedUp(action.sn, held.cik)
         try:
             cik = self._keystore.load(action.vendor, action.model, action.sn)
@@ -187,20 +211,41 @@ class Executor:
 
     # -------------------------------------------------------------- state, MQTT
 
-    def _save(self, sn: str) -> None:
+    def _save(self, sn: str) -> str | None:
+        """Save the node's record; None once done, else what went wrong."""
         if sn in self.unstored:
             log.debug("node %s: record kept as written ahead until its CIK is stored", sn)
-            return
+            return None
         node = self._engine.node(sn)
         if node is None:
-            return
+            return None
         try:
             # an activated record need not wait for the disk: its CIK is in the keystore,
             # and a record lost to a power cut is rebuilt from it (the write-ahead says
             # "activating", and recovery finds the CIK); every other record must
             self._state.save(node, durable=node.state is not State.ACTIVATED)
         except StateError as exc:
-            log.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
+            self._state_failed(exc)
+            return str(exc)
+        if not self._state.in_transaction:
+            self._state_ok()
+        return None
+
+    def _state_failed(self, exc: StateError) -> None:
+        if self.state_failing:
+            log.debug("%s", exc)
+            return
+        self.state_failing = True
+        log.critical(
+            "%s; no activation or re-enable request is sent until the state database takes "
+            "writes again: nodes wait as pending and are retried",
+            exc,
+        )
+
+    def _state_ok(self) -> None:
+        if self.state_failing:
+            self.state_failing = False
+            log.warning("the state database takes writes again; requests resume")
 
     def _command(self, action: DeleteNode | Result) -> None:
         """An operator's command: the outcome is kept for the control channel."""

@@ -29,29 +29,48 @@ CIK_LENGTH: Final = 40
 NOT_SENT: Final = "not sent: gatewayd is stopping"
 
 
-def classify(status: int, body: bytes) -> Outcome:
-    """Map an HTTP answer to an outcome, per the table in DESIGN.md."""
-    if status == 200:
-        return _issued(body)
+MAYBE_DELIVERED: Final = frozenset({500, 502, 504})
+"""Answers a proxy or load balancer gives when Exosite may have acted on the request."""
+_CIK_CHARACTERS: Final = frozenset(chr(c) for c in range(0x21, 0x7F)) - set("<>&")
+"""Visible ASCII, without markup: what a CIK may be made of (Exosite's are hex)."""
+
+
+def classify(status: int, body: bytes, broken: str | None = None) -> Outcome:
+    """Map an HTTP answer to an outcome, per the table in DESIGN.md; ``broken`` says why
+    the body is incomplete (the connection broke, or it ended short of its length)."""
+    if 200 <= status < 300:
+        return issued(status, body, broken)
+    maybe = broken is not None or status in MAYBE_DELIVERED
     if status == 429 or status >= 500:
-        return Failed(f"HTTP {status}", status)
+        return Failed(broken or f"HTTP {status}", status, maybe_delivered=maybe)
     if 400 <= status < 500:
         return Refused(status)
-    return Failed(f"unexpected HTTP {status}", status)
+    return Failed(broken or f"unexpected HTTP {status}", status, maybe_delivered=True)
 
 
-def _issued(body: bytes) -> Issued:
-    """A 200 body is never dropped: one that is not a clean CIK is kept as received.
+def issued(status: int, body: bytes, broken: str | None = None) -> Issued:
+    """A 2xx body is never dropped: one that is not a complete CIK is kept as received,
+    with what is wrong with it.
 
     Nothing is stripped or re-encoded away: a body that is not valid ASCII is
     decoded as Latin-1, which maps each byte to one character and back.
     """
-    try:
-        text = body.decode("ascii")
-    except UnicodeDecodeError:
-        return Issued(Secret(body.decode("latin-1")), well_formed=False)
-    well_formed = len(text) == CIK_LENGTH and text.isprintable() and " " not in text
-    return Issued(Secret(text), well_formed=well_formed)
+    text = body.decode("latin-1")
+    return Issued(Secret(text), _problem(status, text, broken))
+
+
+def _problem(status: int, text: str, broken: str | None) -> str | None:
+    if broken is not None:
+        return f"{len(text)} bytes arrived before the answer broke off ({broken})"
+    if status != 200:
+        return f"HTTP {status}, not 200"
+    if not text:
+        return "empty"
+    if len(text) != CIK_LENGTH:
+        return f"{len(text)} bytes, not {CIK_LENGTH}"
+    if not _CIK_CHARACTERS.issuperset(text):
+        return "not 40 visible ASCII characters without markup"
+    return None
 
 
 def request_form(config: ExositeConfig, vendor: str, model: str, sn: str) -> dict[str, str]:
@@ -192,7 +211,7 @@ class ExositeClient:
                     outcome = self._post(connection, sn, vendor, model)
                 except Exception as exc:  # a worker must answer every job it took
                     log.exception("node %s: activation request failed unexpectedly", sn)
-                    outcome = Failed(f"internal error: {type(exc).__name__}")
+                    outcome = Failed(f"internal error: {type(exc).__name__}", maybe_delivered=True)
                 finally:
                     with self._busy_lock:
                         self._busy -= 1
@@ -211,16 +230,4 @@ class ExositeClient:
             answer = connection.post_form(form, self._config.timeout)
         except TransportError as exc:
             return Failed(str(exc), maybe_delivered=exc.reached)
-        if answer.broken is None:
-            return classify(answer.status, answer.body)
-        if answer.status != 200:
-            return Failed(answer.broken, maybe_delivered=True)
-        if not answer.body:
-            log.error(
-                "node %s: Exosite answered 200 but the connection broke before "
-                "any of the CIK arrived; the CIK is probably lost",
-                sn,
-            )
-            return Failed(answer.broken, 200, maybe_delivered=True)
-        # the 200 is in: whatever of the CIK arrived is kept, never dropped
-        return Issued(_issued(answer.body).cik, well_formed=False)
+        return classify(answer.status, answer.body, answer.broken)

@@ -48,6 +48,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FILE_KEYRING: Final = "gatewayd.keystore.FileKeyring"
+UNVERIFIED: Final = "/unverified"
+"""Suffix of the service under which 2xx bodies that are no CIK are kept."""
 TOKEN_USERNAME: Final = "vendor-token"  # noqa: S105 (a user name, not a secret)
 
 
@@ -132,6 +134,18 @@ class Keystore:
             self._backend.set_password(self.service(vendor, model), sn, cik.reveal())
         log.debug("stored the CIK of %s in %s", sn, self.service(vendor, model))
 
+    def store_unverified(self, vendor: str, model: str, sn: str, body: Secret) -> None:
+        """Keep a 2xx body that is not a complete CIK, apart from the node's CIK: it is never
+        read back as one (``gatewayctl show --reveal`` shows it to the operator)."""
+        service = self.service(vendor, model) + UNVERIFIED
+        with self._mapped("keep the unverified answer for", sn, body.reveal()):
+            self._backend.set_password(service, sn, body.reveal())
+
+    def load_unverified(self, vendor: str, model: str, sn: str) -> Secret | None:
+        with self._mapped("load the unverified answer for", sn):
+            value = self._backend.get_password(self.service(vendor, model) + UNVERIFIED, sn)
+        return None if value is None else Secret(value)
+
     def load(self, vendor: str, model: str, sn: str) -> Secret | None:
         with self._mapped("load the CIK of", sn):
             value = self._backend.get_password(self.service(vendor, model), sn)
@@ -148,8 +162,11 @@ class Keystore:
         return None if value is None else Secret(value)
 
     def delete(self, vendor: str, model: str, sn: str) -> bool:
-        """Delete the CIK of ``sn``; False if there was none."""
-        service = self.service(vendor, model)
+        """Delete the CIK of ``sn`` and any unverified answer; False if there was no CIK."""
+        self._delete(self.service(vendor, model) + UNVERIFIED, sn)
+        return self._delete(self.service(vendor, model), sn)
+
+    def _delete(self, service: str, sn: str) -> bool:
         with self._mapped("delete the CIK of", sn):
             try:
                 self._backend.delete_password(service, sn)

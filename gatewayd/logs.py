@@ -31,6 +31,7 @@ MESSAGE_IDS: Final[dict[str, uuid.UUID]] = {
         "invalid_request",
         "expiry_warning",
         "cik_malformed",
+        "cik_unreadable",
         "cik_unstored",
         "cik_stored_late",
         "needs_reenable",

@@ -54,6 +54,11 @@ def next_record(
         status = 200 if isinstance(outcome, Issued) else 409
         changes |= {"activated_at": now, "next_attempt": None, "reason": None}
         changes |= {"last_error": None, "http_status": status, "uncertain": False}
+    elif target is State.NEEDS_REENABLE and isinstance(outcome, Issued):
+        # a 2xx that is no CIK: Exosite may have issued one that never arrived whole
+        text = replies.not_a_cik(node.sn, outcome.problem or "", auto=settings.auto_reenable)
+        changes |= {"reason": Reason.NOT_ACTIVATABLE, "last_error": text, "http_status": 200}
+        changes |= {"rejected_at": now, "next_attempt": None, "uncertain": True}
     elif target is State.NEEDS_REENABLE and node.state is not State.NEEDS_REENABLE:
         text = replies.CIK_LOST_AUTO if settings.auto_reenable else replies.cik_lost(node.sn)
         changes |= {"reason": Reason.NOT_ACTIVATABLE, "last_error": text, "http_status": 409}
@@ -107,9 +112,11 @@ class Step:
 
 
 def store(step: Step) -> list[Action]:
-    """The actions that keep an issued CIK: the store, and a warning if it is malformed."""
+    """The actions that keep an issued body: the store, and an error if it is no CIK."""
     node = step.node
     assert step.cik is not None  # noqa: S101 (ISSUED always carries the CIK)
-    action = StoreCik(node.sn, node.vendor, node.model, step.cik)
-    malformed = isinstance(step.outcome, Issued) and not step.outcome.well_formed
-    return [action, replies.malformed_log(node)] if malformed else [action]
+    outcome = step.outcome
+    if isinstance(outcome, Issued) and outcome.problem is not None:
+        action = StoreCik(node.sn, node.vendor, node.model, step.cik, unverified=True)
+        return [action, replies.malformed_log(node, outcome.problem)]
+    return [StoreCik(node.sn, node.vendor, node.model, step.cik)]

@@ -26,6 +26,8 @@ REASON_TEXT: Final[dict[Reason, str]] = {
 CIK_MISSING: Final = "the stored CIK is missing from the keyring"
 REENABLE_RETRY_HINT: Final = 5
 """retry_in told to a node while gatewayd re-enables its serial."""
+UNREADABLE_RETRY_HINT: Final = 30
+"""retry_in told to an activated node whose stored CIK cannot be read."""
 REENABLE_BY_HAND: Final = "re-enable the device in Portals, then re-announce it"
 CIK_LOST_AUTO: Final = (
     "Exosite answered 409 after a request of this gateway's that may have been given "
@@ -37,6 +39,14 @@ def cik_lost(sn: str) -> str:
     return (
         "Exosite answered 409 after a request of this gateway's that may have been given "
         f"the CIK, which was lost; {REENABLE_BY_HAND} (serial {sn})"
+    )
+
+
+def not_a_cik(sn: str, problem: str, *, auto: bool) -> str:
+    then = "gatewayd is re-enabling the device" if auto else f"{REENABLE_BY_HAND} (serial {sn})"
+    return (
+        f"Exosite's answer was a success, but its body is not a CIK ({problem}); the CIK "
+        f"it may have issued never arrived whole; {then}"
     )
 
 
@@ -56,6 +66,9 @@ def activated(node: Node, cik: Secret | None) -> Answer:
 
 
 def pending(node: Node, now: float) -> Answer:
+    if node.state is State.ACTIVATED:  # its CIK is stored, but cannot be read now
+        text = "the gateway cannot read its stored credentials now; announce again later"
+        return Answer(node.sn, "pending", retry_in=UNREADABLE_RETRY_HINT, message=text)
     if node.state is State.NEEDS_REENABLE:
         text = "gatewayd is re-enabling the device at Exosite; its credentials follow"
         return Answer(node.sn, "pending", retry_in=REENABLE_RETRY_HINT, message=text)
@@ -112,9 +125,17 @@ def rejected_log(node: Node) -> Log:
     return Log("rejected", logging.WARNING, text, node.sn, node.state, node.http_status)
 
 
-def malformed_log(node: Node) -> Log:
-    text = "Exosite's 200 body is not 40 printable characters; stored as received"
-    return Log("cik_malformed", logging.WARNING, text, node.sn, node.state, 200)
+def malformed_log(node: Node, problem: str) -> Log:
+    text = (
+        f"Exosite's answer was a success, but its body is not a CIK ({problem}): it is kept "
+        "unverified in the keystore and never handed to the node"
+    )
+    return Log("cik_malformed", logging.ERROR, text, node.sn, node.state, 200)
+
+
+def unreadable_log(node: Node, error: str) -> Log:
+    text = f"its stored CIK cannot be read ({error}); the node is told to announce again later"
+    return Log("cik_unreadable", logging.ERROR, text, node.sn, node.state)
 
 
 def expiry_log(node: Node, now: float) -> Log:

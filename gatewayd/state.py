@@ -102,6 +102,11 @@ class StateDB:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def in_transaction(self) -> bool:
+        """Saves now are committed only when the enclosing :meth:`transaction` ends."""
+        return self._db.in_transaction
+
     def __enter__(self) -> Self:
         return self
 

@@ -18,6 +18,8 @@ class Trigger(enum.Enum):
     ANNOUNCE = "announce"
     ANNOUNCE_LATE = "announce after rejected_retry_after"
     ISSUED = "200"
+    MALFORMED = "2xx whose body is not a complete CIK"
+    MALFORMED_AUTO = "a 2xx that is no CIK, with auto_reenable"
     REFUSED = "refused"
     CONFLICT = "409"
     FAILED = "transient failure"
@@ -29,6 +31,7 @@ class Trigger(enum.Enum):
     ANNOUNCE_REENABLING = "announce while gatewayd re-enables the serial"
     REENABLED = "re-enabled through the vendor API"
     REENABLE_FAILED = "the vendor API failed"
+    UNSAVED = "the record ahead of a request cannot be saved"
     RETRY_DUE = "retry due"
     REPUBLISH = "the operator asks to republish"
     RETRY = "the operator asks to retry now"
@@ -37,7 +40,7 @@ class Trigger(enum.Enum):
 class Effect(enum.Enum):
     SAVE = "save the node's record"
     REQUEST = "send an activation request"
-    STORE = "store the CIK"
+    STORE = "store the CIK (an unverified body apart)"
     LOOKUP = "read the stored CIK"
     REENABLE = "re-enable the serial through the vendor API"
     SCHEDULE = "schedule the next attempt"
@@ -74,6 +77,8 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], tuple[State, tuple[Effe
     (State.NEEDS_REENABLE, Trigger.ANNOUNCE_LATE): (State.ACTIVATING, (SAVE, REQUEST)),
     # -- Exosite's answers: a CIK is stored before anything else happens
     (State.ACTIVATING, Trigger.ISSUED):         (State.ACTIVATED,  (STORE, SAVE, TELL_CIK)),
+    (State.ACTIVATING, Trigger.MALFORMED): (State.NEEDS_REENABLE, (STORE, SAVE, TELL_REJECTED)),
+    (State.ACTIVATING, Trigger.MALFORMED_AUTO): (State.NEEDS_REENABLE, (STORE, SAVE, REENABLE)),
     (State.ACTIVATING, Trigger.REFUSED):        (State.REJECTED,   (SAVE, TELL_REJECTED)),
     (State.ACTIVATING, Trigger.CONFLICT):       (State.ACTIVATING, (LOOKUP,)),
     (State.ACTIVATING, Trigger.FAILED):         (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
@@ -83,7 +88,7 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], tuple[State, tuple[Effe
     (State.ACTIVATING, Trigger.LOOKUP_FAILED):  (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
     (State.ACTIVATED,  Trigger.CIK_FOUND):      (State.ACTIVATED,  (TELL_CIK,)),
     (State.ACTIVATED,  Trigger.CIK_MISSING):    (State.REJECTED,   (SAVE, TELL_REJECTED)),
-    (State.ACTIVATED,  Trigger.LOOKUP_FAILED):  (State.ACTIVATED,  (WAIT,)),
+    (State.ACTIVATED,  Trigger.LOOKUP_FAILED):  (State.ACTIVATED,  (TELL_PENDING,)),
     (State.RECOVERING, Trigger.CIK_FOUND):      (State.ACTIVATED,  (SAVE, TELL_CIK)),
     (State.RECOVERING, Trigger.CIK_MISSING):    (State.ACTIVATING, (SAVE, REQUEST)),
     (State.RECOVERING, Trigger.LOOKUP_FAILED):  (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
@@ -92,6 +97,9 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], tuple[State, tuple[Effe
     (State.ACTIVATING, Trigger.CIK_LOST_AUTO):  (State.NEEDS_REENABLE, (SAVE, REENABLE)),
     (State.NEEDS_REENABLE, Trigger.REENABLED):  (State.ACTIVATING, (SAVE, REQUEST)),
     (State.NEEDS_REENABLE, Trigger.REENABLE_FAILED): (State.NEEDS_REENABLE, (SAVE, TELL_REJECTED)),
+    # -- no request leaves before the record written ahead of it is on disk
+    (State.ACTIVATING, Trigger.UNSAVED):        (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
+    (State.NEEDS_REENABLE, Trigger.UNSAVED):    (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
     # -- timers
     (State.PENDING,    Trigger.RETRY_DUE):      (State.ACTIVATING, (SAVE, REQUEST)),
     # -- the operator (gatewayctl republish, gatewayctl retry)

@@ -31,6 +31,7 @@ from gatewayd.events import (
     ReenableAnswered,
     Refused,
     Republish,
+    RequestUnsent,
     ResponseTarget,
     Result,
     Retry,
@@ -124,6 +125,8 @@ def _lost(engine: Engine, clock: Clock) -> list[Action]:
 
 AUTO_ROWS = {
     Trigger.CIK_LOST_AUTO,
+    Trigger.MALFORMED_AUTO,
+    Trigger.UNSAVED,
     Trigger.ANNOUNCE_REENABLING,
     Trigger.REENABLED,
     Trigger.REENABLE_FAILED,
@@ -227,6 +230,22 @@ SCENARIOS: dict[tuple[State | None, Trigger], Scenario] = {
         _lost(e, c),
         e.handle(ReenableAnswered("SN1", "HTTP 401")),
     )[1],
+    (State.ACTIVATING, Trigger.MALFORMED): lambda e, c: (
+        _activating(e),
+        e.handle(ActivationAnswered("SN1", Issued(Secret("<html>proxy</html>"), "markup"))),
+    )[1],
+    (State.ACTIVATING, Trigger.MALFORMED_AUTO): lambda e, c: (
+        _activating(e),
+        e.handle(ActivationAnswered("SN1", Issued(Secret(""), "empty"))),
+    )[1],
+    (State.ACTIVATING, Trigger.UNSAVED): lambda e, c: (
+        _activating(e),
+        e.handle(RequestUnsent("SN1", "cannot save node 'SN1': database or disk is full")),
+    )[1],
+    (State.NEEDS_REENABLE, Trigger.UNSAVED): lambda e, c: (
+        _lost(e, c),
+        e.handle(RequestUnsent("SN1", "cannot save node 'SN1': disk I/O error")),
+    )[1],
     (State.PENDING, Trigger.RETRY_DUE): lambda e, c: (_pending(e), c.advance(5), e.handle(Tick()))[
         2
     ],
@@ -259,7 +278,11 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.RECOVERING, Trigger.CIK_MISSING): ["SaveNode", "Activate"],
     (State.RECOVERING, Trigger.LOOKUP_FAILED): ["SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.LOOKUP_FAILED): ["SaveNode", "Publish"],
-    (State.ACTIVATED, Trigger.LOOKUP_FAILED): [],
+    (State.ACTIVATED, Trigger.LOOKUP_FAILED): ["Publish"],
+    (State.ACTIVATING, Trigger.MALFORMED): ["StoreCik", "SaveNode", "Publish"],
+    (State.ACTIVATING, Trigger.MALFORMED_AUTO): ["StoreCik", "SaveNode", "Reenable"],
+    (State.ACTIVATING, Trigger.UNSAVED): ["SaveNode", "Publish"],
+    (State.NEEDS_REENABLE, Trigger.UNSAVED): ["SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.CIK_LOST): ["SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.CIK_LOST_AUTO): ["SaveNode", "Reenable"],
     (State.NEEDS_REENABLE, Trigger.ANNOUNCE): ["Publish"],
@@ -326,11 +349,71 @@ def test_200_stores_then_saves_then_publishes(engine: Engine) -> None:
     assert (publish.answer.vendor, publish.answer.model) == ("acme", "hygro")
 
 
-def test_malformed_cik_is_stored_and_warned_about(engine: Engine) -> None:
+@pytest.mark.parametrize(
+    "body", ["", "0123456789", "<html><body>502 Bad Gateway</body></html>", "a" * 41]
+)
+def test_a_body_that_is_no_cik_is_kept_apart_and_never_handed_out(
+    engine: Engine, clock: Clock, body: str
+) -> None:
     engine.handle(Announced("SN1"))
-    actions = engine.handle(ActivationAnswered("SN1", Issued(Secret("short"), well_formed=False)))
-    assert of(StoreCik, actions) == [StoreCik("SN1", "acme", "thermo-v1", Secret("short"))]
-    assert any(isinstance(a, Log) and a.kind == "cik_malformed" for a in actions)
+    actions = engine.handle(ActivationAnswered("SN1", Issued(Secret(body), "not a CIK")))
+    stored = StoreCik("SN1", "acme", "thermo-v1", Secret(body), unverified=True)
+    assert of(StoreCik, actions) == [stored]
+    (log,) = (a for a in actions if isinstance(a, Log) and a.kind == "cik_malformed")
+    assert log.level == logging.ERROR
+    (publish,) = answers(actions)
+    assert (publish.answer.status, publish.answer.cik) == ("rejected", None)
+    assert publish.answer.reason is Reason.NOT_ACTIVATABLE
+    node = engine.node("SN1")
+    assert node is not None
+    assert node.state is State.NEEDS_REENABLE
+    # the operator's retry: Exosite says 409 and nothing is stored, so it is lost, not rejected
+    engine.handle(Retry("SN1"))
+    engine.handle(ActivationAnswered("SN1", Refused(409)))
+    actions = engine.handle(CikLookedUp("SN1", None))
+    node = engine.node("SN1")
+    assert node is not None
+    assert node.state is State.NEEDS_REENABLE
+    assert all(p.answer.cik is None for p in answers(actions))
+
+
+def test_an_unreadable_cik_is_answered_pending_and_logged_once_a_minute(
+    engine: Engine, clock: Clock
+) -> None:
+    _activated(engine)
+    said = []
+    for _ in range(3):
+        engine.handle(Announced("SN1"))
+        actions = engine.handle(CikLookedUp("SN1", None, LOST))
+        (publish,) = answers(actions)
+        assert (publish.answer.status, publish.answer.retry_in) == ("pending", 30)
+        said += [a for a in actions if isinstance(a, Log) and a.kind == "cik_unreadable"]
+        clock.advance(20)
+    assert [log.level for log in said] == [logging.ERROR]
+    assert engine.unreadable() == ["SN1"]
+    engine.handle(Announced("SN1"))
+    actions = engine.handle(CikLookedUp("SN1", None, LOST))
+    assert [a.kind for a in actions if isinstance(a, Log)] == ["cik_unreadable"]
+    engine.handle(CikLookedUp("SN1", CIK))
+    assert engine.unreadable() == []
+
+
+def test_a_request_whose_record_cannot_be_saved_waits_as_pending(
+    engine: Engine, clock: Clock
+) -> None:
+    engine.handle(Announced("SN1"))
+    actions = engine.handle(RequestUnsent("SN1", "cannot save node 'SN1': disk full"))
+    assert of(Activate, actions) == []
+    node = engine.node("SN1")
+    assert node is not None
+    assert (node.state, node.uncertain) == (State.PENDING, False)
+    assert node.next_attempt == clock.now + 5
+    (publish,) = answers(actions)
+    assert publish.answer.status == "pending"
+    # a re-announce is answered at once, and the retry tries to save (and send) again
+    assert answers(engine.handle(Announced("SN1")))[0].answer.status == "pending"
+    clock.advance(5)
+    assert kinds(engine.handle(Tick())) == ["SaveNode", "Activate"]
 
 
 def test_reannounce_of_activated_node_reads_the_keyring_only(engine: Engine) -> None:

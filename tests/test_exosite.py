@@ -48,18 +48,19 @@ GOOD_CIK = "0123456789abcdefghijKLMNOPQRST-_.~+/=!@#"
         (410, Refused(410)),
         (499, Refused(499)),
         (429, Failed("HTTP 429", 429)),
-        (500, Failed("HTTP 500", 500)),
-        (502, Failed("HTTP 502", 502)),
+        (500, Failed("HTTP 500", 500, maybe_delivered=True)),
+        (502, Failed("HTTP 502", 502, maybe_delivered=True)),
         (503, Failed("HTTP 503", 503)),
-        (504, Failed("HTTP 504", 504)),
+        (504, Failed("HTTP 504", 504, maybe_delivered=True)),
         (599, Failed("HTTP 599", 599)),
-        (100, Failed("unexpected HTTP 100", 100)),
-        (101, Failed("unexpected HTTP 101", 101)),
-        (201, Failed("unexpected HTTP 201", 201)),
-        (204, Failed("unexpected HTTP 204", 204)),
-        (301, Failed("unexpected HTTP 301", 301)),
-        (302, Failed("unexpected HTTP 302", 302)),
-        (304, Failed("unexpected HTTP 304", 304)),
+        (100, Failed("unexpected HTTP 100", 100, maybe_delivered=True)),
+        (101, Failed("unexpected HTTP 101", 101, maybe_delivered=True)),
+        (201, Issued(Secret("Not Found\n"), "HTTP 201, not 200")),
+        (202, Issued(Secret("Not Found\n"), "HTTP 202, not 200")),
+        (204, Issued(Secret("Not Found\n"), "HTTP 204, not 200")),
+        (301, Failed("unexpected HTTP 301", 301, maybe_delivered=True)),
+        (302, Failed("unexpected HTTP 302", 302, maybe_delivered=True)),
+        (304, Failed("unexpected HTTP 304", 304, maybe_delivered=True)),
     ],
 )
 def test_classify_follows_the_design_table(status: int, expected: Outcome) -> None:
@@ -68,7 +69,8 @@ def test_classify_follows_the_design_table(status: int, expected: Outcome) -> No
 
 def test_classify_200_issues_the_body_as_the_cik() -> None:
     outcome = classify(200, GOOD_CIK.encode())
-    assert outcome == Issued(Secret(GOOD_CIK), well_formed=True)
+    assert outcome == Issued(Secret(GOOD_CIK))
+    assert outcome.well_formed
 
 
 @pytest.mark.parametrize(
@@ -83,6 +85,8 @@ def test_classify_200_issues_the_body_as_the_cik() -> None:
         b"   \n",
         GOOD_CIK.encode()[:20] + b" " + GOOD_CIK.encode()[21:],
         GOOD_CIK.encode()[:-1] + b"\x7f",
+        b"<html><body>Bad Gateway</body></html>",
+        b"<p>" + GOOD_CIK.encode()[:33] + b"</p>",
     ],
     ids=[
         "leading-space",
@@ -94,6 +98,8 @@ def test_classify_200_issues_the_body_as_the_cik() -> None:
         "whitespace-only",
         "inner-space",
         "control-char",
+        "html-page",
+        "markup-40-chars",
     ],
 )
 def test_classify_keeps_a_malformed_ascii_body_as_received(body: bytes) -> None:
@@ -357,7 +363,7 @@ def test_scripted_server_errors_are_failures_with_the_status(
     assert outcomes[:3] == [
         Failed("HTTP 503", 503),
         Failed("HTTP 429", 429),
-        Failed("HTTP 500", 500),
+        Failed("HTTP 500", 500, maybe_delivered=True),
     ]
     assert outcomes[3] == Issued(Secret(dict(registry.issued())["FLAKY1"]))
 
@@ -413,7 +419,7 @@ def test_a_redirect_is_not_followed(simulator: Simulator, make_client: Make) -> 
     simulator.routes = (Route("POST", route.pattern, redirect), *simulator.routes[1:])
     client, results = make_client(simulator.url)
     client.submit("ABC123", VENDOR, MODEL)
-    assert results.one() == Failed("unexpected HTTP 302", 302)
+    assert results.one() == Failed("unexpected HTTP 302", 302, maybe_delivered=True)
 
 
 @pytest.mark.parametrize("body", [b"  padded-cik  \n", b"\xfe\xffcik", b"short"])
@@ -642,7 +648,9 @@ def test_a_200_cut_short_keeps_what_arrived(make_client: Make) -> None:
         client.submit("ABC123", VENDOR, MODEL)
         outcome = results.one()
         server.join(WAIT)
-    assert outcome == Issued(Secret("0123456789"), well_formed=False)
+    assert isinstance(outcome, Issued)
+    assert outcome.cik == Secret("0123456789")
+    assert (outcome.problem or "").startswith("10 bytes arrived before the answer broke off")
 
 
 def test_a_name_that_does_not_resolve_is_a_failure_that_never_reached_exosite(

@@ -1,0 +1,108 @@
+"""A state folder that stops taking writes: the disk is full.
+
+gatewayd's state folder is a small tmpfs of its own (mounting one needs root),
+filled to the last byte while gatewayd runs. (Other write errors, EIO among
+them, are injected at every system call by the crash-point tests.) No
+request may leave before its record is on disk; the node waits as pending,
+and everything resumes by itself once the disk takes writes again.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import KEYRING_BACKENDS, MODEL, VENDOR, Gateway
+
+from gatewayd.events import State
+from gatewayd.keystore import FileKeyring, Keystore
+from gatewayd.sim import Registry
+from gatewayd.sim.node import SimulatedNode
+from gatewayd.state import StateDB
+
+pytestmark = pytest.mark.e2e
+
+MakeGateway = Callable[..., Gateway]
+MakeNode = Callable[..., SimulatedNode]
+
+
+@pytest.fixture
+def keyring_backend() -> str:
+    """gatewayd's own backend: its files live on the small disk too."""
+    return KEYRING_BACKENDS["file"]
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs, unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)], check=True
+    )
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file until the disk is full; returns it."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(OSError, match="No space left") as raised:  # noqa: PT012 (until full)
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+    assert raised.value.errno == errno.ENOSPC
+    return filler
+
+
+def stored_cik(folder: Path, sn: str) -> str | None:
+    cik = Keystore(FileKeyring(folder / "keyring")).load(VENDOR, MODEL, sn)
+    return None if cik is None else cik.reveal()
+
+
+def test_no_request_leaves_while_the_disk_is_full(
+    disk: Path,
+    registry: Registry,
+    gateway: MakeGateway,
+    node: MakeNode,
+) -> None:
+    registry.add(VENDOR, MODEL, "SN-D1")
+    gw = gateway(gateway={"state_dir": str(disk)})
+    gw.start()
+    filler = fill(disk)
+    n = node("SN-D1")
+    n.announce()
+    answer = n.next_answer()
+    # the node is told to wait, and Exosite has not been asked
+    assert answer.body["status"] == "pending"
+    assert "not sent" in str(answer.body["message"])
+    gw.wait_for(r"CRITICAL .*no activation or re-enable request is sent")
+    assert registry.calls("SN-D1") == 0
+    # its retries do not reach Exosite either, and the CRITICAL line is not repeated
+    gw.wait_for(r"node SN-D1: activation failed \(not sent.*attempt 2")
+    assert registry.calls("SN-D1") == 0
+    filler.unlink()
+    body = n.activate()
+    assert body["status"] == "activated"
+    (cik,) = [c for sn, c in registry.issued() if sn == "SN-D1"]
+    assert body["cik"] == cik
+    gw.wait_for(r"the state database takes writes again")
+    assert gw.stop() == 0
+    assert gw.log_text().count("no activation or re-enable request is sent") == 1
+    assert registry.calls("SN-D1") == 1
+    assert stored_cik(disk, "SN-D1") == cik
+    with StateDB.in_dir(disk, readonly=True) as db:
+        record = db.get("SN-D1")
+    assert record is not None
+    assert record.state is State.ACTIVATED

@@ -102,8 +102,12 @@ def cmd_show(config: Config, args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     record = _record(node)
     if args.reveal:
-        cik = open_keystore(config).load(node.vendor, node.model, node.sn)
+        keystore = open_keystore(config)
+        cik = keystore.load(node.vendor, node.model, node.sn)
         record["cik"] = None if cik is None else cik.reveal()
+        body = keystore.load_unverified(node.vendor, node.model, node.sn)
+        if body is not None:  # a 2xx that was no CIK, kept as it came
+            record["unverified_answer"] = body.reveal()
     if args.json:
         print(json.dumps(record, indent=2))
     else:
@@ -189,11 +193,17 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         *((f"nodes {state}", count) for state, count in counts.items()),
         ("last activation", _moment(reply.get("last_activation"))),
         ("oldest pending", _moment(reply.get("oldest_pending"))),
+        ("state database", reply.get("state_database")),
+        ("unreadable CIKs", ", ".join(map(str, _list(reply.get("unreadable_ciks")))) or None),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         print(f"{key.ljust(width)}  {_cell(value)}")
     return EXIT_OK
+
+
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
 
 
 def _moment(pair: object) -> str | None:

@@ -95,7 +95,9 @@ class Daemon:
         self._topics = protocol.Topics(config.mqtt.topic_prefix, config.gateway.id)
         self._keystore = open_keystore(config)
         self._state = StateDB.in_dir(config.gateway.state_dir)
-        self._engine = Engine(engine_settings(config), self._state.all(), time.time, random.uniform)
+        self._engine = Engine(
+            engine_settings(config), self._state.all(), time.monotonic, random.uniform, time.time
+        )
         self._held: Item | None = None
         """An event taken from the queue while gathering announces, handled next."""
         self._stopping = False
@@ -217,7 +219,7 @@ class Daemon:
                 held, self._held = self._held, None
                 return held
             deadline = self._deadline()
-            now = time.time()
+            now = time.monotonic()
             if deadline is not None and deadline <= now:
                 return Tick()
             wait = MAX_WAIT if deadline is None else min(MAX_WAIT, deadline - now)
@@ -263,7 +265,7 @@ class Daemon:
             return True
         if self._executor.outstanding:
             return False
-        return not self._executor.unstored or time.time() >= self._stop_deadline
+        return not self._executor.unstored or time.monotonic() >= self._stop_deadline
 
     def _dispatch(self, item: Item) -> None:
         match item:
@@ -285,7 +287,7 @@ class Daemon:
             case Request():
                 self._command(item)
             case Tick():
-                self._executor.retry_stores(time.time())
+                self._executor.retry_stores(time.monotonic())
                 self._executor.run(self._engine.handle(item))
             case _:
                 self._executor.run(self._engine.handle(item))
@@ -348,7 +350,11 @@ class Daemon:
     def _command(self, request: Request) -> None:
         """An operator's command from the control channel, answered once carried out."""
         if request.command == "status":
-            summary = self._reporter.summary() | {"announces_dropped": self._intake.dropped}
+            summary = self._reporter.summary() | {
+                "announces_dropped": self._intake.dropped,
+                "state_database": "failing" if self._executor.state_failing else "ok",
+                "unreadable_ciks": self._engine.unreadable(),
+            }
             request.answer({"ok": True, **summary})
             return
         sn = request.sn or ""
@@ -370,7 +376,7 @@ class Daemon:
     def _stop(self, signum: int) -> None:
         self._stopping = True
         self._reporter.notifier.stopping(f"stopping; {self._reporter.text()}")
-        self._stop_deadline = time.time() + STORE_WAIT
+        self._stop_deadline = time.monotonic() + STORE_WAIT
         log.info(
             "signal %d: stopping; %d requests in flight are waited for "
             "(a second signal stops at once, and their CIKs may be lost)",

@@ -7,9 +7,11 @@ module picks the trigger (an event, sharpened by a guard such as "the rejection
 is older than ``rejected_retry_after``") and turns the effects into actions.
 
 The engine never sleeps, reads a clock of its own or touches a socket, a file
-or a thread. Time comes from the injected ``clock``; randomness (the jitter of
-retries) from the injected ``uniform``. The daemon feeds it events from its one
-queue and carries out the actions it returns, in order.
+or a thread. Time comes from two injected clocks: ``clock``, monotonic, for
+every interval (``gatewayd.deadlines``), and ``wall`` for the times a record
+keeps; randomness (the jitter of retries) from the injected ``uniform``. The
+daemon feeds it events from its one queue and carries out the actions it
+returns, in order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from gatewayd import records, replies
+from gatewayd.deadlines import Deadlines
 from gatewayd.events import (
     Action,
     Activate,
@@ -53,11 +56,7 @@ from gatewayd.events import (
     Tick,
 )
 from gatewayd.secret import Secret
-from gatewayd.timers import Timers
 from gatewayd.transitions import TRANSITIONS, UNSETTLED, Effect, Trigger, refused, trigger_of
-
-EXPIRY_WINDOW: Final = 24 * 3600.0
-"""Exosite expires a device not activated within 24 h of being added."""
 
 UNREADABLE_LOG_WINDOW: Final = 60.0
 """An activated node whose CIK cannot be read is logged about at most this often."""
@@ -82,14 +81,18 @@ class Engine:
         nodes: Iterable[Node],
         clock: Callable[[], float],
         uniform: Callable[[float, float], float],
+        wall: Callable[[], float] | None = None,
     ) -> None:
+        """``clock`` is monotonic: every interval runs on it. ``wall`` (by default the same
+        clock) stamps the times a record keeps, to be stored and shown."""
         self.settings = settings
         self._clock = clock
+        self._wall = wall or clock
         self._uniform = uniform
         self._nodes: dict[str, Node] = {}
         self._counts = dict.fromkeys(State, 0)
         self._waiting: dict[str, list[ResponseTarget]] = {}
-        self._timers = Timers(self._timer_live)
+        self._deadlines = Deadlines()
         self._draining = False
         self._republishing: set[str] = set()
         self._unreadable: dict[str, float] = {}
@@ -100,7 +103,7 @@ class Engine:
                 # the write-ahead says a request was in flight: it may have reached Exosite
                 node = dataclasses.replace(node, state=State.RECOVERING, uncertain=True)
             self._put(node)
-            self._arm(None, node)
+            self._arm(None, node, self._wall())
 
     def start(self) -> list[Action]:
         """What the last stop left unfinished: keyring reads for the nodes whose request was
@@ -130,7 +133,7 @@ class Engine:
 
     def next_deadline(self) -> float | None:
         """When :class:`Tick` next has something to do, or None."""
-        return self._timers.next()
+        return self._deadlines.next()
 
     # ------------------------------------------------------------- events
 
@@ -176,11 +179,10 @@ class Engine:
             return [*actions, Publish(replies.busy(sn, self.settings.max_pending))]
         if node is None:
             settings = self.settings
-            node = Node(
-                sn, settings.vendor, model or settings.model, State.ACTIVATING, self._clock()
-            )
+            wall = self._wall()
+            node = Node(sn, settings.vendor, model or settings.model, State.ACTIVATING, wall)
             self._put(node)
-            self._arm(None, node)
+            self._arm(None, node, wall)
             return actions + self._apply(node, (None, Trigger.ANNOUNCE))
         if model is not None and model != node.model and node.state in UNSETTLED:
             # the node names another model now: its next request uses it
@@ -205,9 +207,9 @@ class Engine:
 
     def _tick(self) -> list[Action]:
         actions: list[Action] = []
-        for when, sn in self._timers.due(self._clock()):
+        for sn, retry in self._deadlines.due(self._clock()):
             node = self._nodes[sn]
-            if node.state is State.PENDING and node.next_attempt == when:
+            if retry:
                 if not self._draining:
                     actions += self._fire(sn, Trigger.RETRY_DUE)
             else:
@@ -251,6 +253,7 @@ class Engine:
         self._counts[node.state] -= 1
         self._waiting.pop(sn, None)
         self._unreadable.pop(sn, None)
+        self._deadlines.forget(sn)
         what = "record and CIK deleted" if node.state is State.ACTIVATED else "record deleted"
         return [
             DeleteNode(sn, node.vendor, node.model),
@@ -287,7 +290,7 @@ class Engine:
         outcome: Outcome | None = None,
     ) -> list[Action]:
         target, effects = TRANSITIONS[key]
-        now = self._clock()
+        now = self._wall()
         record = records.next_record(node, target, outcome, now, self.settings, self._uniform)
         if key[1] in {Trigger.REENABLED, Trigger.REENABLE_FAILED}:
             # re-enabled: a 409 from now on is not one this gateway caused; failed: a
@@ -297,7 +300,7 @@ class Engine:
             record = dataclasses.replace(record, state=State.PENDING, next_attempt=now)
             effects = (Effect.SAVE,)
         self._put(record)
-        self._arm(node, record)
+        self._arm(node, record, now)
         step = records.Step(record, key[1], now, cik, outcome)
         actions: list[Action] = []
         for effect in effects:
@@ -314,13 +317,13 @@ class Engine:
             case Effect.STORE:
                 return records.store(step)
             case Effect.SCHEDULE:
-                return [replies.pending_log(node, step.now)]
+                return [replies.pending_log(node, self._retry_in(node))]
             case Effect.TELL_CIK:
                 kind = "activated" if step.trigger is Trigger.ISSUED else "republished"
                 answer = replies.activated(node, step.cik)
                 return [self._publish(answer), replies.credentials_log(node, kind)]
             case Effect.TELL_PENDING:
-                return [self._publish(replies.pending(node, step.now))]
+                return [self._publish(replies.pending(node, self._retry_in(node)))]
             case Effect.TELL_REJECTED:
                 # a rejection is logged when it is made, not each time it is repeated
                 repeated = step.trigger is Trigger.ANNOUNCE
@@ -334,29 +337,19 @@ class Engine:
 
     # --------------------------------------------------------------- timers
 
-    def _arm(self, before: Node | None, node: Node) -> None:
-        """Push the timers a change of record calls for, each once."""
-        retry = node.state is State.PENDING and node.next_attempt is not None
-        moved = before is None or before.state is not State.PENDING
-        if retry and (moved or (before is not None and before.next_attempt != node.next_attempt)):
-            self._timers.push(node.next_attempt or 0.0, node.sn)
-        watch = node.state is not State.ACTIVATED and not node.expiry_warned
-        if watch and (before is None or before.state is State.ACTIVATED):
-            self._timers.push(node.first_seen + EXPIRY_WINDOW, node.sn)
+    def _arm(self, before: Node | None, node: Node, wall: float) -> None:
+        """The deadlines a change of record calls for; ``wall``: the time it was made."""
+        self._deadlines.arm(before, node, self._clock(), wall, self.settings.backoff_cap)
 
-    def _timer_live(self, when: float, sn: str) -> bool:
-        node = self._nodes.get(sn)
-        if node is None:
-            return False
-        if node.state is State.PENDING and node.next_attempt == when:
-            return True
-        watched = node.state is not State.ACTIVATED and not node.expiry_warned
-        return watched and when == node.first_seen + EXPIRY_WINDOW
+    def _retry_in(self, node: Node) -> float:
+        return self._deadlines.retry_in(node.sn, self._clock())
 
     def _warn_expiry(self, node: Node) -> list[Action]:
-        node = dataclasses.replace(node, expiry_warned=True)
-        self._put(node)
-        return [SaveNode(node), replies.expiry_log(node, self._clock())]
+        hours = self._deadlines.waited(node.sn, self._clock()) / 3600
+        warned = dataclasses.replace(node, expiry_warned=True)
+        self._put(warned)
+        self._arm(node, warned, self._wall())
+        return [SaveNode(warned), replies.expiry_log(warned, hours)]
 
     def _looked_up(self, event: CikLookedUp) -> list[Action]:
         actions = self._looked_up_cik(event)
@@ -427,8 +420,10 @@ class Engine:
         return waiting >= self.settings.max_pending
 
     def _hold_over(self, node: Node) -> bool:
-        rejected_at = node.rejected_at if node.rejected_at is not None else node.first_seen
-        return self._clock() - rejected_at >= self.settings.rejected_retry_after
+        held = self._deadlines.held_for(node.sn, self._clock())
+        if held is None:  # a record without a rejection time: since it was first seen
+            held = self._wall() - node.first_seen
+        return held >= self.settings.rejected_retry_after
 
 
 def _state(node: Node | None) -> State | None:

@@ -190,7 +190,7 @@ class Executor:
             self._exosite.pause()
             self._store_failures += 1
             delay = backoff_ceiling(self._store_failures, STORE_RETRY_BASE, 2.0, STORE_RETRY_CAP)
-            self._store_retry_at = time.time() + delay
+            self._store_retry_at = time.monotonic() + delay
             text = (
                 f"CIK received but not stored ({problem}); kept in memory and retried in "
                 f"{delay:.1f} s; no new activation starts meanwhile"

@@ -54,10 +54,6 @@ def rejection(reason: Reason, http_status: int) -> str:
     return f"{REASON_TEXT[reason]} (HTTP {http_status})"
 
 
-def _delay(node: Node, now: float) -> float:
-    return max(0.0, (node.next_attempt or now) - now)
-
-
 # ------------------------------------------------------------------ answers
 
 
@@ -65,7 +61,8 @@ def activated(node: Node, cik: Secret | None) -> Answer:
     return Answer(node.sn, "activated", node.vendor, node.model, cik)
 
 
-def pending(node: Node, now: float) -> Answer:
+def pending(node: Node, delay: float) -> Answer:
+    """A node told to wait; ``delay``: seconds until gatewayd's next attempt."""
     if node.state is State.ACTIVATED:  # its CIK is stored, but cannot be read now
         text = "the gateway cannot read its stored credentials now; announce again later"
         return Answer(node.sn, "pending", retry_in=UNREADABLE_RETRY_HINT, message=text)
@@ -76,7 +73,7 @@ def pending(node: Node, now: float) -> Answer:
         text = f"Exosite answered HTTP {node.http_status}; retrying"
     else:
         text = f"activation delayed ({node.last_error}); retrying"
-    return Answer(node.sn, "pending", retry_in=math.ceil(_delay(node, now)), message=text)
+    return Answer(node.sn, "pending", retry_in=math.ceil(delay), message=text)
 
 
 def rejected(node: Node) -> Answer:
@@ -109,11 +106,8 @@ def credentials_log(node: Node, kind: str) -> Log:
     return Log(kind, logging.INFO, f"credentials {kind}", node.sn, node.state, 200)
 
 
-def pending_log(node: Node, now: float) -> Log:
-    text = (
-        f"activation failed ({node.last_error}); attempt {node.attempts}, "
-        f"next in {_delay(node, now):.0f} s"
-    )
+def pending_log(node: Node, delay: float) -> Log:
+    text = f"activation failed ({node.last_error}); attempt {node.attempts}, next in {delay:.0f} s"
     return Log("pending", logging.WARNING, text, node.sn, node.state, node.http_status)
 
 
@@ -138,8 +132,7 @@ def unreadable_log(node: Node, error: str) -> Log:
     return Log("cik_unreadable", logging.ERROR, text, node.sn, node.state)
 
 
-def expiry_log(node: Node, now: float) -> Log:
-    hours = (now - node.first_seen) / 3600
+def expiry_log(node: Node, hours: float) -> Log:
     text = (
         f"not activated {hours:.0f} h after it was first seen: its Exosite activation "
         "window has probably expired; re-enable the device in Portals"

@@ -39,7 +39,7 @@ class Reporter:
         self._engine = engine
         self._publish = publish
         self.notifier = notifier
-        self._started = time.time()
+        self._started = time.monotonic()
         self.connected = False
         self._sent: tuple[object, ...] | None = None
         self._sent_at = 0.0
@@ -48,7 +48,7 @@ class Reporter:
 
     def online(self) -> bytes:
         body: dict[str, object] = {"state": "online", "version": __version__}
-        body["uptime"] = int(time.time() - self._started)
+        body["uptime"] = int(time.monotonic() - self._started)
         body["nodes"] = {str(k): v for k, v in self._engine.counts().items()}
         return json.dumps(body, separators=(",", ":")).encode()
 
@@ -65,7 +65,7 @@ class Reporter:
         )
         return {
             "version": __version__,
-            "uptime": int(time.time() - self._started),
+            "uptime": int(time.monotonic() - self._started),
             "broker": "connected" if self.connected else "disconnected",
             "nodes": {str(k): v for k, v in self._engine.counts().items()},
             "last_activation": None if last is None else [last.sn, last.activated_at],
@@ -94,7 +94,7 @@ class Reporter:
 
     def report(self) -> None:
         """Called after every event: keeps the topic, STATUS and the watchdog current."""
-        now = time.time()
+        now = time.monotonic()
         interval = self.notifier.watchdog_interval
         if interval is not None and now >= self._watchdog_at:
             self.notifier.watchdog()

@@ -405,3 +405,27 @@ def test_auto_reenable_recovers_a_cik_lost_in_transit(
     assert body["cik"] == second != first
     assert registry.manage_calls("SN-L2") == 1
     assert "tok-e2e-31337" not in gw.log_text()
+
+
+def test_an_unreadable_cik_is_answered_pending_logged_and_shown_in_status(
+    keyring_backend: str, registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    if not keyring_backend.startswith("gatewayd."):
+        pytest.skip("damages gatewayd's own keyring files")
+    registry.add(VENDOR, MODEL, "SN-U1")
+    gw = gateway()
+    gw.start()
+    n = node("SN-U1")
+    assert n.activate()["status"] == "activated"
+    (entry,) = (gw.state_dir / "keyring").iterdir()
+    entry.write_bytes(b"damaged")
+    for _ in range(3):
+        n.announce()
+        answer = n.next_answer()
+        assert (answer.body["status"], answer.body["retry_in"]) == ("pending", 30)
+    gw.wait_for(r"ERROR .*node SN-U1: its stored CIK cannot be read")
+    assert gw.log_text().count("its stored CIK cannot be read") == 1  # once a minute at most
+    status = json.loads(gatewayctl(gw, "status", "--json").stdout)
+    assert status["unreadable_ciks"] == ["SN-U1"]
+    assert status["state_database"] == "ok"
+    assert registry.calls("SN-U1") == 1

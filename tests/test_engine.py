@@ -9,7 +9,8 @@ from collections.abc import Callable
 import pytest
 from conftest import FakeClock as Clock
 
-from gatewayd.engine import EXPIRY_WINDOW, Engine
+from gatewayd.deadlines import EXPIRY_WINDOW
+from gatewayd.engine import Engine
 from gatewayd.events import (
     Action,
     Activate,

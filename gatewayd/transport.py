@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlencode
 
-from gatewayd import __version__
+from gatewayd import __version__, cutoff
 from gatewayd.endpoint import Endpoint
 
 MAX_BODY: Final = 64 * 1024
@@ -70,7 +70,19 @@ class Connection:
             self._conn = None
 
     def post_form(self, form: dict[str, str], timeout: float) -> Answer:
-        """POST ``form`` and read the answer; raises :class:`TransportError`."""
+        """POST ``form`` and read the answer, all within ``timeout``; raises
+        :class:`TransportError`. An answer the deadline cut short is ``broken``."""
+        with cutoff.armed(timeout) as deadline:
+            try:
+                answer = self._exchange(form, deadline)
+            except TransportError as exc:
+                if deadline.passed:
+                    raise TransportError(_overdue(timeout), reached=exc.reached) from exc
+                raise
+            return answer
+
+    def _exchange(self, form: dict[str, str], deadline: cutoff.Deadline) -> Answer:
+        timeout = deadline.seconds
         body = urlencode(form).encode("ascii")
         headers = {
             "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
@@ -83,15 +95,15 @@ class Connection:
             target = f"{endpoint.origin}{endpoint.path}"
             if endpoint.proxy.authorization:
                 headers["Proxy-Authorization"] = endpoint.proxy.authorization
-        conn, reused = self._connection(timeout)
+        conn, reused = self._connection(deadline)
         try:
             conn.request("POST", target, body, headers)
         except OSError as exc:
             self.close()
-            if not reused:
+            if not reused or deadline.passed:
                 raise _failure(exc, timeout, reached=True) from exc
             # the server had closed it: a request whose sending failed was never read
-            conn, _ = self._connection(timeout)
+            conn, _ = self._connection(deadline)
             try:
                 conn.request("POST", target, body, headers)
             except OSError as again:
@@ -103,19 +115,28 @@ class Connection:
             self.close()
             raise _failure(exc, timeout, reached=True) from exc
         answer = _read(response, timeout)
+        delimited = response.length is None and not response.chunked
+        if deadline.passed and answer.broken is None and delimited:
+            # a body delimited by the end of the connection, which the deadline ended
+            answer = Answer(answer.status, answer.body, _overdue(timeout))
         response.close()  # the response, not the connection: it is free for the next request
-        if answer.broken is not None or response.will_close:
+        if answer.broken is not None or response.will_close or deadline.passed:
             self.close()
         else:
             self._idle_since = time.monotonic()
         return answer
 
-    def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
-        if self._conn is not None and self._fresh():
-            self._conn.timeout = timeout
-            if self._conn.sock is not None:
-                self._conn.sock.settimeout(timeout)
-            return self._conn, True
+    def _connection(self, deadline: cutoff.Deadline) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection, its socket shut down when ``deadline`` passes; True if reused."""
+        timeout = deadline.left()
+        kept = self._conn
+        if kept is not None and self._fresh():
+            kept.timeout = timeout
+            if kept.sock is not None:
+                kept.sock.settimeout(timeout)
+            sock = kept.sock
+            deadline.attach(lambda: sock)
+            return kept, True
         self.close()
         endpoint = self._endpoint
         host, port = endpoint.host, endpoint.port
@@ -131,11 +152,14 @@ class Connection:
                 conn.set_tunnel(endpoint.host, endpoint.port, headers=tunnel_headers)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        deadline.attach(lambda: conn.sock)  # a proxy's tunnel and TLS handshake included
         try:
             conn.connect()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise _failure(exc, timeout, reached=False) from exc
+            raise _failure(exc, deadline.seconds, reached=False) from exc
+        sock = conn.sock  # the connection lets go of it when an answer says Connection: close
+        deadline.attach(lambda: sock)
         self._conn = conn
         return conn, False
 
@@ -171,6 +195,10 @@ def _read(response: http.client.HTTPResponse, timeout: float) -> Answer:
         elif response.length:
             broken = f"connection error: the answer ended {response.length} bytes short"
     return Answer(response.status, bytes(body), broken)
+
+
+def _overdue(timeout: float) -> str:
+    return f"timeout after {timeout:g} s"
 
 
 def _failure(exc: BaseException, timeout: float, *, reached: bool) -> TransportError:

@@ -20,14 +20,19 @@ from __future__ import annotations
 import enum
 import logging
 import re
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from gatewayd import cutoff
 from gatewayd.config import ExositeConfig
 from gatewayd.errors import ExositeError
 from gatewayd.secret import Secret
@@ -136,28 +141,86 @@ class VendorClient:
         if form is not None:
             headers["Content-Type"] = FORM_CONTENT_TYPE
         log.debug("vendor API: %s for serial %s of model %s", what, sn, model)
-        try:
-            with requests.Session() as session:
-                response = session.request(
-                    method,
-                    url,
-                    data=form,
-                    headers=headers,
-                    timeout=self._timeout,
-                    verify=self._verify,
-                    allow_redirects=False,
-                    stream=True,
-                )
-                with response:
-                    body = bytearray()
-                    for chunk in response.iter_content(chunk_size=1024):
-                        body += chunk
-                        if len(body) > MAX_BODY:
-                            break
-                    return response.status_code, bytes(body)
-        except requests.exceptions.RequestException as exc:
-            cause = describe(exc, self._timeout)
-            raise VendorApiError(f"the {what} for serial {sn!r} failed: {cause}") from exc
+        with cutoff.armed(self._timeout) as deadline:
+            try:
+                status, body = self._exchange(method, url, headers, form)
+            except requests.exceptions.RequestException as exc:
+                cause = describe(exc, self._timeout)
+                if deadline.passed:
+                    cause = f"timeout after {self._timeout:g} s"
+                raise VendorApiError(f"the {what} for serial {sn!r} failed: {cause}") from exc
+            if deadline.passed:  # a body cut short by the deadline: no answer to trust
+                cause = f"timeout after {self._timeout:g} s"
+                raise VendorApiError(f"the {what} for serial {sn!r} failed: {cause}")
+        return status, body
+
+    def _exchange(
+        self, method: str, url: str, headers: dict[str, str], form: dict[str, str] | None
+    ) -> tuple[int, bytes]:
+        """The status and (at most ``MAX_BODY`` + 1 bytes of) the body of one exchange."""
+        with requests.Session() as session:
+            session.mount("http://", _DeadlineAdapter())
+            session.mount("https://", _DeadlineAdapter())
+            response = session.request(
+                method,
+                url,
+                data=form,
+                headers=headers,
+                timeout=self._timeout,
+                verify=self._verify,
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:
+                body = bytearray()
+                for chunk in response.iter_content(chunk_size=1024):
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        break
+                return response.status_code, bytes(body)
+
+
+def _watched(sock: socket.socket) -> socket.socket:
+    """``sock``, to be shut down when the calling thread's deadline passes."""
+    deadline = cutoff.current()
+    if deadline is not None:
+        deadline.attach(lambda: sock)
+    return sock
+
+
+class _Connection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _watched(super()._new_conn())
+
+
+class _TLSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _watched(super()._new_conn())
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+_POOLS: Final = {"http": _Pool, "https": _TLSPool}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter, whose every new socket (to the server, or to a proxy) is shut
+    down when the request's deadline (:mod:`gatewayd.cutoff`) passes."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 (requests' own)
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:  # noqa: ANN401 (requests' own)
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
 
 
 def _segment(text: str, what: str) -> str:

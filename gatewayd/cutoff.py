@@ -1,0 +1,128 @@
+"""One deadline for a whole HTTP exchange, however the server dribbles its answer.
+
+A socket timeout bounds each read, not the request: a server (or a broken
+proxy) that sends its headers a byte at a time keeps a request alive for as
+long as it likes. :func:`armed` gives the calling thread a :class:`Deadline`;
+the sockets attached to it are shut down when it passes, which wakes any
+read or write blocked on them, whatever library is doing it. One thread,
+started on first use, watches every deadline of the process.
+
+The caller then sees an error from its HTTP library and asks
+:attr:`Deadline.passed` what it means.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+SocketOf = Callable[[], socket.socket | None]
+"""Gives the socket to shut down when the deadline passes (None: there is none yet)."""
+
+
+class Deadline:
+    """The end of one exchange, on the monotonic clock."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.passed = False
+        self._sockets: list[SocketOf] = []
+        self._done = False
+        self._lock = threading.Lock()
+
+    def left(self) -> float:
+        """Seconds until the deadline (never below a millisecond: a timeout of 0 is
+        non-blocking)."""
+        return max(self.at - time.monotonic(), 0.001)
+
+    def attach(self, socket_of: SocketOf) -> None:
+        """Shut this socket down when the deadline passes (at once if it has)."""
+        with self._lock:
+            self._sockets.append(socket_of)
+            passed = self.passed
+        if passed:
+            _shut(socket_of)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.passed = True
+            sockets = list(self._sockets)
+        for socket_of in sockets:
+            _shut(socket_of)
+
+    def _end(self) -> None:
+        with self._lock:
+            self._done = True
+
+
+def _shut(socket_of: SocketOf) -> None:
+    sock = socket_of()
+    if sock is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        # the plain socket's shutdown, also for a TLS socket: it works on the descriptor
+        # and leaves the TLS object to the thread reading from it
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watcher:
+    """The thread that fires deadlines: a heap of them, woken when an earlier one comes."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._order = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: Deadline) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cutoff", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                at, _, deadline = self._heap[0]
+                wait = at - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            deadline._fire()  # noqa: SLF001 (the watcher is the deadline's other half)
+
+
+_WATCHER = _Watcher()
+_current = threading.local()
+
+
+@contextlib.contextmanager
+def armed(seconds: float) -> Iterator[Deadline]:
+    """A deadline ``seconds`` from now for the block, also :func:`current` in this thread."""
+    deadline = Deadline(seconds)
+    _WATCHER.add(deadline)
+    previous = getattr(_current, "deadline", None)
+    _current.deadline = deadline
+    try:
+        yield deadline
+    finally:
+        _current.deadline = previous
+        deadline._end()  # noqa: SLF001
+
+
+def current() -> Deadline | None:
+    """The deadline :func:`armed` gave this thread, if it is inside one."""
+    deadline: Deadline | None = getattr(_current, "deadline", None)
+    return deadline

@@ -190,6 +190,7 @@ class Daemon:
         return 0
 
     def _close(self) -> None:
+        self._reporter.notifier.close()
         self._state.close()
         if self._control is not None:
             self._control.close()

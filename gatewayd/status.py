@@ -24,6 +24,8 @@ _WAITING: Final = frozenset({State.PENDING, State.ACTIVATING, State.RECOVERING})
 
 STATUS_INTERVAL: Final = 2.0
 """The status topic is republished at most this often."""
+NOTIFY_INTERVAL: Final = 1.0
+"""systemd's STATUS line is updated at most this often: a summary, not one per event."""
 
 
 def offline() -> bytes:
@@ -44,6 +46,7 @@ class Reporter:
         self._sent: tuple[object, ...] | None = None
         self._sent_at = 0.0
         self._said = ""
+        self._said_at = -NOTIFY_INTERVAL
         self._watchdog_at = 0.0
 
     def online(self) -> bytes:
@@ -90,6 +93,8 @@ class Reporter:
             due.append(self._sent_at + STATUS_INTERVAL)
         if self.notifier.watchdog_interval is not None:
             due.append(self._watchdog_at)
+        if self.text() != self._said:
+            due.append(self._said_at + NOTIFY_INTERVAL)
         return min(due, default=None)
 
     def report(self) -> None:
@@ -100,9 +105,9 @@ class Reporter:
             self.notifier.watchdog()
             self._watchdog_at = now + interval / 2
         text = self.text()
-        if text != self._said:
+        if text != self._said and now >= self._said_at + NOTIFY_INTERVAL:
             self.notifier.status(text)
-            self._said = text
+            self._said, self._said_at = text, now
         key = self._key()
         if not self.connected or key == self._sent:
             return

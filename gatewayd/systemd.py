@@ -5,6 +5,10 @@ The protocol is one datagram per message on the socket named by
 the variable is unset and every call does nothing. The watchdog follows
 ``sd_watchdog_enabled``: ``$WATCHDOG_USEC`` sets the interval, and
 ``$WATCHDOG_PID``, when set, must be this process.
+
+A notification never blocks the caller: the socket is non-blocking, and a
+message that finds systemd's queue full (a busy PID 1 reads it late; the queue
+holds a handful) is dropped, counted, and said once a minute.
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ import os
 import socket
 import time
 from collections.abc import Mapping
+from typing import Final
 
 log = logging.getLogger(__name__)
+
+WARN_WINDOW: Final = 60.0
+"""Dropped notifications are said at most this often."""
 
 
 class Notifier:
@@ -23,6 +31,10 @@ class Notifier:
         self._address = _address(environ.get("NOTIFY_SOCKET", ""))
         self.watchdog_interval = _watchdog_interval(environ)
         """Seconds between two WATCHDOG=1 that systemd tolerates, or None."""
+        self._socket: socket.socket | None = None
+        self.dropped = 0
+        """Notifications dropped because systemd's queue was full."""
+        self._said_at: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -49,10 +61,26 @@ class Notifier:
         if self._address is None:
             return
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-                sock.sendto(message.encode(), self._address)
+            if self._socket is None:
+                kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+                self._socket = socket.socket(socket.AF_UNIX, kind)
+            self._socket.sendto(message.encode(), self._address)
+        except BlockingIOError:
+            self.dropped += 1
+            now = time.monotonic()
+            if self._said_at is None or now - self._said_at >= WARN_WINDOW:
+                self._said_at = now
+                log.warning(
+                    "systemd does not read its notify socket: %d notifications dropped so far",
+                    self.dropped,
+                )
         except OSError as exc:
             log.warning("cannot notify systemd (%s): %s", message.split("=", 1)[0], exc)
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
 def _address(value: str) -> str | None:

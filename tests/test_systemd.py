@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +34,7 @@ def test_messages_reach_a_path_socket(notify_socket: tuple[socket.socket, str]) 
     assert sock.recv(4096) == b"READY=1\nSTATUS=broker disconnected; 0 activated"
     notifier.stopping("stopping")
     assert sock.recv(4096) == b"STOPPING=1\nSTATUS=stopping"
+    notifier.close()
 
 
 def test_an_abstract_socket_name() -> None:
@@ -39,7 +42,9 @@ def test_an_abstract_socket_name() -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind("\0" + name)
         sock.settimeout(WAIT)
-        Notifier({"NOTIFY_SOCKET": "@" + name}).watchdog()
+        notifier = Notifier({"NOTIFY_SOCKET": "@" + name})
+        notifier.watchdog()
+        notifier.close()
         assert sock.recv(4096) == b"WATCHDOG=1"
 
 
@@ -150,3 +155,37 @@ def test_a_bad_proxy_variable_stops_the_start_with_a_message_that_names_it(
     assert "http_proxy in the environment" in log
     assert "exosite.ca_file" not in log
     assert "s3cret-pw" not in log
+
+
+@pytest.mark.e2e
+def test_a_notify_socket_nobody_reads_neither_stops_the_loop_nor_floods_it(
+    registry: Registry,
+    gateway: Callable[..., Gateway],
+    node: Callable[..., SimulatedNode],
+    notify_socket: tuple[socket.socket, str],
+) -> None:
+    """systemd's queue holds a handful of datagrams: once it is full, gatewayd goes on, and
+    it sends STATUS= as a summary (about once a second), not once per node event."""
+    sock, path = notify_socket
+    serials = [f"SN-N{i:02d}" for i in range(30)]
+    for sn in serials:
+        registry.add(VENDOR, MODEL, sn)
+    gw = gateway()
+    gw.env |= {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"}
+    gw.start()
+    started = time.monotonic()
+    nodes = [node(sn) for sn in serials]
+    for n in nodes:
+        n.announce(wait=False)
+    for n in nodes:  # nothing reads the notify socket meanwhile
+        assert n.activate(timeout=WAIT)["status"] == "activated"
+    gw.wait_for(r"systemd does not read its notify socket: \d+ notifications dropped")
+    took = time.monotonic() - started
+    assert gw.stop() == 0
+    sock.settimeout(0.5)
+    said = []
+    with contextlib.suppress(TimeoutError):
+        while True:  # what the queue took while nobody read it: the first few
+            said.append(sock.recv(4096).decode())
+    statuses = [m for m in said if m.startswith("STATUS=")]
+    assert len(statuses) <= took + 2

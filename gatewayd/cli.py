@@ -165,8 +165,10 @@ def cmd_reenable(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _ask(config: Config, command: str, sn: str | None = None) -> dict[str, object]:
-    return control.call(config.gateway.control_socket, command, sn)
+def _ask(
+    config: Config, command: str, args: argparse.Namespace, sn: str | None = None
+) -> dict[str, object]:
+    return control.call(config.gateway.control_socket, command, sn, args.timeout)
 
 
 def _said(reply: dict[str, object], args: argparse.Namespace) -> int:
@@ -181,7 +183,7 @@ def _said(reply: dict[str, object], args: argparse.Namespace) -> int:
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
-    reply = _ask(config, "status")
+    reply = _ask(config, "status", args)
     if args.json or not reply["ok"]:
         return _said(reply, args)
     nodes = reply.get("nodes")
@@ -215,11 +217,11 @@ def _moment(pair: object) -> str | None:
 
 
 def cmd_republish(config: Config, args: argparse.Namespace) -> int:
-    return _said(_ask(config, "republish", args.sn), args)
+    return _said(_ask(config, "republish", args, args.sn), args)
 
 
 def cmd_retry(config: Config, args: argparse.Namespace) -> int:
-    return _said(_ask(config, "retry", args.sn), args)
+    return _said(_ask(config, "retry", args, args.sn), args)
 
 
 def cmd_forget(config: Config, args: argparse.Namespace) -> int:
@@ -239,7 +241,23 @@ def cmd_forget(config: Config, args: argparse.Namespace) -> int:
         if typed != args.sn:
             print("gatewayctl: not confirmed; nothing was deleted", file=sys.stderr)
             return EXIT_FAILURE
-    return _said(_ask(config, "forget", args.sn), args)
+    return _said(_ask(config, "forget", args, args.sn), args)
+
+
+def cmd_reload(config: Config, args: argparse.Namespace) -> int:
+    return _said(_ask(config, "reload", args), args)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= control.ANSWER_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"a number of seconds above 0, at most {control.ANSWER_TIMEOUT:g}"
+        )
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -249,6 +267,14 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         default=argparse.SUPPRESS,
         help=f"the TOML file (default {DEFAULT_PATH})",
+    )
+    asks = argparse.ArgumentParser(add_help=False, parents=[common])
+    asks.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=control.ANSWER_TIMEOUT,
+        help="seconds gatewayd has to take the command up, else it is not done "
+        f"(default {control.ANSWER_TIMEOUT:g})",
     )
     top = argparse.ArgumentParser(
         prog="gatewayctl", description="Inspect gatewayd's nodes.", parents=[common]
@@ -280,16 +306,21 @@ def parser() -> argparse.ArgumentParser:
     reenable.add_argument("--json", action="store_true", help="print JSON")
     reenable.set_defaults(run=cmd_reenable)
     daemon = sub.add_parser(
-        "status", parents=[common], help="the running gatewayd: broker, counts, progress"
+        "status", parents=[asks], help="the running gatewayd: broker, counts, progress"
     )
     daemon.add_argument("--json", action="store_true", help="print JSON")
     daemon.set_defaults(run=cmd_status)
+    reload = sub.add_parser(
+        "reload", parents=[asks], help="have the running gatewayd reload its configuration"
+    )
+    reload.add_argument("--json", action="store_true", help="print the reply as JSON")
+    reload.set_defaults(run=cmd_reload)
     for name, run, text in (
         ("republish", cmd_republish, "publish an activated node's credentials again"),
         ("retry", cmd_retry, "clear a rejection or needs_reenable and ask Exosite now"),
         ("forget", cmd_forget, "delete a node's record and CIK (asks first)"),
     ):
-        command = sub.add_parser(name, parents=[common], help=text)
+        command = sub.add_parser(name, parents=[asks], help=text)
         command.add_argument("sn", help="the node's serial number")
         command.add_argument("--json", action="store_true", help="print the reply as JSON")
         if name == "forget":

@@ -1,7 +1,9 @@
 """The control channel: gatewayctl talks to the running daemon over a Unix socket.
 
 One request per connection: a JSON object on one line, ``{"command": "retry",
-"sn": "ABC123"}``, answered by one JSON line, ``{"ok": true, "message": ...}``.
+"sn": "ABC123", "timeout": 30}``, answered by one JSON line, ``{"ok": true,
+"message": ...}``. A command the daemon has not taken up within the caller's
+``timeout`` is answered "not done" and is then never carried out.
 The socket file is the daemon's own, mode 0600, in its runtime directory;
 besides, the daemon asks the kernel who is calling (``SO_PEERCRED``) and
 answers only root and the user it runs as. The caller needs no secret of the
@@ -27,14 +29,16 @@ from gatewayd.errors import GatewaydError
 
 log = logging.getLogger(__name__)
 
-COMMANDS: Final = frozenset({"status", "republish", "retry", "forget"})
-"""What the daemon answers; every command but ``status`` names a node."""
+COMMANDS: Final = frozenset({"status", "reload", "republish", "retry", "forget"})
+"""What the daemon answers."""
+UNNAMED: Final = frozenset({"status", "reload"})
+"""The commands that name no node."""
 MAX_LINE: Final = 1 << 20
 """The longest line either side reads."""
 IO_TIMEOUT: Final = 5.0
 """How long either side waits for the other to send its line."""
 ANSWER_TIMEOUT: Final = 30.0
-"""How long the daemon's main thread may take to carry a command out."""
+"""How long the daemon's main thread may take to take a command up, at most."""
 _PEERCRED: Final = struct.Struct("3i")
 
 
@@ -44,34 +48,61 @@ class ControlError(GatewaydError):
 
 @dataclass(slots=True)
 class Request:
-    """A command on its way to the main thread, and the reply it waits for."""
+    """A command on its way to the main thread, and the reply it waits for.
+
+    Whichever comes first wins: the main thread taking it up (:meth:`take`), or
+    the caller's patience running out (:meth:`abandon`); an abandoned command is
+    never carried out.
+    """
 
     command: str
     sn: str | None
+    timeout: float = ANSWER_TIMEOUT
     done: threading.Event = field(default_factory=threading.Event)
     reply: dict[str, object] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _fate: str = "waiting"
+
+    def take(self) -> bool:
+        """The main thread takes the command up; False if its caller has given up."""
+        with self._lock:
+            if self._fate == "abandoned":
+                return False
+            self._fate = "taken"
+            return True
+
+    def abandon(self) -> bool:
+        """The caller gives up; False if the main thread has taken the command up."""
+        with self._lock:
+            if self._fate == "taken":
+                return False
+            self._fate = "abandoned"
+            return True
 
     def answer(self, reply: dict[str, object]) -> None:
         self.reply = reply
         self.done.set()
 
 
-def parse_request(line: bytes) -> tuple[str, str | None]:
-    """The command and serial of a request line; ControlError if it is not one."""
+def parse_request(line: bytes) -> Request:
+    """The request a line asks for; ControlError if it is not one."""
     try:
         data = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ControlError(f"not a JSON request: {exc}") from None
     if not isinstance(data, dict):
         raise ControlError("expected a JSON object")
-    command, sn = data.get("command"), data.get("sn")
+    command, sn, timeout = data.get("command"), data.get("sn"), data.get("timeout", ANSWER_TIMEOUT)
     if command not in COMMANDS:
         raise ControlError(f"unknown command {command!r}; known: {', '.join(sorted(COMMANDS))}")
-    if command == "status":
-        return str(command), None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ControlError("'timeout' must be a number of seconds greater than 0")
+    timeout = min(float(timeout), ANSWER_TIMEOUT)
+    if command in UNNAMED:
+        return Request(str(command), None, timeout)
     if not isinstance(sn, str) or not sn:
         raise ControlError(f"{command} needs a serial number, 'sn'")
-    return str(command), sn
+    return Request(str(command), sn, timeout)
 
 
 class ControlServer:
@@ -123,14 +154,18 @@ class ControlServer:
             _send(conn, {"ok": False, "message": text})
             return
         try:
-            command, sn = parse_request(line)
+            request = parse_request(line)
         except ControlError as exc:
             _send(conn, {"ok": False, "message": str(exc)})
             return
-        request = Request(command, sn)
         self._submit(request)
-        if not request.done.wait(ANSWER_TIMEOUT):
-            _send(conn, {"ok": False, "message": "gatewayd did not answer in time"})
+        if not request.done.wait(request.timeout) and request.abandon():
+            text = f"gatewayd did not take the command up within {request.timeout:g} s: not done"
+            _send(conn, {"ok": False, "message": text})
+            return
+        if not request.done.wait(ANSWER_TIMEOUT):  # taken up just now: being carried out
+            text = "gatewayd is still carrying the command out; see its journal"
+            _send(conn, {"ok": False, "message": text})
             return
         _send(conn, request.reply)
 
@@ -154,13 +189,16 @@ def serve(path: Path, submit: Callable[[Request], None]) -> ControlServer | None
         return None
 
 
-def call(path: Path, command: str, sn: str | None = None) -> dict[str, object]:
-    """Send one command to the daemon listening on ``path`` and return its reply."""
-    request: dict[str, object] = {"command": command}
+def call(
+    path: Path, command: str, sn: str | None = None, timeout: float = ANSWER_TIMEOUT
+) -> dict[str, object]:
+    """Send one command to the daemon listening on ``path`` and return its reply; a
+    command it has not taken up within ``timeout`` seconds is not carried out."""
+    request: dict[str, object] = {"command": command, "timeout": timeout}
     if sn is not None:
         request["sn"] = sn
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
-        sock.settimeout(ANSWER_TIMEOUT + IO_TIMEOUT)
+        sock.settimeout(timeout + ANSWER_TIMEOUT + IO_TIMEOUT)
         try:
             sock.connect(str(path))
         except (FileNotFoundError, ConnectionRefusedError) as exc:

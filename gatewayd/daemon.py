@@ -323,14 +323,18 @@ class Daemon:
             )
             self._forced = True
 
-    def _reload(self) -> None:
-        """SIGHUP: apply what can change live; keep the running configuration on any error."""
+    def _reload(self) -> tuple[bool, str]:
+        """SIGHUP or ``gatewayctl reload``: apply what can change live; keep the running
+        configuration on any error. Whether it was taken, and what was done."""
         notifier = self._reporter.notifier
         notifier.reloading()
         try:
             loaded = load(Path(self.config.source))
         except ConfigError as exc:
-            log.error("reload refused, the running configuration is kept: %s", exc)  # noqa: TRY400
+            said = f"reload refused, the running configuration is kept: {exc}"
+            log.error("%s", said)  # noqa: TRY400 (the message is the whole story)
+            notifier.ready(self._reporter.text())
+            return False, said
         else:
             change = reload.plan(self.config, loaded)
             self.config = change.config
@@ -338,18 +342,28 @@ class Daemon:
             self._engine.settings = engine_settings(change.config)
             self._intake.nodes = change.config.nodes
             self._exosite.reconfigure(change.config.exosite)
-            applied = ", ".join(change.applied) or "nothing changed"
-            log.info("configuration reloaded from %s: %s", self.config.source, applied)
+            said = f"configuration reloaded from {self.config.source}: "
+            said += ", ".join(change.applied) or "nothing changed"
+            log.info("%s", said)
             if change.restart:
+                later = ", ".join(change.restart)
                 log.warning(
-                    "changed in %s but applied only by a restart: %s",
-                    self.config.source,
-                    ", ".join(change.restart),
+                    "changed in %s but applied only by a restart: %s", self.config.source, later
                 )
+                said += f"; changed, applied only by a restart: {later}"
         notifier.ready(self._reporter.text())
+        return True, said
 
     def _command(self, request: Request) -> None:
-        """An operator's command from the control channel, answered once carried out."""
+        """An operator's command from the control channel, answered once carried out; one
+        its caller has given up on is not carried out."""
+        if not request.take():
+            log.warning("gatewayctl %s given up by its caller: not carried out", request.command)
+            return
+        if request.command == "reload":
+            ok, said = self._reload()
+            request.answer({"ok": ok, "message": said})
+            return
         if request.command == "status":
             summary = self._reporter.summary() | {
                 "announces_dropped": self._intake.dropped,

@@ -214,7 +214,11 @@ class Executor:
     def _save(self, sn: str) -> str | None:
         """Save the node's record; None once done, else what went wrong."""
         if sn in self.unstored:
-            log.debug("node %s: record kept as written ahead until its CIK is stored", sn)
+            log.debug(
+                "node %s: record kept as written ahead until its CIK is stored",
+                sn,
+                extra=logs.about(sn),
+            )
             return None
         node = self._engine.node(sn)
         if node is None:
@@ -257,7 +261,12 @@ class Executor:
             self._keystore.delete(action.vendor, action.model, action.sn)
             self._state.delete(action.sn)
         except (KeystoreError, StateError) as exc:
-            log.error("node %s: cannot forget it completely: %s", action.sn, exc)  # noqa: TRY400
+            log.error(  # noqa: TRY400 (the message is the whole story)
+                "node %s: cannot forget it completely: %s",
+                action.sn,
+                exc,
+                extra=logs.about(action.sn),
+            )
             self.results.append(Result(ok=False, message=f"{action.sn}: {exc}"))
 
     def _publish(self, action: Publish) -> None:

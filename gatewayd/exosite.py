@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from gatewayd import logs
 from gatewayd.config import ExositeConfig
 from gatewayd.endpoint import Endpoint, activation_endpoint, activation_url
 from gatewayd.events import ActivationAnswered, Failed, Issued, Outcome, Refused
@@ -206,11 +207,17 @@ class ExositeClient:
                     continue
                 with self._busy_lock:
                     self._busy += 1
-                log.debug("node %s: activation request sent to %s", sn, self._url)
+                log.debug(
+                    "node %s: activation request sent to %s", sn, self._url, extra=logs.about(sn)
+                )
                 try:
                     outcome = self._post(connection, sn, vendor, model)
                 except Exception as exc:  # a worker must answer every job it took
-                    log.exception("node %s: activation request failed unexpectedly", sn)
+                    log.exception(
+                        "node %s: activation request failed unexpectedly",
+                        sn,
+                        extra=logs.about(sn),
+                    )
                     outcome = Failed(f"internal error: {type(exc).__name__}", maybe_delivered=True)
                 finally:
                     with self._busy_lock:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from gatewayd import protocol
+from gatewayd import logs, protocol
 from gatewayd.config import NodesConfig
 from gatewayd.errors import InvalidRequest
 from gatewayd.events import BadAnnounce, Event, LinkEvent, Message
@@ -63,13 +63,14 @@ class Intake:
                 # refused unread anyway: keep only enough to say it was too long
                 cut = event.payload[: protocol.MAX_ANNOUNCE_BYTES + 1]
                 event = dataclasses.replace(event, payload=cut)
+            size = _size(event)
             with self._lock:
                 full = self._backlog() >= MAX_BACKLOG
-                full = full or self._queued_bytes + len(event.payload) > MAX_BACKLOG_BYTES
+                full = full or self._queued_bytes + size > MAX_BACKLOG_BYTES
                 if full:
                     self.overflowed += 1
                     return
-                self._queued_bytes += len(event.payload)
+                self._queued_bytes += size
         self._put(event)
 
     # ---------------------------------------------------------- main thread
@@ -77,11 +78,11 @@ class Intake:
     def announce(self, message: Message) -> Event | None:
         """The announce as an event for the engine, or None when it is dropped."""
         with self._lock:
-            self._queued_bytes -= len(message.payload)
+            self._queued_bytes -= _size(message)
         self._say_overflow()
         topics = self._topics
         sn = topics.topic_sn(message.topic)
-        if sn is not None and self.nodes.sn_pattern.fullmatch(sn):
+        if sn is not None:  # a serial outside sn_pattern too: it is answered, so it costs
             verdict = self.limiter.allow(sn)
             if not verdict.allowed:
                 if verdict.warn:
@@ -93,6 +94,7 @@ class Intake:
                         self.limiter.burst,
                         verdict.dropped,
                         WARN_WINDOW,
+                        extra=logs.about(sn),
                     )
                 return None
         try:
@@ -123,3 +125,9 @@ class Intake:
             MAX_BACKLOG,
         )
         self._overflow_said, self._overflow_warned_at = self.overflowed, now
+
+
+def _size(message: Message) -> int:
+    """What a waiting message costs: its payload, response topic and correlation data."""
+    topic = len(message.response_topic or "")
+    return len(message.payload) + topic + len(message.correlation or b"")

@@ -101,6 +101,12 @@ def _stderr_handler() -> logging.Handler:
     return handler
 
 
+def about(sn: str) -> dict[str, object]:
+    """The journal fields of a line about one node that is not an engine event:
+    ``log.warning("node %s: ...", sn, extra=logs.about(sn))``."""
+    return {"NODE_SN": sn}
+
+
 def emit(event: Log) -> None:
     """Write a node event from the engine as one journal line with its fields."""
     fields: dict[str, object] = {

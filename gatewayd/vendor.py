@@ -32,7 +32,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from gatewayd import cutoff
+from gatewayd import cutoff, logs
 from gatewayd.config import ExositeConfig
 from gatewayd.errors import ExositeError
 from gatewayd.secret import Secret
@@ -106,7 +106,7 @@ class VendorClient:
                 status,
             )
         state, rid = parsed
-        log.debug("vendor API: serial %s of model %s is %s", sn, model, state)
+        log.debug("vendor API: serial %s of model %s is %s", sn, model, state, extra=logs.about(sn))
         return SerialStatus(sn, model, state, rid)
 
     def reenable(self, model: str, sn: str) -> None:
@@ -114,7 +114,13 @@ class VendorClient:
         status, _ = self._send("POST", model, sn, "re-enable request", {"enable": "true"})
         if not 200 <= status < 300:
             raise _refused(status, model, sn, "re-enable request")
-        log.info("vendor API: serial %s of model %s re-enabled (HTTP %d)", sn, model, status)
+        log.info(
+            "vendor API: serial %s of model %s re-enabled (HTTP %d)",
+            sn,
+            model,
+            status,
+            extra=logs.about(sn),
+        )
 
     def reenable_in_background(
         self, model: str, sn: str, done: Callable[[str | None], None]
@@ -127,6 +133,9 @@ class VendorClient:
                 self.reenable(model, sn)
             except VendorApiError as exc:
                 done(str(exc))
+            except Exception as exc:
+                log.exception("node %s: re-enabling failed unexpectedly", sn, extra=logs.about(sn))
+                done(f"internal error: {type(exc).__name__}")
             else:
                 done(None)
 
@@ -140,7 +149,7 @@ class VendorClient:
         headers = {TOKEN_HEADER: self._token.reveal(), "Accept": "text/plain"}
         if form is not None:
             headers["Content-Type"] = FORM_CONTENT_TYPE
-        log.debug("vendor API: %s for serial %s of model %s", what, sn, model)
+        log.debug("vendor API: %s for serial %s of model %s", what, sn, model, extra=logs.about(sn))
         with cutoff.armed(self._timeout) as deadline:
             try:
                 status, body = self._exchange(method, url, headers, form)

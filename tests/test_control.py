@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from gatewayd.control import ControlError, ControlServer, Request, call
 from gatewayd.keystore import FileKeyring, Keystore
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
+from gatewayd.state import DB_NAME
 
 MakeGateway = Callable[..., Gateway]
 MakeNode = Callable[..., SimulatedNode]
@@ -206,6 +208,34 @@ def test_a_reannounce_after_forget_is_a_new_node(
     body = n.activate()
     # Exosite gives a CIK once: the serial must be re-enabled first
     assert (body["status"], body["http_status"]) == ("rejected", 409)
+
+
+@pytest.mark.e2e
+def test_a_command_its_caller_gave_up_on_is_never_carried_out(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    """The main thread is held by a locked state database; a forget whose caller stops
+    waiting after a second is answered "not done", and not done later either."""
+    registry.add(VENDOR, MODEL, "SN-G1")
+    registry.add(VENDOR, MODEL, "SN-G2")
+    gw = gateway()
+    gw.start()
+    assert node("SN-G1").activate()["status"] == "activated"
+    lock = sqlite3.connect(gw.state_dir / DB_NAME, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        node("SN-G2").announce()  # its record waits for the lock
+        gw.wait_for(r"node SN-G2: announce received")
+        given_up = gw.ctl("forget", "SN-G1", "--yes", "--timeout", "1")
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+    assert given_up.returncode == 1
+    assert "not done" in given_up.stderr
+    gw.wait_for(r"gatewayctl forget given up by its caller: not carried out")
+    records = {r["sn"]: r["state"] for r in json.loads(gw.ctl("list", "--json").stdout)}
+    assert records["SN-G1"] == "activated"
+    assert gw.stop() == 0
 
 
 # ------------------------------------------------------------ the socket alone

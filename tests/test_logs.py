@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,3 +80,27 @@ def test_the_readme_lists_every_message_id() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for kind, message_id in logs.MESSAGE_IDS.items():
         assert f"| `{kind}` | `{message_id.hex}` |" in readme
+
+
+LEVELS = frozenset({"debug", "info", "warning", "error", "critical", "exception"})
+
+
+def test_every_line_about_a_node_carries_its_field() -> None:
+    """A log call whose message names a node ("node %s", "serial %s") passes its NODE_SN
+    (``extra=logs.about(sn)``), so that ``journalctl NODE_SN=`` is the node's whole history."""
+    offenders = []
+    package = Path(__file__).resolve().parent.parent / "gatewayd"
+    for path in sorted(package.rglob("*.py")):
+        for call in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+                continue
+            first = call.args[0] if call.args else None
+            names_a_node = (
+                call.func.attr in LEVELS
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+                and re.search(r"\b(node|serial) %s", first.value) is not None
+            )
+            if names_a_node and not any(k.arg == "extra" for k in call.keywords):
+                offenders.append(f"{path.relative_to(package.parent)}:{call.lineno}")
+    assert offenders == []

@@ -118,3 +118,27 @@ def test_a_reload_of_a_bad_file_is_refused_and_the_daemon_goes_on(
     assert node("SN-H2").activate()["status"] == "activated"
     assert gw.ctl("check-config").returncode == 2  # what the operator checks the file with
     assert gw.stop() == 0
+
+
+@pytest.mark.e2e
+def test_gatewayctl_reload_applies_the_file_and_says_what_it_did(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    """What the unit's ExecReload= runs: no signal, no /bin/kill."""
+    registry.add(VENDOR, "hygro", "SN-H3")
+    gw = gateway(exosite={"models": [MODEL]})
+    gw.start()
+    gw.rewrite(exosite={"models": [MODEL, "hygro"]}, mqtt={"keepalive": 30})
+    done = gw.ctl("reload")
+    assert done.returncode == 0, done.stderr
+    assert "configuration reloaded from" in done.stdout
+    assert "exosite.models" in done.stdout
+    assert "applied only by a restart: mqtt.keepalive" in done.stdout
+    assert node("SN-H3").activate("hygro")["status"] == "activated"
+    gw.rewrite(exosite={"max_rate": -1})
+    refused = gw.ctl("reload")  # gatewayctl checks the file first, and asks nothing
+    assert refused.returncode == 2
+    assert "exosite.max_rate" in refused.stderr
+    assert gw.process is not None
+    assert gw.process.poll() is None
+    assert gw.stop() == 0

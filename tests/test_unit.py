@@ -23,11 +23,14 @@ pytestmark = pytest.mark.skipif(
 
 
 def installed_copy(tmp_path: Path) -> Path:
-    """The unit as the package installs it, with ExecStart at this checkout's gatewayd."""
-    gatewayd = Path(sys.executable).with_name("gatewayd")
-    assert gatewayd.exists()
+    """The unit as the package installs it, with its commands at this checkout's."""
+    text = UNIT.read_text()
+    for command in ("gatewayd", "gatewayctl"):
+        path = Path(sys.executable).with_name(command)
+        assert path.exists()
+        text = text.replace(f"/usr/bin/{command} ", f"{path} ")
     unit = tmp_path / "gatewayd.service"
-    unit.write_text(UNIT.read_text().replace("/usr/bin/gatewayd", str(gatewayd)))
+    unit.write_text(text)
     return unit
 
 
@@ -62,7 +65,9 @@ def test_the_unit_is_a_notify_service_with_a_watchdog() -> None:
     assert settings["StateDirectory"] == "gatewayd"
     assert settings["StateDirectoryMode"] == "0700"
     assert settings["UMask"] == "0077"
-    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert settings["ExecReload"] == "/usr/bin/gatewayctl reload"  # the package's own tool
+    assert settings["Restart"] == "on-failure"
+    assert settings["RestartPreventExitStatus"] == "2"  # a bad configuration
     runtime = Path("/run", settings["RuntimeDirectory"])
     assert GatewayConfig().control_socket.parent == runtime  # gatewayctl's default finds it
 

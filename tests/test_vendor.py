@@ -626,3 +626,16 @@ def test_cli_bad_vendor_token_file_exits_2(
     assert result.stderr.startswith(f"gatewayd.sim: {path}: ")
     assert message in result.stderr
     assert "first" not in result.stderr
+
+
+def test_a_re_enable_that_fails_unexpectedly_is_still_reported(sim: Simulator) -> None:
+    """The daemon counts every re-enable until its thread reports back: any ending counts."""
+
+    class Broken(VendorClient):
+        def reenable(self, model: str, sn: str) -> None:
+            raise RuntimeError(f"no re-enable of {sn} of {model}")
+
+    broken = Broken(ExositeConfig(vendor="acme", model="thermo-v1", url=sim.url), Secret(TOKEN))
+    said: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    broken.reenable_in_background("thermo-v1", "SN-B1", said.put)
+    assert said.get(timeout=10) == "internal error: RuntimeError"

@@ -1,17 +1,26 @@
-"""``gatewayd`` and ``python -m gatewayd``: read the configuration and run the daemon."""
+"""``gatewayd`` and ``python -m gatewayd``: read the configuration and run the daemon.
+
+SIGHUP is blocked first thing, before anything else is imported: a reload asked
+for while the daemon starts waits until its handler is in place (the daemon
+unblocks it then) instead of killing the process, SIGHUP's default.
+"""
 
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
-from collections.abc import Sequence
-from pathlib import Path
+import signal
 
-from gatewayd import __version__, logs, secret
-from gatewayd.config import DEFAULT_PATH, load
-from gatewayd.daemon import Daemon
-from gatewayd.errors import ConfigError, GatewaydError
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+
+import argparse  # noqa: E402 (after SIGHUP is blocked, see above)
+import logging  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from gatewayd import __version__, logs, secret  # noqa: E402
+from gatewayd.config import DEFAULT_PATH, load  # noqa: E402
+from gatewayd.daemon import Daemon  # noqa: E402
+from gatewayd.errors import ConfigError, GatewaydError  # noqa: E402
 
 log = logging.getLogger("gatewayd.daemon")
 

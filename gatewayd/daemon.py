@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from gatewayd import __version__, control, logs, protocol, reload, status
+from gatewayd import __version__, control, logs, preflight, protocol, reload, status
 from gatewayd.config import Config, load
 from gatewayd.control import Request
 from gatewayd.engine import Engine
@@ -41,7 +41,6 @@ from gatewayd.events import (
 )
 from gatewayd.executor import Executor
 from gatewayd.intake import Intake
-from gatewayd.state import StateDB
 from gatewayd.systemd import Notifier
 from gatewayd.wiring import (
     engine_settings,
@@ -94,7 +93,13 @@ class Daemon:
         self._answers: queue.SimpleQueue[Answered] = queue.SimpleQueue()
         self._topics = protocol.Topics(config.mqtt.topic_prefix, config.gateway.id)
         self._keystore = open_keystore(config)
-        self._state = StateDB.in_dir(config.gateway.state_dir)
+        self._state = preflight.open_state(config.gateway.state_dir)
+        try:
+            self._keystore.recover()
+            preflight.check_keystore(self._keystore)
+        except GatewaydError:
+            self._state.close()
+            raise
         self._engine = Engine(
             engine_settings(config), self._state.all(), time.monotonic, random.uniform, time.time
         )
@@ -155,6 +160,9 @@ class Daemon:
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
+        # a SIGHUP that came while starting waited, blocked (gatewayd.__main__): now it is
+        # handled; the threads started so far keep it blocked, so it reaches this one
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         # ready once configuration, keystore and state are loaded; the broker may come later
         self._reporter.notifier.ready(self._reporter.text())
         try:

@@ -6,7 +6,9 @@ JSON array ``[service, username]`` and holds a 6-byte header, ``GWKR\\x01P``
 "username", "password"}``. Encrypted files carry a 12-byte nonce and that JSON
 sealed with AES-256-GCM, with the header and the file name as associated data.
 Files are written atomically and durably: a 0600 temp file opened with
-``O_EXCL``, fsync, rename, fsync of the folder.
+``O_EXCL``, fsync, rename, fsync of the folder. A temp file left by a stop
+between the fsync and the rename holds a complete entry: :meth:`FileStore.recover`
+puts it in place, and removes the ones that are not complete.
 
 This module does not import the keyring library: the daemon uses the store
 directly. :class:`gatewayd.keystore.FileKeyring` is the same store as a keyring
@@ -111,6 +113,29 @@ class FileStore:
             _fsync_folder(self._folder)
         except OSError as exc:
             raise FileStoreError(f"cannot sync {self._folder}: {_why(exc)}") from exc
+
+    def recover(self) -> int:
+        """Finish the writes a stop interrupted: a complete temp file takes its entry's
+        place (it is the newest value: each start recovers before anything is written),
+        an incomplete one is removed. Returns how many were put in place."""
+        try:
+            temps = sorted(self._folder.glob(".*.tmp"))
+        except OSError as exc:
+            raise FileStoreError(f"cannot list {self._folder}: {_why(exc)}") from exc
+        recovered = 0
+        for temp in temps:
+            name = temp.name[1:].split(".", 1)[0]
+            try:
+                self._open(name, temp.read_bytes())
+            except (OSError, FileStoreError):
+                log.warning("%s: an incomplete write, left by a stop, is removed", temp)
+                temp.unlink(missing_ok=True)
+                continue
+            temp.replace(self._folder / name)
+            recovered += 1
+        if temps:
+            _fsync_folder(self._folder)
+        return recovered
 
     def _seal(self, name: str, payload: bytes) -> bytes:
         if self._aead is None:

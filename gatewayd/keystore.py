@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
@@ -145,6 +146,38 @@ class Keystore:
         with self._mapped("load the unverified answer for", sn):
             value = self._backend.get_password(self.service(vendor, model) + UNVERIFIED, sn)
         return None if value is None else Secret(value)
+
+    def recover(self) -> None:
+        """Put in place the entries a stop left half written (gatewayd's own store)."""
+        if not isinstance(self._backend, FileStore):
+            return
+        with self._mapped("recover the entries of", str(self._backend.folder)):
+            recovered = self._backend.recover()
+        if recovered:
+            log.warning(
+                "%d keystore entries were completed from writes a stop interrupted", recovered
+            )
+
+    def probe(self) -> None:
+        """Write, read back and delete two entries whose names differ only in case: a
+        keystore that cannot, or that folds case (two nodes would share one CIK), is
+        refused with a KeystoreError that says where and why."""
+        service = f"{self._prefix}/probe"
+        upper = f"Probe-{secrets.token_hex(4)}"
+        values = {upper: secrets.token_hex(16), upper.lower(): secrets.token_hex(16)}
+        with self._mapped("write, read back and delete a test entry as", upper):
+            for name, value in values.items():
+                self._backend.set_password(service, name, value)
+            read = {name: self._backend.get_password(service, name) for name in values}
+            for name in values:
+                with contextlib.suppress(*self._errors):
+                    self._backend.delete_password(service, name)
+        if read != values:
+            raise KeystoreError(
+                f"keyring backend {type(self._backend).__module__}."
+                f"{type(self._backend).__name__} does not keep user names apart by case: "
+                "nodes ABC1 and abc1 would share one CIK; use gatewayd.keystore.FileKeyring"
+            )
 
     def load(self, vendor: str, model: str, sn: str) -> Secret | None:
         with self._mapped("load the CIK of", sn):

@@ -102,6 +102,14 @@ class StateDB:
     def close(self) -> None:
         self._db.close()
 
+    def check_writable(self) -> None:
+        """Write the schema version again, durably: StateError if the database takes no
+        writes (a read-only file, another user's file, a full disk)."""
+        try:
+            self._db.execute(f"PRAGMA user_version = {self._version():d}")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write to the state database {self.path}: {exc}") from exc
+
     @property
     def in_transaction(self) -> bool:
         """Saves now are committed only when the enclosing :meth:`transaction` ends."""

@@ -68,8 +68,9 @@ def open_keystore(config: Config) -> Keystore:
 
 
 def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
-    """The vendor API client, with the token moved into the keyring; None without a token."""
-    token = vendor_token(config, keystore)
+    """gatewayctl's vendor API client; None without a token. The token is read where it is
+    (its file, the credential, the keyring), never written: the keyring is the daemon's."""
+    token = vendor_token(config, keystore, keep=False)
     if token is None:
         return None
     from gatewayd.vendor import VendorClient  # noqa: PLC0415 (requests, only where it is used)
@@ -77,9 +78,10 @@ def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
     return VendorClient(config.exosite, token)
 
 
-def vendor_token(config: Config, keystore: Keystore) -> Secret | None:
-    """The vendor API token, moved into the keyring from its file or credential; None if
-    there is none (an error if exosite.auto_reenable needs one)."""
+def vendor_token(config: Config, keystore: Keystore, *, keep: bool = True) -> Secret | None:
+    """The vendor API token from its file or credential (with ``keep``, the daemon's, moved
+    into the keyring), else from the keyring; None if there is none (an error if
+    exosite.auto_reenable needs one)."""
     exosite = config.exosite
     path = exosite.vendor_token_file
     if path is None:
@@ -91,7 +93,8 @@ def vendor_token(config: Config, keystore: Keystore) -> Secret | None:
         except OSError as exc:
             key = "exosite.vendor_token_file"
             raise ConfigError(config.source, key, f"a readable file ({exc.strerror})") from exc
-        keystore.store_token(exosite.vendor, token)
+        if keep:
+            keystore.store_token(exosite.vendor, token)
     else:
         token = keystore.load_token(exosite.vendor)
     if token is None and exosite.auto_reenable:

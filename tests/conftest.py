@@ -160,6 +160,9 @@ class Gateway:
         self.log_path = folder / "gatewayd.log"
         self.control_socket = folder / "control.sock"
         self.env = dict(os.environ, XDG_DATA_HOME=str(folder / "xdg"), PYTHONUNBUFFERED="1")
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(THIRD_PARTY), os.environ.get("PYTHONPATH")])
+        )
         self.env.pop("JOURNAL_STREAM", None)
         self.env.pop("INVOCATION_ID", None)
         config: dict[str, dict[str, object]] = {
@@ -329,8 +332,10 @@ def simulator(registry: Registry) -> Iterator[Simulator]:
 
 KEYRING_BACKENDS = {
     "file": "gatewayd.keystore.FileKeyring",
-    "plaintext": "keyrings.alt.file.PlaintextKeyring",
+    "thirdparty": "jsonkeyring.JsonKeyring",
 }
+THIRD_PARTY = Path(__file__).resolve().parent / "thirdparty"
+"""Where the third-party backend lives: on the daemon's PYTHONPATH."""
 
 
 @pytest.fixture(params=list(KEYRING_BACKENDS))

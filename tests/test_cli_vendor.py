@@ -10,7 +10,9 @@ import pytest
 from conftest import MODEL, VENDOR
 
 from gatewayd.cli import main
+from gatewayd.config import load
 from gatewayd.sim import Registry, Simulator
+from gatewayd.wiring import open_keystore, vendor_token
 
 TOKEN = "vendor-token-7f3a9c"
 
@@ -109,11 +111,14 @@ def test_without_a_token(
     assert "no vendor token" in err
 
 
-def test_the_token_is_moved_into_the_keyring(
+def test_gatewayctl_uses_the_token_the_daemon_moved_into_the_keyring(
     tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = config(tmp_path, sim)
     assert run(capsys, "--config", str(path), "sn-status", "SN-P")[0] == 0
+    loaded = load(path)
+    assert not (loaded.gateway.state_dir / "keyring").exists()  # gatewayctl wrote nothing
+    vendor_token(loaded, open_keystore(loaded))  # what the daemon does at start
     # the token file may go once the token is in the keyring
     (tmp_path / "vendor-token").unlink()
     text = path.read_text().replace(f'vendor_token_file = "{tmp_path / "vendor-token"}"\n', "")

@@ -310,6 +310,7 @@ def _refused_by_the_keystore(
     gw = gateway()
     gw.start()
     blocker = gw.state_dir / "keyring"
+    blocker.rmdir()  # empty: the start's test entry is gone again
     blocker.write_text("not a folder")
     n = node(sn)
     n.announce()

@@ -466,3 +466,47 @@ def test_a_folder_removed_while_running_is_made_again_on_the_next_write(tmp_path
     keystore.store(VENDOR, MODEL, "SN-2", cik)
     assert keystore.load(VENDOR, MODEL, "SN-2") == cik
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+# --------------------------------------------------------- start-up checks
+
+
+def test_the_probe_refuses_a_backend_that_folds_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keyrings.alt's file backends lower-case user names: ABC1 and abc1 would share a CIK."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    keystore = Keystore(open_backend("keyrings.alt.file.PlaintextKeyring", tmp_path, None))
+    with pytest.raises(KeystoreError, match="does not keep user names apart by case"):
+        keystore.probe()
+
+
+def test_the_probe_passes_on_gatewayds_store_and_leaves_nothing(tmp_path: Path) -> None:
+    keystore = Keystore(FileStore(tmp_path / "keyring"))
+    keystore.probe()
+    assert list((tmp_path / "keyring").iterdir()) == []
+
+
+def test_a_write_a_stop_cut_between_fsync_and_rename_is_completed(tmp_path: Path) -> None:
+    """What a kill leaves: a complete temp file beside (or instead of) the entry."""
+    folder = tmp_path / "keyring"
+    store = FileStore(folder)
+    keystore = Keystore(store)
+    cik = new_cik()
+    keystore.store(VENDOR, MODEL, "SN-TMP1", cik)
+    (entry,) = folder.iterdir()
+    entry.rename(folder / f".{entry.name}.0123456789abcdef.tmp")
+    torn = folder / f".{'0' * 64}.fedcba9876543210.tmp"
+    torn.write_bytes(entry.name.encode()[:10])  # an entry cut short: not one
+    assert keystore.load(VENDOR, MODEL, "SN-TMP1") is None
+    keystore.recover()
+    assert keystore.load(VENDOR, MODEL, "SN-TMP1") == cik
+    assert sorted(p.name for p in folder.iterdir()) == [entry.name]
+
+
+def test_the_third_party_backend_of_the_tests_keeps_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent / "thirdparty"))
+    Keystore(open_backend("jsonkeyring.JsonKeyring", tmp_path, None)).probe()

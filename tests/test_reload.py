@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
-from conftest import MODEL, VENDOR, Gateway, messages_until
+from conftest import MODEL, VENDOR, WAIT, Gateway, LineWatcher, messages_until
 
 from gatewayd.config import parse
 from gatewayd.reload import LIVE, plan
@@ -142,3 +145,39 @@ def test_gatewayctl_reload_applies_the_file_and_says_what_it_did(
     assert gw.process is not None
     assert gw.process.poll() is None
     assert gw.stop() == 0
+
+
+@pytest.mark.e2e
+def test_a_sighup_while_starting_is_a_reload_once_started_not_death(
+    gateway: MakeGateway,
+) -> None:
+    """The configuration is a FIFO: opening it for writing returns once gatewayd is reading
+    it, long before its handlers are in place. A SIGHUP then waits, and reloads later."""
+    gw = gateway()
+    fifo = gw.folder / "config.fifo"
+    os.mkfifo(fifo)
+    text = gw.config_path.read_text()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gatewayd", "--config", str(fifo)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=gw.env,
+    )
+    watcher = LineWatcher(process.stderr, gw.log_path)
+    try:
+        with fifo.open("w") as config:  # gatewayd is reading its configuration now
+            process.send_signal(signal.SIGHUP)
+            config.write(text)
+        watcher.wait_for(r"gatewayd \S+ started")
+        with fifo.open("w") as config:  # the reload reads it again
+            config.write(text)
+        watcher.wait_for(r"configuration reloaded from .*config\.fifo: nothing changed")
+        watcher.wait_for("subscribed to ")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(WAIT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(WAIT)
+        watcher.close()

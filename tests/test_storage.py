@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,3 +107,63 @@ def test_no_request_leaves_while_the_disk_is_full(
         record = db.get("SN-D1")
     assert record is not None
     assert record.state is State.ACTIVATED
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
+    """Makes a folder read-only, for root too (a read-only bind mount of itself)."""
+    if os.geteuid() != 0:
+        pytest.skip("bind mounts need root")
+    mounted: list[Path] = []
+
+    def make(folder: Path) -> None:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+        mounted.append(folder)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+
+    yield make
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("where", ["keyring", "state"])
+def test_a_folder_that_takes_no_writes_stops_the_start_naming_it_and_its_owner(
+    where: str, read_only: Callable[[Path], None], gateway: MakeGateway
+) -> None:
+    gw = gateway()
+    folder = gw.state_dir / "keyring" if where == "keyring" else gw.state_dir
+    gw.state_dir.mkdir(mode=0o700)
+    if where == "state":
+        StateDB.in_dir(gw.state_dir).close()  # a database made before the folder turned
+    read_only(folder)
+    gw.start(wait_connected=False)
+    assert gw.stop(signum=None) == 1
+    log = gw.log_text()
+    assert re.search(rf"cannot start: .*{re.escape(str(folder))}", log), log
+    assert "Read-only file system" in log
+    assert f"{folder} is owned by root (uid 0), mode 0700; gatewayd runs as root" in log
+    assert "Traceback" not in log
+
+
+def test_a_backend_that_folds_case_is_refused_at_start(gateway: MakeGateway) -> None:
+    gw = gateway(keyring={"backend": "keyrings.alt.file.PlaintextKeyring"})
+    gw.start(wait_connected=False)
+    assert gw.stop(signum=None) == 1
+    assert "does not keep user names apart by case" in gw.log_text()
+
+
+def test_gatewayctl_never_writes_the_daemons_keyring(
+    tmp_path: Path, registry: Registry, gateway: MakeGateway
+) -> None:
+    """Run as root before gatewayd ever ran, it would have made a root-owned keyring folder
+    and vendor token entry that gatewayd then cannot use."""
+    token = tmp_path / "vendor-token"
+    token.write_text("tok-ctl-4242\n")
+    registry.set_vendor_token("tok-ctl-4242")
+    registry.add(VENDOR, MODEL, "SN-V1")
+    gw = gateway(exosite={"vendor_token_file": str(token)})
+    asked = gw.ctl("sn-status", "SN-V1", "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert not (gw.state_dir / "keyring").exists()
+    assert not gw.state_dir.exists()

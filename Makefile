@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 VENV_PAHO1 := .venv-paho1
-APT_PACKAGES := mosquitto libsystemd-dev pkg-config systemd man-db strace
+APT_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config systemd man-db strace
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Paho's 1.6.1 is the release Debian 12 ships as python3-paho-mqtt.
 PAHO1 := paho-mqtt==1.6.1

@@ -108,7 +108,11 @@ class Daemon:
         self._stopping = False
         self._stop_deadline = 0.0
         self._forced = False
-        self._intake = Intake(self._topics, config.nodes, self._queue.put, self._queue.qsize)
+        user = config.mqtt.username
+        reserved = frozenset() if user is None else frozenset({user})
+        self._intake = Intake(
+            self._topics, config.nodes, self._queue.put, self._queue.qsize, reserved
+        )
         # every setting the links need is read and checked here, before READY=1
         self._password = read_password(config)
         self._tls = tls_context(config)

@@ -38,8 +38,11 @@ class Intake:
         nodes: NodesConfig,
         put: Callable[[LinkEvent], None],
         backlog: Callable[[], int],
+        reserved: frozenset[str] = frozenset(),
     ) -> None:
+        """``reserved``: serials no node may have (gatewayd's own broker user name)."""
         self._topics = topics
+        self._reserved = reserved
         self.nodes = nodes
         self._put = put
         self._backlog = backlog
@@ -97,6 +100,9 @@ class Intake:
                         extra=logs.about(sn),
                     )
                 return None
+        if sn is not None and sn in self._reserved:
+            text = f"serial {sn!r} is this gateway's own broker user name: no node may have it"
+            return BadAnnounce(text, sn)
         try:
             return protocol.parse_announce(
                 topics,

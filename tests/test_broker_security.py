@@ -8,6 +8,7 @@ configuration with only the paths and ports changed.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import ssl
 import subprocess
@@ -246,3 +247,74 @@ def test_a_password_in_plain_text_to_another_machine_is_refused(
     insecure.start(wait_connected=False)
     insecure.wait_for(r"WARNING .*the broker password goes to 192\.0\.2\.10 in plain text")
     assert "hunter2" not in insecure.log_text()
+
+
+def _secure_gateway(tmp_path: Path, sb: SecureBroker, gateway: MakeGateway) -> Gateway:
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text(GATEWAY_PASSWORD + "\n")
+    gw = gateway(
+        mqtt={
+            "host": "localhost",
+            "port": sb.password_port,
+            "username": "gatewayd",
+            "password_file": str(password_file),
+            "tls": {"ca_file": str(sb.pki.path("ca.pem"))},
+        }
+    )
+    gw.start()
+    return gw
+
+
+def mosquitto_sub(sb: SecureBroker, sn: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """mosquitto_sub as node ``sn``, over TLS, on its credentials topic, persistent (-c)."""
+    return subprocess.run(
+        [
+            *("mosquitto_sub", "-h", "localhost", "-p", str(sb.password_port)),
+            *("--cafile", str(sb.pki.path("ca.pem")), "-u", sn, "-P", NODE_PASSWORDS[sn]),
+            *("-c", "-i", f"session-of-{sn}", "-q", "1", "-t", f"gatewayd/nodes/{sn}/credentials"),
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+
+
+def test_no_node_can_take_gatewayds_connection_or_another_nodes_session(
+    tmp_path: Path, secure_broker: SecureBroker, registry: Registry, gateway: MakeGateway
+) -> None:
+    sb = secure_broker
+    gw = _secure_gateway(tmp_path, sb, gateway)
+
+    def node(sn: str, **kwargs: object) -> SimulatedNode:
+        made = SimulatedNode(
+            "localhost", sb.password_port, sn, tls=sb.pki.context(), username=sn,
+            password=NODE_PASSWORDS[sn], **kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
+        made.connect()
+        return made
+
+    b = node("SN-B")
+    cik_b = b.activate(timeout=WAIT)["cik"]
+    b.close()
+    # SN-B's firmware keeps a persistent session: its credentials wait there while it is away
+    assert mosquitto_sub(sb, "SN-B", "-E").returncode == 0
+    assert gw.ctl("republish", "SN-B").returncode == 0
+    gw.wait_for(r"node SN-B: credentials republished")
+    # SN-A names gatewayd's client id, then SN-B's session's: neither is taken over
+    intruders = [node("SN-A", client_id="gatewayd-gw1"), node("SN-A", client_id="session-of-SN-B")]
+    a = intruders[0]
+    try:
+        assert a.activate(timeout=WAIT)["status"] == "activated"  # gatewayd is still there
+        assert "disconnected from the broker" not in gw.log_text()
+        # a packet larger than any announce: the broker refuses it, gatewayd never sees it
+        a.publish(a.announce_topic, b"{" + b" " * 20_000 + b"}", wait=False)
+    finally:
+        for each in intruders:
+            each.close()
+    got = mosquitto_sub(sb, "SN-B", "-C", "1", "-W", "10")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["cik"] == cik_b  # SN-B's session kept its credentials
+    assert "too long" not in gw.log_text()
+    assert "SN-A: announce ignored" not in gw.log_text()

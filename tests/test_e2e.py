@@ -430,3 +430,18 @@ def test_an_unreadable_cik_is_answered_pending_logged_and_shown_in_status(
     assert status["unreadable_ciks"] == ["SN-U1"]
     assert status["state_database"] == "ok"
     assert registry.calls("SN-U1") == 1
+
+
+def test_a_serial_named_like_the_gateways_broker_account_is_refused(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    """Under the example ACL a node's account is its serial: that one would be gatewayd's."""
+    registry.add(VENDOR, MODEL, "gw-account")
+    gw = gateway(mqtt={"username": "gw-account"})
+    gw.start()
+    n = node("gw-account")
+    n.announce()
+    answer = n.next_answer()
+    assert (answer.body["status"], answer.body["reason"]) == ("rejected", "invalid_request")
+    assert "own broker user name" in str(answer.body["message"])
+    assert registry.calls("gw-account") == 0

@@ -5,12 +5,16 @@
 PYTHON ?= python3
 VENV := .venv
 VENV_PAHO1 := .venv-paho1
+VENV_PAHO21 := .venv-paho21
 APT_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config systemd man-db strace
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Paho's 1.6.1 is the release Debian 12 ships as python3-paho-mqtt.
+# The paho-mqtt releases Debian ships as python3-paho-mqtt: 1.6.1 in Debian 12,
+# 2.1.0 in Debian 13 (the venv has the newest 2.x).
 PAHO1 := paho-mqtt==1.6.1
+PAHO21 := paho-mqtt==2.1.0
 
-.PHONY: all deps venv test lint typecheck pytest pytest-paho1 demo man deb deb-check bench clean
+.PHONY: all deps venv test lint typecheck pytest pytest-paho1 pytest-paho21 demo man deb deb-check \
+	bench clean
 
 all: test
 
@@ -41,6 +45,12 @@ $(VENV_PAHO1)/.stamp: pyproject.toml | deps
 	$(VENV_PAHO1)/bin/pip install -q -e '.[test]' '$(PAHO1)'
 	touch $@
 
+$(VENV_PAHO21)/.stamp: pyproject.toml | deps
+	$(PYTHON) -m venv $(VENV_PAHO21)
+	$(VENV_PAHO21)/bin/pip install -q --upgrade pip
+	$(VENV_PAHO21)/bin/pip install -q -e '.[test]' '$(PAHO21)'
+	touch $@
+
 venv: $(VENV)/.stamp
 
 lint: $(VENV)/.stamp
@@ -54,13 +64,17 @@ pytest: $(VENV)/.stamp
 	$(VENV)/bin/python -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
 	$(VENV)/bin/pytest
 
-# The broker and end-to-end tests again, on Debian 12's paho-mqtt (the slow fault
-# tests run once, above).
+# The broker and end-to-end tests again, on Debian 12's and Debian 13's paho-mqtt
+# (the slow fault tests run once, above).
 pytest-paho1: $(VENV_PAHO1)/.stamp
 	$(VENV_PAHO1)/bin/python -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
 	$(VENV_PAHO1)/bin/pytest -m '(mqtt or e2e) and not slow'
 
-test: lint typecheck pytest pytest-paho1 deb-check
+pytest-paho21: $(VENV_PAHO21)/.stamp
+	$(VENV_PAHO21)/bin/python -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
+	$(VENV_PAHO21)/bin/pytest -m '(mqtt or e2e) and not slow'
+
+test: lint typecheck pytest pytest-paho1 pytest-paho21 deb-check
 
 demo: $(VENV)/.stamp
 	$(VENV)/bin/python -m gatewayd.sim.demo
@@ -105,4 +119,4 @@ deb-check: deb $(VENV)/.stamp
 	$(SUDO) env GATEWAYD_DEB=$(DEB) $(VENV)/bin/pytest -m deb -s tests/test_deb.py
 
 clean:
-	rm -rf $(VENV) $(VENV_PAHO1) build dist .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(VENV_PAHO1) $(VENV_PAHO21) build dist .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -32,7 +32,7 @@ from gatewayd.timers import backoff_ceiling
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Connected", "Disconnected", "LinkEvent", "Message", "MqttLink", "new_client"]
+__all__ = ["Connected", "Disconnected", "LinkEvent", "Message", "MqttLink", "new_client", "release"]
 
 PAHO_2: Final = hasattr(paho, "CallbackAPIVersion")
 RECONNECT_BASE: Final = 1.0
@@ -58,6 +58,18 @@ def new_client(client_id: str, protocol: int = 5, *, persistent: bool = False) -
     if PAHO_2:
         kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2  # type: ignore[attr-defined]
     return paho.Client(**kwargs)
+
+
+def release(client: paho.Client) -> None:
+    """Close paho's wake-up socket pair now rather than when the client is collected.
+
+    Every paho release closes it in ``_reset_sockets`` (1.6.1 to the newest 2.x);
+    ``reinitialise()``, which calls it, cannot be used: on paho 2.1.0 (Debian 13) it
+    builds the client again without a callback API version, and raises.
+    """
+    reset = getattr(client, "_reset_sockets", None)
+    if callable(reset):
+        reset()
 
 
 def _code(value: object) -> int:
@@ -127,7 +139,7 @@ class MqttLink:
                 log.warning("offline status not delivered: %s", exc)
         self._client.disconnect()
         self._client.loop_stop()
-        self._client.reinitialise()  # closes paho's wake-up socket pair now, not at collection
+        release(self._client)
 
     # ------------------------------------------------------------ publish
 

@@ -24,7 +24,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gatewayd.mqtt import new_client
+from gatewayd.mqtt import new_client, release
 
 FINAL = frozenset({"activated", "rejected"})
 _PUBACK_POLL: Final = 0.1
@@ -137,9 +137,9 @@ class SimulatedNode:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
-        # paho keeps its wake-up socket pair open until the client is collected;
-        # reinitialising closes it now (a test may run hundreds of nodes)
-        self._client.reinitialise()
+        # paho keeps its wake-up socket pair open until the client is collected
+        # (a test may run hundreds of nodes)
+        release(self._client)
 
     def publish(
         self,

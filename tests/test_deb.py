@@ -1,14 +1,16 @@
-"""The .deb installed on a clean Debian 12 root, with its dependencies from Debian.
+"""The .deb installed on clean Debian 12 and Debian 13 roots, dependencies from Debian.
 
 Run by ``make deb-check`` (marker ``deb``), after ``make deb``: the package named
-by ``$GATEWAYD_DEB`` is installed with apt into a copy of a minimal bookworm
-root made by debootstrap (cached under ``$XDG_CACHE_HOME/gatewayd``). Inside it,
-the installed gatewayd runs on Debian's own python3, paho-mqtt 1.6.1 and
-keyring 23.9, against a mosquitto and the simulator running outside.
+by ``$GATEWAYD_DEB`` is installed with apt into a copy of a minimal bookworm and
+a minimal trixie root made by debootstrap (cached under
+``$XDG_CACHE_HOME/gatewayd``). Inside each, the installed gatewayd runs on that
+release's own python3 (3.11, 3.13), paho-mqtt (1.6.1, 2.1.0) and keyring,
+against a mosquitto and the simulator running outside.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +28,8 @@ from gatewayd.sim.node import SimulatedNode
 
 pytestmark = pytest.mark.deb
 
-SUITE = "bookworm"
+SUITES = {"bookworm": ("1.6.1", "3.11"), "trixie": ("2.1.0", "3.13")}
+"""Each release, with the paho-mqtt and the python3 it ships."""
 MIRROR = os.environ.get("GATEWAYD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 ROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 APT_TIMEOUT = 900
@@ -48,8 +51,9 @@ def run(*argv: str, timeout: float = APT_TIMEOUT) -> subprocess.CompletedProcess
 class Root:
     """A Debian root to chroot into."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, suite: str) -> None:
         self.path = path
+        self.suite = suite
 
     def __call__(self, *argv: str, timeout: float = APT_TIMEOUT) -> str:
         return run("chroot", str(self.path), *argv, timeout=timeout).stdout
@@ -59,15 +63,15 @@ class Root:
         return os.path.lexists(self.path / path.lstrip("/"))
 
 
-def base_root() -> Path:
-    """A minimal bookworm root, made once and kept in the cache."""
+def base_root(suite: str) -> Path:
+    """A minimal root of ``suite``, made once and kept in the cache."""
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gatewayd"
-    base = cache / f"{SUITE}-minbase"
+    base = cache / f"{suite}-minbase"
     if not base.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        partial = cache / f"{SUITE}-minbase.partial"
+        partial = cache / f"{suite}-minbase.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        run("debootstrap", "--variant=minbase", SUITE, str(partial), MIRROR)
+        run("debootstrap", "--variant=minbase", suite, str(partial), MIRROR)
         partial.rename(base)
     return base
 
@@ -80,27 +84,39 @@ def deb() -> Path:
     return Path(path).resolve()
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Root]:
-    """A fresh copy of the cached root, with /proc mounted and the host's DNS."""
-    path = tmp_path_factory.mktemp("debian") / "root"
-    run("cp", "-a", str(base_root()), str(path))
+@contextlib.contextmanager
+def fresh_root(suite: str, folder: Path) -> Iterator[Root]:
+    """A fresh copy of the cached root of ``suite``, with /proc mounted and the host's DNS."""
+    path = folder / "root"
+    run("cp", "-a", str(base_root(suite)), str(path))
     shutil.copy("/etc/resolv.conf", path / "etc" / "resolv.conf")
     run("mount", "-t", "proc", "proc", str(path / "proc"))
     try:
-        yield Root(path)
+        yield Root(path, suite)
     finally:
         subprocess.run(["umount", "-l", str(path / "proc")], check=False)
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def installed(root: Root, deb: Path) -> str:
+def install(root: Root, deb: Path) -> str:
     """Install the package with apt, dependencies from Debian; apt's output."""
     inside = f"/root/{deb.name}"  # where the root's own apt finds it
     shutil.copy(deb, root.path / inside.lstrip("/"))
     root("apt-get", "update", "-q")
-    said = root("apt-get", "install", "-y", "-q", "--no-install-recommends", inside)
+    return root("apt-get", "install", "-y", "-q", "--no-install-recommends", inside)
+
+
+@pytest.fixture(scope="module", params=list(SUITES))
+def root(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Root]:
+    with fresh_root(request.param, tmp_path_factory.mktemp(request.param)) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def installed(root: Root, deb: Path) -> str:
+    said = install(root, deb)
     print(said)
     return said
 
@@ -111,13 +127,14 @@ def test_the_dependencies_come_from_debian(root: Root, installed: str) -> None:
         assert f"Unpacking {package} " in installed  # installed by apt with the package
         versions[package] = root("dpkg-query", "-W", "-f=${Version}", package)
         policy = root("apt-cache", "policy", package)
-        assert f"{MIRROR} {SUITE}/main" in policy
-    print(f"\ninstalled from {MIRROR} {SUITE}: {versions}")
-    assert versions["python3-paho-mqtt"].startswith("1.6.1")
-    assert versions["python3-keyring"].startswith("23.9")
+        assert f"{MIRROR} {root.suite}/main" in policy
+    print(f"\ninstalled from {MIRROR} {root.suite}: {versions}")
+    paho_version, python_version = SUITES[root.suite]
+    assert versions["python3-paho-mqtt"].startswith(paho_version)
     assert not list((root.path / "usr/local/lib").glob("python3*/dist-packages/*"))
     paho = root("python3", "-c", "import paho.mqtt; print(paho.mqtt.__version__)")
-    assert paho.strip() == "1.6.1"
+    assert paho.strip() == paho_version
+    assert root("python3", "--version").startswith(f"Python {python_version}.")
 
 
 def test_user_conffile_unit_and_man_pages_are_in_place(root: Root, installed: str) -> None:

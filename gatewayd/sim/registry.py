@@ -37,6 +37,28 @@ DROP: Final = 0
 """A scripted status that closes the connection without answering."""
 
 
+class Fault(enum.StrEnum):
+    """A scripted answer that is not a plain status: what a proxy, a load balancer or a
+    broken link makes of Exosite's answer. ``ISSUED_*``: Exosite issues the CIK (when the
+    device may be activated), and the gateway gets no clean 200 with it."""
+
+    ISSUED_THEN_500 = "issued, then 500"
+    ISSUED_THEN_502 = "issued, then a proxy's 502"
+    ISSUED_THEN_504 = "issued, then a proxy's 504"
+    ISSUED_THEN_DROPPED = "issued, then the connection closed unanswered"
+    ISSUED_CUT_SHORT = "issued, the body cut after 10 of 40 bytes"
+    ISSUED_DRIBBLED = "issued, the headers sent a byte at a time, for ever"
+    ISSUED_AS_201 = "issued, answered 201"
+    ISSUED_AS_202 = "issued, answered 202"
+    ISSUED_WITH_NEWLINE = "issued, with a newline after the CIK"
+    ISSUED_EMPTY = "issued, answered 200 with an empty body"
+    PROXY_PAGE = "a proxy's HTML page, 200, the request never passed on"
+
+    @property
+    def issues(self) -> bool:
+        return self.name.startswith("ISSUED_")
+
+
 class Call(enum.StrEnum):
     """What a logged request asked for."""
 
@@ -81,6 +103,7 @@ class Answer:
     status: int
     cik: Secret | None = None
     delay: float = 0.0
+    fault: Fault | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +150,7 @@ class Registry:
         self._log: list[LogEntry] = []
         self._latency = 0.0
         self._sn_latency: dict[str, float] = {}
-        self._scripts: dict[str, deque[int]] = {}
+        self._scripts: dict[str, deque[int | Fault]] = {}
         self._error_rate = 0.0
         self._drop_rate = 0.0
         self.set_vendor_token(vendor_token)
@@ -249,14 +272,17 @@ class Registry:
         with self._lock:
             self._drop_rate = rate
 
-    def script(self, sn: str, statuses: Iterable[int]) -> None:
+    def script(self, sn: str, statuses: Iterable[int | Fault]) -> None:
         """Answer the next requests for ``sn`` with these statuses, replacing any earlier script.
 
         200 means "behave normally", :data:`DROP` closes the connection without
-        answering, any other status is answered as it is. An empty list clears.
+        answering, a :class:`Fault` answers as it says, any other status is
+        answered as it is. An empty list clears.
         """
         queue = deque(statuses)
         for status in queue:
+            if isinstance(status, Fault):
+                continue
             if status != DROP and not 100 <= status <= 599:
                 raise ValueError(f"scripted status {status} is not an HTTP status or DROP")
         with self._lock:
@@ -274,12 +300,15 @@ class Registry:
         with self._lock:
             self._calls[sn] += 1
             delay = self._latency + self._sn_latency.get(sn, 0.0)
-            status = self._fault(sn)
+            scripted = self._fault(sn)
+            status, fault = (200, scripted) if isinstance(scripted, Fault) else (scripted, None)
             cik = None
-            if status == 200:
+            if status == 200 and (fault is None or fault.issues):
                 status, cik = self._activate(pair, sn, murano=murano)
+            if fault is not None and status != 200:  # nothing to issue: the plain refusal
+                fault = None
             self._log.append(LogEntry(self._clock(), sn, status))
-        return Answer(status, cik, delay)
+        return Answer(status, cik, delay, fault)
 
     def manage(
         self, call: Call, model: str, sn: str, token: str | None, *, well_formed: bool = True
@@ -297,7 +326,7 @@ class Registry:
         with self._lock:
             self._manage_calls[sn] += 1
             delay = self._latency + self._sn_latency.get(sn, 0.0)
-            status = self._fault(sn, scripted=False)
+            status = self._random_fault()
             device = None
             if status == 200:
                 status, device = self._manage(call, model, sn, token, well_formed=well_formed)
@@ -310,13 +339,17 @@ class Registry:
             self._calls[sn] += 1
             self._log.append(LogEntry(self._clock(), sn, status))
 
-    def _fault(self, sn: str, *, scripted: bool = True) -> int:
-        script = self._scripts.get(sn) if scripted else None
+    def _fault(self, sn: str) -> int | Fault:
+        """The serial's next scripted answer, else a random fault, else 200."""
+        script = self._scripts.get(sn)
         if script:
             status = script.popleft()
             if not script:
                 del self._scripts[sn]
             return status
+        return self._random_fault()
+
+    def _random_fault(self) -> int:
         if self._drop_rate and self._rng.random() < self._drop_rate:
             return DROP
         if self._error_rate and self._rng.random() < self._error_rate:

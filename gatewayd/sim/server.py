@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from gatewayd.errors import ConfigError
 from gatewayd.sim.devices import State, parse_device
-from gatewayd.sim.registry import DROP, Answer, Call, Device, ManageAnswer, Registry
+from gatewayd.sim.registry import DROP, Answer, Call, Device, Fault, ManageAnswer, Registry
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEXT: Final = "text/plain; charset=utf-8"
+HTML: Final = "text/html; charset=utf-8"
+DRIBBLE_PACE: Final = 0.1
+"""Seconds between two bytes of a dribbled answer."""
 JSON: Final = "application/json"
 FORM: Final = "application/x-www-form-urlencoded"
 MAX_BODY: Final = 64 * 1024
@@ -79,6 +82,10 @@ class Response:
     content_type: str = TEXT
     delay: float = 0.0
     """Seconds from the request's arrival to the answer."""
+    cut: int | None = None
+    """Send only this many bytes of the body (its full length announced), then hang up."""
+    dribble: bool = False
+    """Send the status line and headers a byte at a time, and never end them."""
 
     @classmethod
     def text(cls, status: int, text: str | None = None) -> Self:
@@ -195,7 +202,8 @@ class Simulator:
             self.registry.record(sn, 400)
             log.info("activate sn=%r: 400", sn)
             return Response.text(400, f"expected a {FORM} body: vendor, model and sn, or id")
-        log.info("activate sn=%r: %s", sn, "dropped" if answer.status == DROP else answer.status)
+        shown = answer.fault or ("dropped" if answer.status == DROP else answer.status)
+        log.info("activate sn=%r: %s", sn, shown)
         return _activation_response(answer)
 
     def _serial_status(self, request: Request) -> Response:
@@ -251,7 +259,36 @@ def _form(request: Request) -> dict[str, str] | None:
     return {name: values[0] for name, values in fields.items()}
 
 
+def _page(status: int, text: str) -> bytes:
+    """An HTML error page, as proxies and load balancers write them."""
+    title = f"{status} {text}"
+    return (
+        f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>\n".encode()
+    )
+
+
+def _faulty(fault: Fault, answer: Answer) -> Response:
+    cik = b"" if answer.cik is None else answer.cik.reveal().encode()
+    delay = answer.delay
+    responses = {
+        Fault.ISSUED_THEN_500: Response(500, _page(500, "Internal Server Error"), HTML, delay),
+        Fault.ISSUED_THEN_502: Response(502, _page(502, "Bad Gateway"), HTML, delay),
+        Fault.ISSUED_THEN_504: Response(504, _page(504, "Gateway Timeout"), HTML, delay),
+        Fault.ISSUED_THEN_DROPPED: Response(DROP, delay=delay),
+        Fault.ISSUED_CUT_SHORT: Response(200, cik, TEXT, delay, cut=10),
+        Fault.ISSUED_DRIBBLED: Response(200, cik, TEXT, delay, dribble=True),
+        Fault.ISSUED_AS_201: Response(201, cik, TEXT, delay),
+        Fault.ISSUED_AS_202: Response(202, cik, TEXT, delay),
+        Fault.ISSUED_WITH_NEWLINE: Response(200, cik + b"\n", TEXT, delay),
+        Fault.ISSUED_EMPTY: Response(200, b"", TEXT, delay),
+        Fault.PROXY_PAGE: Response(200, _page(200, "Sign in to continue"), HTML, delay),
+    }
+    return responses[fault]
+
+
 def _activation_response(answer: Answer) -> Response:
+    if answer.fault is not None:
+        return _faulty(answer.fault, answer)
     if answer.cik is not None:
         return Response(200, answer.cik.reveal().encode(), TEXT, answer.delay)
     return replace(Response.text(answer.status), delay=answer.delay)
@@ -366,13 +403,26 @@ class _Handler(BaseHTTPRequestHandler):
         if response.status == DROP:
             self.close_connection = True
             return
-        if self.server.stopping.is_set():
+        if self.server.stopping.is_set() or response.cut is not None or response.dribble:
             self.close_connection = True
         try:
+            if response.dribble:
+                self._dribble(f"HTTP/1.1 {response.status} OK\r\nX-Dribble: ".encode())
+                return
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
             self.end_headers()
-            self.wfile.write(response.body)
+            self.wfile.write(response.body[: response.cut])
         except (BrokenPipeError, ConnectionResetError):
             log.debug("%s went away before its answer", self.address_string())
+
+    def _dribble(self, start: bytes) -> None:
+        """``start`` a byte at a time, then more of the header for ever, until the client
+        goes away or the simulator stops."""
+        for byte in start:
+            self.wfile.write(bytes([byte]))
+            if self.server.stopping.wait(DRIBBLE_PACE):
+                return
+        while not self.server.stopping.wait(DRIBBLE_PACE):
+            self.wfile.write(b"0")

@@ -98,7 +98,7 @@ build/man/%: man/%.rst man/render.py | $(VENV)/.stamp
 
 # The Debian package, built with Debian's own Python and tools (never a venv's).
 DEB_APT_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all python3-docutils \
-	python3-setuptools lintian debootstrap
+	python3-setuptools lintian debootstrap systemd-container
 DEB_PATH := /usr/sbin:/usr/bin:/sbin:/bin
 VERSION := $(shell awk -F'[()]' 'NR == 1 {print $$2}' debian/changelog)
 DEB := dist/gatewayd_$(VERSION)_all.deb
@@ -112,11 +112,12 @@ deb:
 	  ../gatewayd_$(VERSION)_*.changes dist/
 	@echo "built $(DEB)"
 
-# lintian, then the package installed on a clean Debian 12 root (tests/test_deb.py).
+# lintian, then the package installed on clean Debian 12 and 13 roots (tests/test_deb.py), and
+# those roots booted under systemd-nspawn (tests/test_boot.py).
 deb-check: deb $(VENV)/.stamp
 	lintian --pedantic --display-info --fail-on error,warning $(DEB) dist/gatewayd_$(VERSION)_*.changes
 	@echo "lintian --pedantic: no error, no warning"
-	$(SUDO) env GATEWAYD_DEB=$(DEB) $(VENV)/bin/pytest -m deb -s tests/test_deb.py
+	$(SUDO) env GATEWAYD_DEB=$(DEB) $(VENV)/bin/pytest -m deb -s tests/test_deb.py tests/test_boot.py
 
 clean:
 	rm -rf $(VENV) $(VENV_PAHO1) $(VENV_PAHO21) build dist .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -202,3 +202,27 @@ def test_stop_ends_with_success_and_exit_status_0(booted: tuple[Container, Broke
         "success",
         "0",
     )
+
+
+def test_a_bad_configuration_is_not_restarted(booted: tuple[Container, Broker]) -> None:
+    """Exit status 2 is a bad file: restarting every RestartSec would not mend it."""
+    container, _ = booted
+    config = "/etc/gatewayd/config.toml"
+    container("cp", config, f"{config}.good")
+    container("sh", "-c", f"echo 'port = \"no\"' >> {config}")
+    try:
+        started = container("systemctl", "start", "gatewayd", check=False)
+        assert started.returncode != 0
+        # "failed", not "activating (auto-restart)": no restart is scheduled
+        shown = until(
+            lambda: (
+                (s := container.show("ActiveState", "SubState", "NRestarts", "ExecMainStatus"))
+                and (s if s["ActiveState"] == "failed" else None)
+            ),
+            WAIT,
+            "the start to fail",
+        )
+        assert (shown["SubState"], shown["ExecMainStatus"]) == ("failed", "2")
+        assert shown["NRestarts"] == "0"
+    finally:
+        container("mv", f"{config}.good", config)

@@ -228,7 +228,8 @@ class _DeadlineAdapter(HTTPAdapter):
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:  # noqa: ANN401 (requests' own)
         manager = super().proxy_manager_for(proxy, **kwargs)
-        manager.pool_classes_by_scheme = _POOLS
+        if not proxy.lower().startswith("socks"):  # SOCKS proxies have pools of their own
+            manager.pool_classes_by_scheme = _POOLS
         return manager
 
 

@@ -135,18 +135,7 @@ def test_the_example_acl_binds_every_node_to_its_own_topics(
     gateway: MakeGateway,
 ) -> None:
     sb = secure_broker
-    password_file = tmp_path / "mqtt-password"
-    password_file.write_text(GATEWAY_PASSWORD + "\n")
-    gw = gateway(
-        mqtt={
-            "host": "localhost",
-            "port": sb.password_port,
-            "username": "gatewayd",
-            "password_file": str(password_file),
-            "tls": {"ca_file": str(sb.pki.path("ca.pem"))},
-        }
-    )
-    gw.start()  # TLS and the gateway's account: it subscribed to every announce
+    gw = _secure_gateway(tmp_path, sb, gateway)  # TLS, its account: it subscribed to announces
 
     def node(sn: str, **kwargs: object) -> SimulatedNode:
         made = SimulatedNode("localhost", sb.password_port, sn, tls=sb.pki.context(), **kwargs)  # type: ignore[arg-type]

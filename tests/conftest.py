@@ -20,13 +20,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import pytest
 
 from gatewayd import secret
 from gatewayd.sim import Registry, Simulator
-from gatewayd.sim.node import SimulatedNode
+
+if TYPE_CHECKING:  # paho, loaded only by the tests that start nodes
+    from gatewayd.sim.node import SimulatedNode
 
 WAIT = 20.0
 """Upper bound for anything a test waits for; a healthy run needs far less."""
@@ -367,6 +369,8 @@ def gateway(
 
 @pytest.fixture
 def node(broker: Broker) -> Iterator[Callable[..., SimulatedNode]]:
+    from gatewayd.sim.node import SimulatedNode  # noqa: PLC0415 (paho, see above)
+
     made: list[SimulatedNode] = []
 
     def make(sn: str, **kwargs: object) -> SimulatedNode:

@@ -32,7 +32,6 @@ from faults_support import (
     wait_lines,
 )
 
-from gatewayd.config import ExositeConfig
 from gatewayd.events import State
 from gatewayd.sim import Registry
 from gatewayd.sim.node import FINAL
@@ -217,9 +216,6 @@ def test_kill_storm_loses_no_cik_unaccounted(
 def test_kill_storm_with_auto_reenable_activates_every_node(
     tmp_path: Path, registry: Registry, gateway: MakeGateway, fleet: MakeFleet
 ) -> None:
-    fields = {f.name for f in dataclasses.fields(ExositeConfig)}
-    if not {"auto_reenable", "vendor_token_file"} <= fields:
-        pytest.skip("[exosite] auto_reenable is not built yet")
     token_file = tmp_path / "vendor-token"
     token_file.write_text(VENDOR_TOKEN + "\n")
     token_file.chmod(0o600)

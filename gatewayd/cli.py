@@ -95,8 +95,15 @@ def cmd_list(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _node(config: Config, sn: str) -> Node | None:
+    if not (config.gateway.state_dir / DB_NAME).exists():
+        return None
+    with StateDB.in_dir(config.gateway.state_dir, readonly=True) as db:
+        return db.get(sn)
+
+
 def cmd_show(config: Config, args: argparse.Namespace) -> int:
-    node = next((n for n in _nodes(config) if n.sn == args.sn), None)
+    node = _node(config, args.sn)
     if node is None:
         print(f"gatewayctl: no node {args.sn!r} in {config.gateway.state_dir}", file=sys.stderr)
         return EXIT_FAILURE
@@ -121,7 +128,7 @@ def _vendor_model(config: Config, args: argparse.Namespace) -> str:
     """The model a serial is asked about: --model, else the node's own, else the default."""
     if args.model:
         return str(args.model)
-    node = next((n for n in _nodes(config) if n.sn == args.sn), None)
+    node = _node(config, args.sn)
     return node.model if node is not None else config.exosite.model
 
 

@@ -213,8 +213,6 @@ class Forget:
     sn: str
 
 
-Command = Republish | Retry | Forget
-
 Event = (
     Announced
     | BadAnnounce

@@ -129,8 +129,6 @@ class ExositeClient:
         # its answer (a CIK stored): so at most max_concurrent CIKs are ever on the wire or
         # waiting in memory, the most a crash can lose, however slow the disk
         self._slots = threading.Semaphore(config.max_concurrent)
-        self._busy = 0
-        self._busy_lock = threading.Lock()
         self._submit_lock = threading.Lock()
         if self._endpoint.tls is None:
             log.warning(
@@ -162,10 +160,6 @@ class ExositeClient:
         """Take a reloaded configuration: its timeout and rate apply to the next request."""
         self._config = config
         self._limiter.set_rate(config.max_rate)
-
-    def in_flight(self) -> int:
-        with self._busy_lock:
-            return self._busy
 
     def pause(self) -> None:
         """Start no new request until :meth:`resume` (requests on the wire go on)."""
@@ -205,8 +199,6 @@ class ExositeClient:
                     self._slots.release()
                     self._deliver(ActivationAnswered(sn, Failed(NOT_SENT)))
                     continue
-                with self._busy_lock:
-                    self._busy += 1
                 log.debug(
                     "node %s: activation request sent to %s", sn, self._url, extra=logs.about(sn)
                 )
@@ -219,9 +211,6 @@ class ExositeClient:
                         extra=logs.about(sn),
                     )
                     outcome = Failed(f"internal error: {type(exc).__name__}", maybe_delivered=True)
-                finally:
-                    with self._busy_lock:
-                        self._busy -= 1
                 self._deliver(ActivationAnswered(sn, outcome))
         finally:
             connection.close()

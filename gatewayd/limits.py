@@ -68,6 +68,3 @@ class AnnounceLimiter:
             return Verdict(allowed=False)
         dropped, bucket.dropped, bucket.warned_at = bucket.dropped, 0, now
         return Verdict(allowed=False, warn=True, dropped=dropped)
-
-    def tracked(self) -> int:
-        return len(self._buckets)

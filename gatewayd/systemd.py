@@ -36,10 +36,6 @@ class Notifier:
         """Notifications dropped because systemd's queue was full."""
         self._said_at: float | None = None
 
-    @property
-    def enabled(self) -> bool:
-        return self._address is not None
-
     def ready(self, status: str) -> None:
         self._send(f"READY=1\nSTATUS={status}")
 

@@ -34,6 +34,6 @@ def test_memory_is_bounded_by_the_serials_it_tracks() -> None:
     limiter = AnnounceLimiter(rate=1.0, burst=1, clock=clock)
     for i in range(MAX_TRACKED + 500):
         limiter.allow(f"SN{i}")
-    assert limiter.tracked() == MAX_TRACKED
+    assert len(limiter._buckets) == MAX_TRACKED
     assert limiter.allow(f"SN{MAX_TRACKED + 499}").allowed is False  # recent: still tracked
     assert limiter.allow("SN0").allowed  # the oldest was forgotten: a full bucket again

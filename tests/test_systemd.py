@@ -22,8 +22,8 @@ from gatewayd.systemd import Notifier
 
 def test_without_notify_socket_nothing_is_sent() -> None:
     notifier = Notifier({})
-    assert not notifier.enabled
     notifier.ready("x")
+    assert notifier._socket is None  # not even a socket was made
     assert notifier.watchdog_interval is None
 
 

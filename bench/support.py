@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gatewayd.sim import Registry, Simulator
+from gatewayd.sim import Registry, Simulator, tomlfile
 from gatewayd.sim.demo import Output, start_broker, stop
 
 VENDOR = "acme"
@@ -118,7 +118,7 @@ class Rig:
         for name, values in sections.items():
             base.setdefault(name, {}).update(values)
         path = self.folder / "gatewayd.toml"
-        path.write_text(_toml(base))
+        path.write_text(tomlfile.dumps(base))
         return path
 
     def gatewayd(
@@ -174,21 +174,6 @@ class NotifySocket:
             message = self.sock.recv(4096).decode()
             if wanted in message.splitlines():
                 return time.monotonic()
-
-
-def _toml(config: dict[str, dict[str, object]]) -> str:
-    def value(v: object) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    lines = []
-    for name, values in config.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {value(v)}" for key, v in values.items()]
-    return "\n".join(lines) + "\n"
 
 
 class Counter:

@@ -32,7 +32,16 @@ from gatewayd.timers import backoff_ceiling
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Connected", "Disconnected", "LinkEvent", "Message", "MqttLink", "new_client", "release"]
+__all__ = [
+    "Connected",
+    "Disconnected",
+    "LinkEvent",
+    "Message",
+    "MqttLink",
+    "new_client",
+    "reason_code",
+    "release",
+]
 
 PAHO_2: Final = hasattr(paho, "CallbackAPIVersion")
 RECONNECT_BASE: Final = 1.0
@@ -72,7 +81,7 @@ def release(client: paho.Client) -> None:
         reset()
 
 
-def _code(value: object) -> int:
+def reason_code(value: object) -> int:
     """A paho reason code (int, ReasonCodes or ReasonCode) as an int."""
     raw = getattr(value, "value", value)
     return raw if isinstance(raw, int) else -1
@@ -161,7 +170,7 @@ class MqttLink:
         except ValueError as exc:
             log.warning("cannot publish to %r: %s", topic[:120], exc)
             return False
-        if _code(info.rc) == paho.MQTT_ERR_QUEUE_SIZE:
+        if reason_code(info.rc) == paho.MQTT_ERR_QUEUE_SIZE:
             log.error("publish to %s dropped: %d messages already queued", topic, MAX_QUEUED)
             return False
         return True
@@ -171,7 +180,7 @@ class MqttLink:
     def _on_connect(
         self, client: paho.Client, _userdata: object, flags: object, *rest: object
     ) -> None:
-        code = _code(rest[0])
+        code = reason_code(rest[0])
         if code != 0:
             log.error("broker %s refused the connection: %s", self._config.host, rest[0])
             self._jitter_reconnect()
@@ -185,7 +194,7 @@ class MqttLink:
 
     def _on_subscribe(self, _client: paho.Client, _userdata: object, *rest: object) -> None:
         granted = rest[1] if len(rest) > 1 and isinstance(rest[1], list | tuple) else ()
-        refused = [code for code in map(_code, granted) if code >= SUBACK_FAILURE]
+        refused = [code for code in map(reason_code, granted) if code >= SUBACK_FAILURE]
         if refused:
             log.error(
                 "broker %s refused the subscription to %s (reason code %#x): check its ACL",

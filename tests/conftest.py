@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING
 import pytest
 
 from gatewayd import secret
-from gatewayd.sim import Registry, Simulator
+from gatewayd.sim import Registry, Simulator, tomlfile
 
 if TYPE_CHECKING:  # paho, loaded only by the tests that start nodes
     from gatewayd.sim.node import SimulatedNode
@@ -197,7 +197,7 @@ class Gateway:
         """Change keys of the configuration file (a running daemon sees them on SIGHUP)."""
         for name, values in sections.items():
             self.config[name].update(values)
-        self.config_path.write_text(_toml(self.config))
+        self.config_path.write_text(tomlfile.dumps(self.config))
 
     def start(self, *, wait_connected: bool = True) -> None:
         self.process = subprocess.Popen(
@@ -245,25 +245,6 @@ class Gateway:
             timeout=60,
             check=False,
         )
-
-
-def _toml(config: dict[str, dict[str, object]]) -> str:
-    def value(v: object) -> str:
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    out = []
-    for name, values in config.items():
-        out.append(f"[{name}]")
-        out += [f"{key} = {value(v)}" for key, v in values.items()]
-    return "\n".join(out) + "\n"
 
 
 # ------------------------------------------------------------------ fixtures

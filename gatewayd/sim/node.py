@@ -24,7 +24,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gatewayd.mqtt import new_client, release
+from gatewayd.mqtt import new_client, reason_code, release
 
 FINAL = frozenset({"activated", "rejected"})
 _PUBACK_POLL: Final = 0.1
@@ -42,12 +42,6 @@ class Received:
 
 class NodeTimeoutError(TimeoutError):
     """No answer arrived in time."""
-
-
-def _code(value: object) -> int:
-    """A paho reason code (int, ReasonCodes or ReasonCode) as an int."""
-    raw = getattr(value, "value", value)
-    return raw if isinstance(raw, int) else -1
 
 
 class SimulatedNode:
@@ -124,7 +118,7 @@ class SimulatedNode:
             if topic not in self._topics:
                 self._topics.append(topic)
         rc, mid = self._client.subscribe(topic, qos=1)
-        if _code(rc) == paho.MQTT_ERR_NO_CONN:
+        if reason_code(rc) == paho.MQTT_ERR_NO_CONN:
             # the next connect subscribes to every topic of the node, this one included
             if not self._ready.wait(timeout):
                 raise NodeTimeoutError(f"{self.sn}: no SUBACK for {topic}")
@@ -164,7 +158,7 @@ class SimulatedNode:
             if correlation:
                 properties.CorrelationData = correlation
         info = self._client.publish(topic, payload, qos=1, properties=properties)
-        if _code(info.rc) == paho.MQTT_ERR_NO_CONN or not wait:
+        if reason_code(info.rc) == paho.MQTT_ERR_NO_CONN or not wait:
             return
         deadline = time.monotonic() + timeout
         while not info.is_published() and self._connected.is_set():
@@ -226,7 +220,7 @@ class SimulatedNode:
     # (client, userdata); the ones used here sit at the same places in both.
 
     def _on_connect(self, client: paho.Client, _userdata: object, *rest: object) -> None:
-        if _code(rest[1]) != 0:
+        if reason_code(rest[1]) != 0:
             return
         self._connected.set()
         with self._lock:

@@ -132,3 +132,20 @@ def trigger_of(outcome: Outcome) -> Trigger:
             return Trigger.REFUSED
         case Failed():
             return Trigger.FAILED
+
+
+def as_table() -> str:
+    """``TRANSITIONS`` as a Markdown table, for the README (``python -m gatewayd.transitions``)."""
+    lines = [
+        "| state | trigger | next state | what gatewayd does, in order |",
+        "|---|---|---|---|",
+    ]
+    for (state, trigger), (target, effects) in TRANSITIONS.items():
+        before = "(new)" if state is None else f"`{state}`"
+        done = "; ".join(effect.value for effect in effects)
+        lines.append(f"| {before} | {trigger.value} | `{target}` | {done} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(as_table(), end="")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -45,7 +46,7 @@ from gatewayd.events import (
 )
 from gatewayd.secret import Secret
 from gatewayd.timers import backoff_ceiling
-from gatewayd.transitions import TRANSITIONS, Trigger
+from gatewayd.transitions import TRANSITIONS, Trigger, as_table
 
 SETTINGS = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1", "hygro"}))
 CIK = Secret("a" * 40)
@@ -855,3 +856,9 @@ def test_beyond_max_pending_a_new_node_is_told_to_come_back_and_nothing_is_kept(
     assert engine.node("SN3") is None
     engine.handle(ActivationAnswered("SN1", Refused(404)))  # one leaves the waiting set
     assert kinds(engine.handle(Announced("SN3"))) == ["SaveNode", "Activate"]
+
+
+def test_the_readme_shows_the_transition_table() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert as_table() in readme, "run python -m gatewayd.transitions and paste its table"
+    assert as_table().count("\n") == len(TRANSITIONS) + 2

@@ -126,8 +126,15 @@ class FileStore:
         for temp in temps:
             name = temp.name[1:].split(".", 1)[0]
             try:
-                self._open(name, temp.read_bytes())
-            except (OSError, FileStoreError):
+                blob = temp.read_bytes()
+                self._open(name, blob)
+            except OSError as exc:
+                log.warning("%s cannot be read (%s); it is left in place", temp, _why(exc))
+                continue
+            except FileStoreError as exc:
+                if blob.startswith(_SEALED):  # torn, or sealed with another key: no telling
+                    log.warning("%s cannot be checked (%s); it is left in place", temp, exc)
+                    continue
                 log.warning("%s: an incomplete write, left by a stop, is removed", temp)
                 temp.unlink(missing_ok=True)
                 continue

@@ -510,3 +510,14 @@ def test_the_third_party_backend_of_the_tests_keeps_case(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent / "thirdparty"))
     Keystore(open_backend("jsonkeyring.JsonKeyring", tmp_path, None)).probe()
+
+
+def test_a_sealed_temp_file_that_cannot_be_checked_is_left_in_place(tmp_path: Path) -> None:
+    """Without the key (or with another) a complete sealed write and a torn one look alike:
+    neither is removed, nor put in place."""
+    folder = tmp_path / "keyring"
+    Keystore(FileStore(folder, key=bytes(range(32)))).store(VENDOR, MODEL, "SN-TMP2", new_cik())
+    (entry,) = folder.iterdir()
+    temp = entry.rename(folder / f".{entry.name}.0123456789abcdef.tmp")
+    Keystore(FileStore(folder)).recover()  # no key
+    assert sorted(p.name for p in folder.iterdir()) == [temp.name]

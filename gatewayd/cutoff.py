@@ -8,7 +8,8 @@ read or write blocked on them, whatever library is doing it. One thread,
 started on first use, watches every deadline of the process.
 
 The caller then sees an error from its HTTP library and asks
-:attr:`Deadline.passed` what it means.
+:attr:`Deadline.passed` what it means; once the block has ended, its deadline
+touches nothing (a caller that keeps a connection checks ``passed`` after it).
 """
 
 from __future__ import annotations
@@ -50,13 +51,14 @@ class Deadline:
             _shut(socket_of)
 
     def _fire(self) -> None:
+        # under the lock: once the block has ended (_end), no socket of it is touched, so a
+        # connection kept for the next request is never shut down by this one's deadline
         with self._lock:
             if self._done:
                 return
             self.passed = True
-            sockets = list(self._sockets)
-        for socket_of in sockets:
-            _shut(socket_of)
+            for socket_of in self._sockets:
+                _shut(socket_of)
 
     def _end(self) -> None:
         with self._lock:

@@ -79,7 +79,9 @@ class Connection:
                 if deadline.passed:
                     raise TransportError(_overdue(timeout), reached=exc.reached) from exc
                 raise
-            return answer
+        if deadline.passed:  # it passed as the exchange ended: its socket may be shut down
+            self.close()
+        return answer
 
     def _exchange(self, form: dict[str, str], deadline: cutoff.Deadline) -> Answer:
         timeout = deadline.seconds

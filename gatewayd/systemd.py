@@ -8,7 +8,8 @@ the variable is unset and every call does nothing. The watchdog follows
 
 A notification never blocks the caller: the socket is non-blocking, and a
 message that finds systemd's queue full (a busy PID 1 reads it late; the queue
-holds a handful) is dropped, counted, and said once a minute.
+holds a handful), or cannot be sent at all, is dropped, counted, and said once
+a minute.
 """
 
 from __future__ import annotations
@@ -61,17 +62,20 @@ class Notifier:
                 kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
                 self._socket = socket.socket(socket.AF_UNIX, kind)
             self._socket.sendto(message.encode(), self._address)
-        except BlockingIOError:
+        except OSError as exc:
             self.dropped += 1
             now = time.monotonic()
-            if self._said_at is None or now - self._said_at >= WARN_WINDOW:
-                self._said_at = now
-                log.warning(
-                    "systemd does not read its notify socket: %d notifications dropped so far",
-                    self.dropped,
-                )
-        except OSError as exc:
-            log.warning("cannot notify systemd (%s): %s", message.split("=", 1)[0], exc)
+            if self._said_at is not None and now - self._said_at < WARN_WINDOW:
+                return
+            self._said_at = now
+            busy = isinstance(exc, BlockingIOError)
+            why = "systemd does not read its notify socket" if busy else exc
+            log.warning(
+                "cannot notify systemd (%s): %s; %d notifications dropped so far",
+                message.split("=", 1)[0],
+                why,
+                self.dropped,
+            )
 
     def close(self) -> None:
         if self._socket is not None:

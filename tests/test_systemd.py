@@ -183,7 +183,7 @@ def test_a_notify_socket_nobody_reads_neither_stops_the_loop_nor_floods_it(
         n.announce(wait=False)
     for n in nodes:  # nothing reads the notify socket meanwhile
         assert n.activate(timeout=WAIT)["status"] == "activated"
-    gw.wait_for(r"systemd does not read its notify socket: \d+ notifications dropped")
+    gw.wait_for(r"systemd does not read its notify socket; \d+ notifications dropped")
     took = time.monotonic() - started
     assert gw.stop() == 0
     sock.settimeout(0.5)

@@ -193,9 +193,12 @@ def read_records(state_dir: Path) -> dict[str, Node]:
 
 
 def read_keyring(state_dir: Path, serials: Iterable[str]) -> dict[str, str]:
-    """The CIK stored for each serial that has one, from gatewayd's own keyring files."""
+    """The CIK stored for each serial that has one, from gatewayd's own keyring files, once
+    the writes a kill cut between fsync and rename are completed, as gatewayd's next start
+    completes them (call it only while gatewayd is not running)."""
     backend = open_backend(KEYRING_BACKENDS["file"], state_dir / "keyring", None)
     keystore = Keystore(backend, "gatewayd")
+    keystore.recover()
     stored = {}
     for sn in serials:
         cik = keystore.load(VENDOR, MODEL, sn)

@@ -181,7 +181,8 @@ def compile_bytecode() -> None:
     .deb's postinst): a start that compiles each module it loads is not one an operator sees.
     """
     script = (
-        "import sys, gatewayd.daemon, gatewayd.exosite, gatewayd.mqtt, gatewayd.vendor;"
+        "import sys, gatewayd.daemon.loop, gatewayd.adapters.exosite, gatewayd.adapters.mqtt;"
+        "import gatewayd.adapters.vendor;"
         "files = (getattr(m, '__file__', None) or '' for m in list(sys.modules.values()));"
         "print(*files, sep='\\n')"
     )

@@ -22,12 +22,12 @@ from unittest import mock
 
 from support import MODEL, VENDOR
 
-from gatewayd import filestore
-from gatewayd.events import Node, State
-from gatewayd.filestore import FileStore
-from gatewayd.keystore import Keystore
-from gatewayd.secret import Secret
-from gatewayd.state import StateDB
+from gatewayd.adapters import filestore
+from gatewayd.adapters.filestore import FileStore
+from gatewayd.adapters.keystore import Keystore
+from gatewayd.adapters.state import StateDB
+from gatewayd.core.events import Node, State
+from gatewayd.core.secret import Secret
 
 KEY = bytes(range(32))
 OPS = 200

@@ -29,7 +29,7 @@ from support import (
     stolen,
 )
 
-from gatewayd.mqtt import new_client
+from gatewayd.adapters.mqtt import new_client
 
 
 class Fleet:

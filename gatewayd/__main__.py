@@ -17,12 +17,14 @@ import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from gatewayd import __version__, logs, secret  # noqa: E402
-from gatewayd.config import DEFAULT_PATH, load  # noqa: E402
-from gatewayd.daemon import Daemon  # noqa: E402
-from gatewayd.errors import ConfigError, GatewaydError  # noqa: E402
+from gatewayd import __version__  # noqa: E402
+from gatewayd.adapters import logs  # noqa: E402
+from gatewayd.config.load import DEFAULT_PATH, load  # noqa: E402
+from gatewayd.core import secret  # noqa: E402
+from gatewayd.core.errors import ConfigError, GatewaydError  # noqa: E402
+from gatewayd.daemon.loop import Daemon  # noqa: E402
 
-log = logging.getLogger("gatewayd.daemon")
+log = logging.getLogger("gatewayd.daemon.loop")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING
 
 import pytest
 
-from gatewayd import secret
+from gatewayd.core import secret
 from gatewayd.sim import Registry, Simulator, tomlfile
 
 if TYPE_CHECKING:  # paho, loaded only by the tests that start nodes
@@ -237,7 +237,7 @@ class Gateway:
     def ctl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """gatewayctl as a subprocess, on this gateway's configuration."""
         return subprocess.run(
-            [sys.executable, "-m", "gatewayd.cli", "--config", str(self.config_path), *args],
+            [sys.executable, "-m", "gatewayd.ctl.main", "--config", str(self.config_path), *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -314,7 +314,7 @@ def simulator(registry: Registry) -> Iterator[Simulator]:
 
 
 KEYRING_BACKENDS = {
-    "file": "gatewayd.keystore.FileKeyring",
+    "file": "gatewayd.adapters.keystore.FileKeyring",
     "thirdparty": "jsonkeyring.JsonKeyring",
 }
 THIRD_PARTY = Path(__file__).resolve().parent / "thirdparty"

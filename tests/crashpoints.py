@@ -20,9 +20,9 @@ from urllib.parse import parse_qs
 
 from conftest import WAIT
 
-from gatewayd.events import State
+from gatewayd.adapters.state import StateDB
+from gatewayd.core.events import State
 from gatewayd.sim import Request, Response, Route, Simulator
-from gatewayd.state import StateDB
 
 SYSCALLS = ("write", "pwrite64", "fsync", "fdatasync", "rename", "sendto", "connect")
 """The calls along an activation whose failure could lose a CIK or send a request early."""

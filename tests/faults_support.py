@@ -22,11 +22,11 @@ from typing import Any
 
 from conftest import KEYRING_BACKENDS, MODEL, VENDOR, Gateway
 
-from gatewayd.events import Node
-from gatewayd.keystore import Keystore, open_backend
+from gatewayd.adapters.keystore import Keystore, open_backend
+from gatewayd.adapters.state import StateDB
+from gatewayd.core.events import Node
 from gatewayd.sim import Registry
 from gatewayd.sim.node import FINAL, Received, SimulatedNode
-from gatewayd.state import StateDB
 
 MakeNode = Callable[..., SimulatedNode]
 

@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from gatewayd.keystore import FileKeyring, Keystore
-from gatewayd.secret import Secret
+from gatewayd.adapters.keystore import FileKeyring, Keystore
+from gatewayd.core.secret import Secret
 
 
 def main() -> int:

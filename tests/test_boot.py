@@ -22,7 +22,7 @@ import pytest
 from conftest import MODEL, VENDOR, WAIT, Broker
 from debroot import ROOT_PATH, SUITES, fresh_root, install, the_package
 
-from gatewayd import logs
+from gatewayd.adapters import logs
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
 

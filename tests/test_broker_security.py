@@ -21,8 +21,8 @@ import pytest
 from conftest import MODEL, VENDOR, WAIT, Broker, Gateway, free_port
 from pki import Pki, make_pki
 
-from gatewayd import secret
-from gatewayd.mqtt import new_client
+from gatewayd.adapters.mqtt import new_client
+from gatewayd.core import secret
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
 
@@ -121,7 +121,7 @@ def registry() -> Registry:
 
 @pytest.fixture
 def keyring_backend() -> str:
-    return "gatewayd.keystore.FileKeyring"
+    return "gatewayd.adapters.keystore.FileKeyring"
 
 
 MakeGateway = Callable[..., Gateway]

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.cli import main
-from gatewayd.events import Node, Reason, State
-from gatewayd.keystore import FileKeyring, Keystore
-from gatewayd.secret import Secret
-from gatewayd.state import DB_NAME, SCHEMA_VERSION, StateDB
+from gatewayd.adapters.keystore import FileKeyring, Keystore
+from gatewayd.adapters.state import DB_NAME, SCHEMA_VERSION, StateDB
+from gatewayd.core.events import Node, Reason, State
+from gatewayd.core.secret import Secret
+from gatewayd.ctl.main import main
 
 VENDOR = "acme"
 MODEL = "thermo-v1"
@@ -402,7 +402,7 @@ def test_gatewayctl_runs_as_a_module(filled: Path) -> None:
         [
             sys.executable,
             "-m",
-            "gatewayd.cli",
+            "gatewayd.ctl.main",
             "--config",
             str(filled),
             "show",

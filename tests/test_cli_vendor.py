@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import MODEL, VENDOR
 
-from gatewayd.cli import main
-from gatewayd.config import load
+from gatewayd.config.load import load
+from gatewayd.ctl.main import main
+from gatewayd.daemon.wiring import open_keystore, vendor_token
 from gatewayd.sim import Registry, Simulator
-from gatewayd.wiring import open_keystore, vendor_token
 
 TOKEN = "vendor-token-7f3a9c"
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import MODEL, VENDOR, WAIT, FakeClock, Gateway, messages_until
 
-from gatewayd.deadlines import EXPIRY_WINDOW
-from gatewayd.engine import Engine
-from gatewayd.events import (
+from gatewayd.core.deadlines import EXPIRY_WINDOW
+from gatewayd.core.engine import Engine
+from gatewayd.core.events import (
     Activate,
     ActivationAnswered,
     Announced,

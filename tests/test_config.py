@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatewayd import config
-from gatewayd.config import (
+from gatewayd.config import load as config
+from gatewayd.config.load import (
     DEFAULT_PATH,
     Config,
     ExositeConfig,
@@ -25,7 +25,7 @@ from gatewayd.config import (
     load,
     parse,
 )
-from gatewayd.errors import ConfigError
+from gatewayd.core.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 SOURCE = "/etc/gatewayd/config.toml"
@@ -99,7 +99,7 @@ def test_defaults() -> None:
         ca_file=None,
     )
     assert cfg.keyring == KeyringConfig(
-        backend="gatewayd.keystore.FileKeyring", service="gatewayd", key_file=None
+        backend="gatewayd.adapters.keystore.FileKeyring", service="gatewayd", key_file=None
     )
     assert cfg.nodes.sn_pattern.pattern == r"^[A-Za-z0-9._:-]{1,64}$"
     assert cfg.nodes.rejected_retry_after == 300.0
@@ -190,7 +190,13 @@ BAD = [
     (
         "keyring",
         "backend",
-        ['"FileKeyring"', '"gatewayd.keystore."', '"gatewayd..Keyring"', '"1mod.Class"', "1"],
+        [
+            '"FileKeyring"',
+            '"gatewayd.adapters.keystore."',
+            '"gatewayd..Keyring"',
+            '"1mod.Class"',
+            "1",
+        ],
     ),
     ("keyring", "service", ['""', '"a/b"', "1"]),
     ("keyring", "key_file", ['"keyring-key"', "1"]),

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from conftest import MODEL, VENDOR, WAIT, Broker, Gateway
 
-from gatewayd.control import ControlError, ControlServer, Request, call
-from gatewayd.keystore import FileKeyring, Keystore
+from gatewayd.adapters.keystore import FileKeyring, Keystore
+from gatewayd.adapters.state import DB_NAME
+from gatewayd.daemon.control import ControlError, ControlServer, Request, call
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
-from gatewayd.state import DB_NAME
 
 MakeGateway = Callable[..., Gateway]
 MakeNode = Callable[..., SimulatedNode]
@@ -33,7 +33,7 @@ MakeNode = Callable[..., SimulatedNode]
 @pytest.fixture
 def keyring_backend() -> str:
     """The commands do not depend on the backend: gatewayd's own is enough here."""
-    return "gatewayd.keystore.FileKeyring"
+    return "gatewayd.adapters.keystore.FileKeyring"
 
 
 def ok_json(gw: Gateway, *args: str) -> dict[str, object]:

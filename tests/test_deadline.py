@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterator
 import pytest
 from conftest import MODEL, VENDOR, WAIT, Gateway
 
-from gatewayd.config import ExositeConfig
-from gatewayd.events import ActivationAnswered, Failed, Issued
-from gatewayd.exosite import ExositeClient
-from gatewayd.secret import Secret
+from gatewayd.adapters.exosite import ExositeClient
+from gatewayd.adapters.vendor import VendorApiError, VendorClient
+from gatewayd.config.load import ExositeConfig
+from gatewayd.core.events import ActivationAnswered, Failed, Issued
+from gatewayd.core.secret import Secret
 from gatewayd.sim.node import SimulatedNode
-from gatewayd.vendor import VendorApiError, VendorClient
 
 TIMEOUT = 0.5
 PACE = 0.05

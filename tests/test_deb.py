@@ -20,7 +20,7 @@ import pytest
 from conftest import MODEL, VENDOR, WAIT, Broker, LineWatcher
 from debroot import MIRROR, ROOT_PATH, SUITES, Root, fresh_root, install, run, the_package
 
-from gatewayd.keystore import FileKeyring, Keystore
+from gatewayd.adapters.keystore import FileKeyring, Keystore
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
 

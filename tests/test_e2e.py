@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import MODEL, VENDOR, Gateway
 
-from gatewayd.events import State as EngineState
-from gatewayd.keystore import FileKeyring, Keystore
+from gatewayd.adapters.keystore import FileKeyring, Keystore
+from gatewayd.adapters.state import StateDB
+from gatewayd.core.events import State as EngineState
 from gatewayd.sim import Registry, Simulator, State
 from gatewayd.sim.node import Received, SimulatedNode
-from gatewayd.state import StateDB
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ from typing import TypeVar
 import pytest
 from conftest import FakeClock as Clock
 
-from gatewayd.deadlines import EXPIRY_WINDOW
-from gatewayd.engine import Engine
-from gatewayd.events import (
+from gatewayd.core.deadlines import EXPIRY_WINDOW
+from gatewayd.core.engine import Engine
+from gatewayd.core.events import (
     Action,
     Activate,
     ActivationAnswered,
@@ -44,9 +44,9 @@ from gatewayd.events import (
     StoreCik,
     Tick,
 )
-from gatewayd.secret import Secret
-from gatewayd.timers import backoff_ceiling
-from gatewayd.transitions import TRANSITIONS, Trigger, as_table
+from gatewayd.core.secret import Secret
+from gatewayd.core.timers import backoff_ceiling
+from gatewayd.core.transitions import TRANSITIONS, Trigger, as_table
 
 SETTINGS = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1", "hygro"}))
 CIK = Secret("a" * 40)
@@ -860,5 +860,5 @@ def test_beyond_max_pending_a_new_node_is_told_to_come_back_and_nothing_is_kept(
 
 def test_the_readme_shows_the_transition_table() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert as_table() in readme, "run python -m gatewayd.transitions and paste its table"
+    assert as_table() in readme, "run python -m gatewayd.core.transitions and paste its table"
     assert as_table().count("\n") == len(TRANSITIONS) + 2

@@ -13,9 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from conftest import MODEL, VENDOR, FakeClock
 
-from gatewayd.config import ExositeConfig
-from gatewayd.events import ActivationAnswered, Failed, Issued, Outcome, Refused
-from gatewayd.exosite import (
+from gatewayd.adapters.exosite import (
     CIK_LENGTH,
     NOT_SENT,
     ExositeClient,
@@ -23,7 +21,9 @@ from gatewayd.exosite import (
     classify,
     request_form,
 )
-from gatewayd.secret import Secret
+from gatewayd.config.load import ExositeConfig
+from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Refused
+from gatewayd.core.secret import Secret
 from gatewayd.sim import DROP, Registry, Request, Response, Route, Simulator
 
 WAIT = 5.0
@@ -588,17 +588,17 @@ def test_close_wakes_jobs_waiting_for_their_rate_slot(
 def test_a_plain_http_url_logs_a_warning(
     make_client: Make, caplog: pytest.LogCaptureFixture, url: str
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="gatewayd.exosite")
+    caplog.set_level(logging.WARNING, logger="gatewayd.adapters.exosite")
     make_client(url)
-    warnings = [r for r in caplog.records if r.name == "gatewayd.exosite"]
+    warnings = [r for r in caplog.records if r.name == "gatewayd.adapters.exosite"]
     assert [r.levelno for r in warnings] == [logging.WARNING]
     assert "plain HTTP" in warnings[0].getMessage()
 
 
 def test_an_https_url_logs_no_warning(make_client: Make, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="gatewayd.exosite")
+    caplog.set_level(logging.DEBUG, logger="gatewayd.adapters.exosite")
     make_client("https://127.0.0.1:9")
-    assert [r for r in caplog.records if r.name == "gatewayd.exosite"] == []
+    assert [r for r in caplog.records if r.name == "gatewayd.adapters.exosite"] == []
 
 
 def test_no_cik_reaches_a_log_record_or_an_error(

@@ -1,7 +1,7 @@
 """Durability under faults (issue 3): crashes, broker restarts, an Exosite outage, a stop.
 
 Real parts only: mosquitto, the simulator over HTTP, gatewayd as a subprocess
-and its own keyring files, read back afterwards with ``gatewayd.keystore``.
+and its own keyring files, read back afterwards with ``gatewayd.adapters.keystore``.
 Faults land at random moments drawn from a seeded ``random.Random`` (the
 seed is printed); every wait is for a log line, an answer or a process, with
 a timeout. Each test prints its key figures: run with ``-s`` to see them.
@@ -32,7 +32,7 @@ from faults_support import (
     wait_lines,
 )
 
-from gatewayd.events import State
+from gatewayd.core.events import State
 from gatewayd.sim import Registry
 from gatewayd.sim.node import FINAL
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import MODEL, VENDOR, WAIT, Broker, Gateway
 
-from gatewayd.mqtt import new_client
-from gatewayd.protocol import MAX_ANNOUNCE_BYTES
+from gatewayd.adapters.mqtt import new_client
+from gatewayd.core.protocol import MAX_ANNOUNCE_BYTES
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
 
@@ -66,7 +66,7 @@ def most_in_one_second(times: list[float]) -> int:
 
 @pytest.fixture
 def keyring_backend() -> str:
-    return "gatewayd.keystore.FileKeyring"
+    return "gatewayd.adapters.keystore.FileKeyring"
 
 
 def test_a_flood_does_not_stop_well_behaved_nodes(

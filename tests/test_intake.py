@@ -7,10 +7,10 @@ import queue
 
 import pytest
 
-from gatewayd import protocol
-from gatewayd.config import NodesConfig
-from gatewayd.events import BadAnnounce, LinkEvent, Message
-from gatewayd.intake import MAX_BACKLOG_BYTES, Intake
+from gatewayd.config.load import NodesConfig
+from gatewayd.core import protocol
+from gatewayd.core.events import BadAnnounce, LinkEvent, Message
+from gatewayd.daemon.intake import MAX_BACKLOG_BYTES, Intake
 
 TOPICS = protocol.Topics("gatewayd", "gw1")
 

@@ -21,10 +21,10 @@ from keyring.backend import KeyringBackend
 from keyring.errors import InitError, KeyringError, PasswordDeleteError, PasswordSetError
 from keyring.testing.backend import BackendBasicTests
 
-from gatewayd.errors import KeystoreError
-from gatewayd.filestore import FileStore
-from gatewayd.keystore import KEY_CREDENTIAL, FileKeyring, Keystore, load_key, open_backend
-from gatewayd.secret import Secret
+from gatewayd.adapters.filestore import FileStore
+from gatewayd.adapters.keystore import KEY_CREDENTIAL, FileKeyring, Keystore, load_key, open_backend
+from gatewayd.core.errors import KeystoreError
+from gatewayd.core.secret import Secret
 
 VENDOR = "acme"
 MODEL = "thermo-v1"
@@ -330,10 +330,14 @@ def test_cik_survives_sigkill_right_after_store(tmp_path: Path) -> None:
     assert keystore.load(VENDOR, MODEL, "SN-DURABLE") == cik
 
 
-def test_open_backend_builds_the_file_store_with_folder_and_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "name", ["gatewayd.adapters.keystore.FileKeyring", "gatewayd.keystore.FileKeyring"]
+)
+def test_open_backend_builds_the_file_store_with_folder_and_key(tmp_path: Path, name: str) -> None:
+    """Also under its name in gatewayd 0.1.0, which configuration files may still give."""
     folder = tmp_path / "keyring"
     key = os.urandom(32)
-    backend = open_backend("gatewayd.keystore.FileKeyring", folder, key)
+    backend = open_backend(name, folder, key)
     assert isinstance(backend, FileStore)
     assert backend.folder == folder
     assert backend.encrypted
@@ -346,9 +350,10 @@ def test_the_default_backend_works_without_loading_keyring(tmp_path: Path) -> No
     cryptography: each costs a small gateway start-up time and memory."""
     script = (
         "import sys; from pathlib import Path;"
-        "from gatewayd.keystore import Keystore, open_backend;"
-        "from gatewayd.secret import Secret;"
-        f"backend = open_backend('gatewayd.keystore.FileKeyring', Path({str(tmp_path)!r}), None);"
+        "from gatewayd.adapters.keystore import Keystore, open_backend;"
+        "from gatewayd.core.secret import Secret;"
+        "backend = open_backend("
+        f"'gatewayd.adapters.keystore.FileKeyring', Path({str(tmp_path)!r}), None);"
         "store = Keystore(backend);"
         "store.store('acme', 'm', 'SN1', Secret('c' * 40));"
         "assert store.load('acme', 'm', 'SN1') == Secret('c' * 40);"
@@ -380,11 +385,11 @@ def test_open_backend_builds_plaintext_keyring_under_xdg_data_home(
     [
         ("FileKeyring", None, "module.Class"),
         ("gatewayd.no_such_module.Backend", None, "cannot import"),
-        ("gatewayd.keystore.NoSuchBackend", None, "cannot import"),
-        ("gatewayd.keystore.Keystore", None, "not a keyring.backend.KeyringBackend"),
-        ("gatewayd.keystore.load_key", None, "not a keyring.backend.KeyringBackend"),
+        ("gatewayd.adapters.keystore.NoSuchBackend", None, "cannot import"),
+        ("gatewayd.adapters.keystore.Keystore", None, "not a keyring.backend.KeyringBackend"),
+        ("gatewayd.adapters.keystore.load_key", None, "not a keyring.backend.KeyringBackend"),
         ("keyrings.alt.file.PlaintextKeyring", bytes(32), "cannot use a keystore key"),
-        ("gatewayd.keystore.FileKeyring", bytes(16), "32 bytes"),
+        ("gatewayd.adapters.keystore.FileKeyring", bytes(16), "32 bytes"),
         (f"{__name__}.UnusableBackend", None, "D-Bus session"),
     ],
 )
@@ -457,7 +462,7 @@ def test_a_store_fsyncs_the_file_then_renames_it_then_fsyncs_the_folder(
 
 def test_a_folder_removed_while_running_is_made_again_on_the_next_write(tmp_path: Path) -> None:
     folder = tmp_path / "keyring"
-    keystore = Keystore(open_backend("gatewayd.keystore.FileKeyring", folder, None))
+    keystore = Keystore(open_backend("gatewayd.adapters.keystore.FileKeyring", folder, None))
     keystore.store(VENDOR, MODEL, "SN-1", new_cik())
     shutil.rmtree(folder)
     cik = new_cik()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import FakeClock
 
-from gatewayd.limits import MAX_TRACKED, WARN_WINDOW, AnnounceLimiter, Verdict
+from gatewayd.core.limits import MAX_TRACKED, WARN_WINDOW, AnnounceLimiter, Verdict
 
 
 def test_a_burst_then_the_rate() -> None:

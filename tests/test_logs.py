@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import root_logging_restored
 
-from gatewayd import logs
-from gatewayd.events import Log, State
+from gatewayd.adapters import logs
+from gatewayd.core.events import Log, State
 
 
 class Capture(logging.Handler):

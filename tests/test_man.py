@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd import reload
-from gatewayd.cli import parser
-from gatewayd.config import SECTIONS
+from gatewayd.config import reload
+from gatewayd.config.load import SECTIONS
+from gatewayd.ctl.main import parser
 
 REPO = Path(__file__).resolve().parent.parent
 MAN = REPO / "man"

@@ -11,8 +11,8 @@ import pytest
 from conftest import WAIT, Broker
 from paho.mqtt.packettypes import PacketTypes
 
-from gatewayd.config import MqttConfig
-from gatewayd.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
+from gatewayd.adapters.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
+from gatewayd.config.load import MqttConfig
 from gatewayd.sim.node import SimulatedNode
 
 pytestmark = pytest.mark.mqtt
@@ -155,7 +155,7 @@ def test_the_suback_decides_whether_gatewayd_is_subscribed(
         granted = [suback_code(0x87)]
     events: queue.Queue[LinkEvent] = queue.Queue()
     link = make_link(1, deliver=events.put)
-    with caplog.at_level(logging.ERROR, logger="gatewayd.mqtt"):
+    with caplog.at_level(logging.ERROR, logger="gatewayd.adapters.mqtt"):
         link._on_subscribe(link._client, None, 1, granted)
     assert events.get_nowait() == Connected(session_present=False, subscribed=subscribed)
     assert ("refused the subscription" in caplog.text) is not subscribed

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatewayd.config import NodesConfig
-from gatewayd.errors import InvalidRequest
-from gatewayd.events import Announced, Answer, Reason, ResponseTarget
-from gatewayd.protocol import (
+from gatewayd.config.load import NodesConfig
+from gatewayd.core.errors import InvalidRequest
+from gatewayd.core.events import Announced, Answer, Reason, ResponseTarget
+from gatewayd.core.protocol import (
     MAX_ANNOUNCE_BYTES,
     MAX_TOPIC_SN_CHARS,
     Topics,
@@ -20,7 +20,7 @@ from gatewayd.protocol import (
     parse_announce,
     response_target,
 )
-from gatewayd.secret import Secret
+from gatewayd.core.secret import Secret
 
 TOPICS = Topics("gatewayd", "gw1")
 PATTERN = NodesConfig().sn_pattern

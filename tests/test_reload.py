@@ -14,8 +14,8 @@ from collections.abc import Callable
 import pytest
 from conftest import MODEL, VENDOR, WAIT, Gateway, LineWatcher, messages_until
 
-from gatewayd.config import parse
-from gatewayd.reload import LIVE, plan
+from gatewayd.config.load import parse
+from gatewayd.config.reload import LIVE, plan
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
 
@@ -75,7 +75,7 @@ def test_every_live_key_exists() -> None:
 
 @pytest.fixture
 def keyring_backend() -> str:
-    return "gatewayd.keystore.FileKeyring"
+    return "gatewayd.adapters.keystore.FileKeyring"
 
 
 @pytest.mark.e2e

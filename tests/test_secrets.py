@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import leaked, root_logging_restored
 
-from gatewayd import cli, logs, secret
-from gatewayd.secret import Secret
+from gatewayd.adapters import logs
+from gatewayd.core import secret
+from gatewayd.core.secret import Secret
+from gatewayd.ctl import main as cli
 
 CIK = "7c1e0d2b9a8f6e5d4c3b2a1f0e9d8c7b6a5f4e3d"
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 from conftest import FakeClock
 
-from gatewayd.errors import ConfigError
+from gatewayd.core.errors import ConfigError
 from gatewayd.sim import DROP, EXPIRY_SECONDS, LogEntry, Registry, Simulator, State
 
 if TYPE_CHECKING:

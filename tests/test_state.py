@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatewayd.errors import StateError
-from gatewayd.events import Node, Reason, State
-from gatewayd.secret import Secret
-from gatewayd.state import DB_NAME, MIGRATIONS, SCHEMA_VERSION, StateDB
+from gatewayd.adapters.state import DB_NAME, MIGRATIONS, SCHEMA_VERSION, StateDB
+from gatewayd.core.errors import StateError
+from gatewayd.core.events import Node, Reason, State
+from gatewayd.core.secret import Secret
 
 NODE = Node(
     sn="ABC123",
@@ -311,8 +311,8 @@ def fsyncs_during_saves(folder: Path, *, durable: bool, together: bool = False) 
         [
             "import contextlib, sys",
             "from pathlib import Path",
-            "from gatewayd.events import Node, State",
-            "from gatewayd.state import StateDB",
+            "from gatewayd.core.events import Node, State",
+            "from gatewayd.adapters.state import StateDB",
             f"db = StateDB.in_dir(Path({str(folder)!r}))",
             "db.save(Node('WARM', 'v', 'm', State.ACTIVATING, 1.0))",
             "sys.stdout.write('saving\\n'); sys.stdout.flush()",

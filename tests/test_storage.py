@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from conftest import KEYRING_BACKENDS, MODEL, VENDOR, Gateway
 
-from gatewayd.events import State
-from gatewayd.keystore import FileKeyring, Keystore
+from gatewayd.adapters.keystore import FileKeyring, Keystore
+from gatewayd.adapters.state import StateDB
+from gatewayd.core.events import State
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
-from gatewayd.state import StateDB
 
 pytestmark = pytest.mark.e2e
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import MODEL, VENDOR, WAIT, Broker, Gateway, messages_until
 
+from gatewayd.adapters.state import DB_NAME
+from gatewayd.adapters.systemd import Notifier
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
-from gatewayd.state import DB_NAME
-from gatewayd.systemd import Notifier
 
 
 def test_without_notify_socket_nothing_is_sent() -> None:

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from pki import Pki, make_pki
 
-from gatewayd.config import ExositeConfig
-from gatewayd.endpoint import Endpoint, Proxy
-from gatewayd.events import ActivationAnswered, Issued
-from gatewayd.exosite import ExositeClient
+from gatewayd.adapters.endpoint import Endpoint, Proxy
+from gatewayd.adapters.exosite import ExositeClient
+from gatewayd.adapters.transport import Connection, TransportError
+from gatewayd.config.load import ExositeConfig
+from gatewayd.core.events import ActivationAnswered, Issued
 from gatewayd.sim import Registry, Simulator
-from gatewayd.transport import Connection, TransportError
 
 VENDOR = "acme"
 MODEL = "thermo-v1"

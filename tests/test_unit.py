@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.config import GatewayConfig
+from gatewayd.config.load import GatewayConfig
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "gatewayd.service"

@@ -16,9 +16,10 @@ import pytest
 import requests
 from conftest import FakeClock
 
-from gatewayd.config import ExositeConfig
-from gatewayd.errors import ExositeError
-from gatewayd.secret import Secret
+from gatewayd.adapters.vendor import SerialState, SerialStatus, VendorApiError, VendorClient
+from gatewayd.config.load import ExositeConfig
+from gatewayd.core.errors import ExositeError
+from gatewayd.core.secret import Secret
 from gatewayd.sim import (
     DROP,
     EXPIRY_SECONDS,
@@ -32,7 +33,6 @@ from gatewayd.sim import (
     State,
     device_rid,
 )
-from gatewayd.vendor import SerialState, SerialStatus, VendorApiError, VendorClient
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -519,10 +519,10 @@ def test_https_to_a_plain_http_server_is_a_tls_error(sim: Simulator) -> None:
 
 
 def test_a_plain_http_url_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="gatewayd.vendor")
+    caplog.set_level(logging.DEBUG, logger="gatewayd.adapters.vendor")
     vendor_client("http://127.0.0.1:9")
     vendor_client("https://127.0.0.1:9")
-    records = [r for r in caplog.records if r.name == "gatewayd.vendor"]
+    records = [r for r in caplog.records if r.name == "gatewayd.adapters.vendor"]
     assert [r.levelno for r in records] == [logging.WARNING]
     assert "plain HTTP" in records[0].getMessage()
 

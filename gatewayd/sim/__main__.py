@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gatewayd.errors import ConfigError
+from gatewayd.core.errors import ConfigError
 from gatewayd.sim.registry import Registry
 from gatewayd.sim.server import Simulator
 

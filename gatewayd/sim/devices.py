@@ -6,7 +6,7 @@ import enum
 import tomllib
 from pathlib import Path
 
-from gatewayd.errors import ConfigError
+from gatewayd.core.errors import ConfigError
 
 
 class State(enum.StrEnum):

@@ -24,7 +24,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gatewayd.mqtt import new_client, reason_code, release
+from gatewayd.adapters.mqtt import new_client, reason_code, release
 
 FINAL = frozenset({"activated", "rejected"})
 _PUBACK_POLL: Final = 0.1

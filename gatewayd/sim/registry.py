@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from gatewayd.secret import Secret, remember
+from gatewayd.core.secret import Secret, remember
 from gatewayd.sim.devices import State, read_devices_file
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from gatewayd.errors import ConfigError
+from gatewayd.core.errors import ConfigError
 from gatewayd.sim.devices import State, parse_device
 from gatewayd.sim.registry import DROP, Answer, Call, Device, Fault, ManageAnswer, Registry
 

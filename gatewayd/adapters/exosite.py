@@ -1,0 +1,229 @@
+"""The Exosite provisioning client: bounded worker threads, each with one connection.
+
+Each request runs on one of ``max_concurrent`` worker threads, after taking a
+slot from a rate limiter that lets at most ``max_rate`` requests start per
+second. Every answer, and every failure, is classified into an outcome
+(:mod:`gatewayd.core.events`) and handed to ``deliver``, which puts it on the
+daemon's queue. The HTTP exchange itself is :mod:`gatewayd.adapters.transport`'s; its
+errors never leave this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+from gatewayd.adapters import logs
+from gatewayd.adapters.endpoint import Endpoint, activation_endpoint, activation_url
+from gatewayd.adapters.transport import Connection, TransportError
+from gatewayd.config.load import ExositeConfig
+from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Refused
+from gatewayd.core.secret import Secret
+
+log = logging.getLogger(__name__)
+
+CIK_LENGTH: Final = 40
+NOT_SENT: Final = "not sent: gatewayd is stopping"
+
+
+MAYBE_DELIVERED: Final = frozenset({500, 502, 504})
+"""Answers a proxy or load balancer gives when Exosite may have acted on the request."""
+_CIK_CHARACTERS: Final = frozenset(chr(c) for c in range(0x21, 0x7F)) - set("<>&")
+"""Visible ASCII, without markup: what a CIK may be made of (Exosite's are hex)."""
+
+
+def classify(status: int, body: bytes, broken: str | None = None) -> Outcome:
+    """Map an HTTP answer to an outcome, per the table in DESIGN.md; ``broken`` says why
+    the body is incomplete (the connection broke, or it ended short of its length)."""
+    if 200 <= status < 300:
+        return issued(status, body, broken)
+    maybe = broken is not None or status in MAYBE_DELIVERED
+    if status == 429 or status >= 500:
+        return Failed(broken or f"HTTP {status}", status, maybe_delivered=maybe)
+    if 400 <= status < 500:
+        return Refused(status)
+    return Failed(broken or f"unexpected HTTP {status}", status, maybe_delivered=True)
+
+
+def issued(status: int, body: bytes, broken: str | None = None) -> Issued:
+    """A 2xx body is never dropped: one that is not a complete CIK is kept as received,
+    with what is wrong with it.
+
+    Nothing is stripped or re-encoded away: a body that is not valid ASCII is
+    decoded as Latin-1, which maps each byte to one character and back.
+    """
+    text = body.decode("latin-1")
+    return Issued(Secret(text), _problem(status, text, broken))
+
+
+def _problem(status: int, text: str, broken: str | None) -> str | None:
+    if broken is not None:
+        return f"{len(text)} bytes arrived before the answer broke off ({broken})"
+    if status != 200:
+        return f"HTTP {status}, not 200"
+    if not text:
+        return "empty"
+    if len(text) != CIK_LENGTH:
+        return f"{len(text)} bytes, not {CIK_LENGTH}"
+    if not _CIK_CHARACTERS.issuperset(text):
+        return "not 40 visible ASCII characters without markup"
+    return None
+
+
+def request_form(config: ExositeConfig, vendor: str, model: str, sn: str) -> dict[str, str]:
+    """The form body of an activation request, in the configured API's form."""
+    if config.api == "murano":
+        return {"id": sn}
+    return {"vendor": vendor, "model": model, "sn": sn}
+
+
+class RateLimiter:
+    """Lets at most ``rate`` callers through per second, spaced evenly."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def set_rate(self, rate: float) -> None:
+        with self._lock:
+            self._interval = 1.0 / rate
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Block until the caller's slot; False if ``stop`` was set meanwhile."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        delay = slot - now
+        return not stop.wait(delay) if delay > 0 else not stop.is_set()
+
+
+class ExositeClient:
+    """Sends activation requests without blocking the caller."""
+
+    def __init__(
+        self,
+        config: ExositeConfig,
+        deliver: Callable[[ActivationAnswered], None],
+        endpoint: Endpoint | None = None,
+    ) -> None:
+        self._config = config
+        self._deliver = deliver
+        self._url = activation_url(config)
+        self._endpoint = endpoint or activation_endpoint(config)
+        if self._endpoint.proxy is not None:
+            proxy = self._endpoint.proxy
+            log.info("exosite: requests go through the proxy %s:%d", proxy.host, proxy.port)
+        self._jobs: queue.SimpleQueue[tuple[str, str, str] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
+        self._limiter = RateLimiter(config.max_rate)
+        # a request holds a slot from before it is sent until the main thread has handled
+        # its answer (a CIK stored): so at most max_concurrent CIKs are ever on the wire or
+        # waiting in memory, the most a crash can lose, however slow the disk
+        self._slots = threading.Semaphore(config.max_concurrent)
+        self._submit_lock = threading.Lock()
+        if self._endpoint.tls is None:
+            log.warning(
+                "exosite.url %s is plain HTTP: CIKs cross the network unencrypted "
+                "(meant for a local simulator only)",
+                config.url,
+            )
+        self._workers = [
+            threading.Thread(target=self._work, name=f"exosite-{i}", daemon=True)
+            for i in range(config.max_concurrent)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def submit(self, sn: str, vendor: str, model: str) -> None:
+        """Queue a request; once :meth:`close` was called it is reported unsent at once."""
+        with self._submit_lock:
+            if not self._stop.is_set():
+                self._jobs.put((sn, vendor, model))
+                return
+        self._deliver(ActivationAnswered(sn, Failed(NOT_SENT)))
+
+    def handled(self, answer: ActivationAnswered) -> None:
+        """The main thread has carried out ``answer``: its worker may send another request."""
+        if answer.outcome != Failed(NOT_SENT):
+            self._slots.release()
+
+    def reconfigure(self, config: ExositeConfig) -> None:
+        """Take a reloaded configuration: its timeout and rate apply to the next request."""
+        self._config = config
+        self._limiter.set_rate(config.max_rate)
+
+    def pause(self) -> None:
+        """Start no new request until :meth:`resume` (requests on the wire go on)."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
+
+    def close(self, timeout: float) -> None:
+        """Stop: requests on the wire finish (or time out); queued ones are reported unsent.
+
+        Every job queued before this call lies ahead of the workers' stop
+        markers, so each is answered exactly once; ``timeout`` bounds only the
+        wait for the requests on the wire. Calling it again just waits again.
+        """
+        with self._submit_lock:
+            if not self._stop.is_set():
+                self._stop.set()
+                self._open.set()
+                for _ in self._workers:
+                    self._jobs.put(None)
+                    self._slots.release()  # a worker waiting for a slot sees the stop
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+
+    def _work(self) -> None:
+        connection = Connection(self._endpoint)
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                sn, vendor, model = job
+                self._slots.acquire()
+                if not self._gate() or not self._limiter.wait(self._stop):
+                    self._slots.release()
+                    self._deliver(ActivationAnswered(sn, Failed(NOT_SENT)))
+                    continue
+                log.debug(
+                    "node %s: activation request sent to %s", sn, self._url, extra=logs.about(sn)
+                )
+                try:
+                    outcome = self._post(connection, sn, vendor, model)
+                except Exception as exc:  # a worker must answer every job it took
+                    log.exception(
+                        "node %s: activation request failed unexpectedly",
+                        sn,
+                        extra=logs.about(sn),
+                    )
+                    outcome = Failed(f"internal error: {type(exc).__name__}", maybe_delivered=True)
+                self._deliver(ActivationAnswered(sn, outcome))
+        finally:
+            connection.close()
+
+    def _gate(self) -> bool:
+        """Wait while paused (closing opens the gate); False once the client is stopping."""
+        self._open.wait()
+        return not self._stop.is_set()
+
+    def _post(self, connection: Connection, sn: str, vendor: str, model: str) -> Outcome:
+        form = request_form(self._config, vendor, model, sn)
+        try:
+            answer = connection.post_form(form, self._config.timeout)
+        except TransportError as exc:
+            return Failed(str(exc), maybe_delivered=exc.reached)
+        return classify(answer.status, answer.body, answer.broken)

@@ -1,0 +1,268 @@
+"""gatewayd's own headless keyring store: one file per secret, written durably.
+
+Secrets live in a 0700 folder. A file is named by the SHA-256 (hex) of the
+JSON array ``[service, username]`` and holds a 6-byte header, ``GWKR\\x01P``
+(plain) or ``GWKR\\x01E`` (encrypted), then the JSON object ``{"service",
+"username", "password"}``. Encrypted files carry a 12-byte nonce and that JSON
+sealed with AES-256-GCM, with the header and the file name as associated data.
+Files are written atomically and durably: a 0600 temp file opened with
+``O_EXCL``, fsync, rename, fsync of the folder. A temp file left by a stop
+between the fsync and the rename holds a complete entry: :meth:`FileStore.recover`
+puts it in place, and removes the ones that are not complete.
+
+This module does not import the keyring library: the daemon uses the store
+directly. :class:`gatewayd.adapters.keystore.FileKeyring` is the same store as a keyring
+backend, for keyring's API and command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from gatewayd.core.errors import KeystoreError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FOLDER: Final = Path("/var/lib/gatewayd/keyring")
+KEY_CREDENTIAL: Final = "gatewayd-keyring-key"
+KEY_SIZE: Final = 32
+_NONCE_SIZE: Final = 12
+_PLAIN: Final = b"GWKR\x01P"
+_SEALED: Final = b"GWKR\x01E"
+_FIELDS: Final = ("service", "username", "password")
+
+
+class FileStoreError(Exception):
+    """The store cannot read, write or delete an entry, or its key is unusable."""
+
+
+class EntryMissing(FileStoreError):  # noqa: N818 (named for what it reports)
+    """A delete found no such entry."""
+
+
+class FileStore:
+    """One atomically written file per secret; the methods of a keyring backend."""
+
+    def __init__(self, folder: Path | None = None, key: bytes | None = None) -> None:
+        if key is not None and len(key) != KEY_SIZE:
+            raise FileStoreError(f"a FileKeyring key must be {KEY_SIZE} bytes, not {len(key)}")
+        self._folder = Path(folder) if folder is not None else DEFAULT_FOLDER
+        self._folder_ready = False
+        self._aead: AESGCM | None = None
+        if key is not None:
+            # cryptography only where a key is set: it costs a small gateway 6 MiB
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
+            self._aead = AESGCM(key)
+
+    @property
+    def folder(self) -> Path:
+        return self._folder
+
+    @property
+    def encrypted(self) -> bool:
+        return self._aead is not None
+
+    def __repr__(self) -> str:
+        return f"FileStore(folder={str(self._folder)!r}, encrypted={self.encrypted})"
+
+    def get_password(self, service: str, username: str) -> str | None:
+        name = _entry_name(service, username)
+        try:
+            blob = (self._folder / name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise FileStoreError(f"cannot read an entry in {self._folder}: {_why(exc)}") from exc
+        entry = self._open(name, blob)
+        if (entry["service"], entry["username"]) != (service, username):
+            raise FileStoreError(f"{self._folder / name} belongs to another service or username")
+        return entry["password"]
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        name = _entry_name(service, username)
+        entry = dict(zip(_FIELDS, (service, username, password), strict=True))
+        blob = self._seal(name, json.dumps(entry).encode("ascii"))
+        try:
+            self._write(name, blob)
+        except OSError as exc:
+            raise FileStoreError(f"cannot write an entry in {self._folder}: {_why(exc)}") from exc
+
+    def delete_password(self, service: str, username: str) -> None:
+        path = self._folder / _entry_name(service, username)
+        try:
+            path.unlink()
+        except FileNotFoundError as exc:
+            raise EntryMissing(f"no such entry in {self._folder}") from exc
+        except OSError as exc:
+            raise FileStoreError(f"cannot delete an entry in {self._folder}: {_why(exc)}") from exc
+        try:
+            _fsync_folder(self._folder)
+        except OSError as exc:
+            raise FileStoreError(f"cannot sync {self._folder}: {_why(exc)}") from exc
+
+    def recover(self) -> int:
+        """Finish the writes a stop interrupted: a complete temp file takes its entry's
+        place (it is the newest value: each start recovers before anything is written),
+        an incomplete one is removed. Returns how many were put in place."""
+        try:
+            temps = sorted(self._folder.glob(".*.tmp"))
+        except OSError as exc:
+            raise FileStoreError(f"cannot list {self._folder}: {_why(exc)}") from exc
+        recovered = 0
+        for temp in temps:
+            name = temp.name[1:].split(".", 1)[0]
+            try:
+                blob = temp.read_bytes()
+                self._open(name, blob)
+            except OSError as exc:
+                log.warning("%s cannot be read (%s); it is left in place", temp, _why(exc))
+                continue
+            except FileStoreError as exc:
+                if blob.startswith(_SEALED):  # torn, or sealed with another key: no telling
+                    log.warning("%s cannot be checked (%s); it is left in place", temp, exc)
+                    continue
+                log.warning("%s: an incomplete write, left by a stop, is removed", temp)
+                temp.unlink(missing_ok=True)
+                continue
+            temp.replace(self._folder / name)
+            recovered += 1
+        if temps:
+            _fsync_folder(self._folder)
+        return recovered
+
+    def _seal(self, name: str, payload: bytes) -> bytes:
+        if self._aead is None:
+            return _PLAIN + payload
+        nonce = os.urandom(_NONCE_SIZE)
+        return _SEALED + nonce + self._aead.encrypt(nonce, payload, _SEALED + name.encode())
+
+    def _open(self, name: str, blob: bytes) -> dict[str, str]:
+        where = self._folder / name
+        header, body = blob[: len(_PLAIN)], blob[len(_PLAIN) :]
+        if header == _SEALED:
+            from cryptography.exceptions import InvalidTag  # noqa: PLC0415 (loaded with the key)
+
+            if self._aead is None:
+                raise FileStoreError(f"{where} is encrypted and no keystore key was given")
+            nonce, sealed = body[:_NONCE_SIZE], body[_NONCE_SIZE:]
+            try:
+                body = self._aead.decrypt(nonce, sealed, header + name.encode())
+            except InvalidTag as exc:
+                raise FileStoreError(
+                    f"{where} cannot be decrypted: wrong keystore key, or the file was altered"
+                ) from exc
+        elif header == _PLAIN:
+            if self._aead is not None:
+                log.warning("%s is stored unencrypted although a keystore key is set", where)
+        else:
+            raise FileStoreError(f"{where} is not a gatewayd keyring entry")
+        try:
+            entry = json.loads(body)
+        except ValueError as exc:
+            raise FileStoreError(f"{where} is corrupt: its entry is not valid JSON") from exc
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(f), str) for f in _FIELDS):
+            raise FileStoreError(f"{where} is corrupt: its entry lacks a field")
+        return {field: entry[field] for field in _FIELDS}
+
+    def _write(self, name: str, blob: bytes) -> None:
+        if not self._folder_ready:
+            self._ensure_folder()
+        temp = self._folder / f".{name}.{secrets.token_hex(8)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(temp, flags, 0o600)
+            try:
+                written = 0
+                while written < len(blob):
+                    written += os.write(fd, blob[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            temp.replace(self._folder / name)
+        except BaseException:
+            self._folder_ready = False  # looked at again before the next write
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        _fsync_folder(self._folder)
+
+    def _ensure_folder(self) -> None:
+        """Make the folder, or tighten its mode; once, and again after a failed write."""
+        folder = self._folder
+        if not folder.is_dir():
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.chmod(0o700)
+            _fsync_folder(folder.parent)
+        else:
+            mode = stat.S_IMODE(folder.stat().st_mode)
+            if mode & 0o077:
+                log.warning("tightening the mode of %s from %04o to 0700", folder, mode)
+                folder.chmod(0o700)
+        self._folder_ready = True
+
+
+def _entry_name(service: str, username: str) -> str:
+    return hashlib.sha256(json.dumps([service, username]).encode("ascii")).hexdigest()
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def load_key(key_file: Path | None, credentials_dir: str | None) -> bytes | None:
+    """The keystore key from ``key_file``, else from the systemd credential, else None."""
+    if key_file is not None:
+        path = key_file
+    elif credentials_dir:
+        path = Path(credentials_dir, KEY_CREDENTIAL)
+        if not path.exists():
+            return None
+    else:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeystoreError(f"cannot read the keystore key {path}: {_why(exc)}") from exc
+    key = _parse_key(data)
+    if key is None:
+        raise KeystoreError(
+            f"{path}: expected a keystore key of {KEY_SIZE} raw bytes, {2 * KEY_SIZE} hex "
+            f"characters or the base64 of {KEY_SIZE} bytes; its {len(data)} bytes are none of these"
+        )
+    return key
+
+
+def _parse_key(data: bytes) -> bytes | None:
+    if len(data) == KEY_SIZE:
+        return data
+    text = data.strip()
+    try:
+        if len(text) == 2 * KEY_SIZE:
+            key = bytes.fromhex(text.decode("ascii"))
+        else:
+            key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key if len(key) == KEY_SIZE else None

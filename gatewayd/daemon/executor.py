@@ -1,0 +1,278 @@
+"""Carries out the engine's actions, in order, on the daemon's main thread.
+
+A CIK is written to the keystore before anything else happens to its node.
+When the keystore cannot take it (disk full, read-only file system, a backend
+error), the CIK is kept in memory and the node is still answered, a CRITICAL
+line is logged, no new activation request starts, and the write is retried
+until it succeeds; only then is the node's record saved as ``activated``, so
+that a crash meanwhile leaves the write-ahead record that tells what was lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Final
+
+from gatewayd.adapters import logs
+from gatewayd.core import protocol
+from gatewayd.core.engine import Engine
+from gatewayd.core.errors import KeystoreError, StateError
+from gatewayd.core.events import (
+    Action,
+    Activate,
+    CikLookedUp,
+    DeleteNode,
+    Log,
+    LookupCik,
+    Publish,
+    Reenable,
+    RequestUnsent,
+    Result,
+    SaveNode,
+    State,
+    StoreCik,
+)
+from gatewayd.core.timers import backoff_ceiling
+
+if TYPE_CHECKING:
+    from gatewayd.adapters.exosite import ExositeClient
+    from gatewayd.adapters.keystore import Keystore
+    from gatewayd.adapters.mqtt import MqttLink
+    from gatewayd.adapters.state import StateDB
+
+log = logging.getLogger(__name__)
+
+STORE_RETRY_BASE: Final = 0.5
+STORE_RETRY_CAP: Final = 30.0
+
+
+class Executor:
+    def __init__(
+        self,
+        engine: Engine,
+        keystore: Keystore,
+        state: StateDB,
+        exosite: ExositeClient,
+        link: MqttLink,
+        topics: protocol.Topics,
+        reenable: Callable[[Reenable], None],
+    ) -> None:
+        self._engine = engine
+        self._keystore = keystore
+        self._state = state
+        self._exosite = exosite
+        self._link = link
+        self._topics = topics
+        self._reenable = reenable
+        self.outstanding = 0
+        """Requests (activations and re-enables) sent and not answered yet."""
+        self.unstored: dict[str, StoreCik] = {}
+        """CIKs received that the keystore has not taken yet: they exist only here."""
+        self.state_failing = False
+        """The last write to the state database failed: no request is sent meanwhile."""
+        self._store_failures = 0
+        self._store_retry_at: float | None = None
+        self._held: list[Activate | Reenable] | None = None
+        self.results: list[Result] = []
+        """What the operator's commands came to, for the control channel to collect."""
+
+    def run(self, actions: Iterable[Action], stored: Callable[[], None] | None = None) -> bool:
+        """Carry out ``actions`` in order; ``stored`` is called as soon as a CIK among them
+        is in the keystore (not when it is only held in memory). True if it was called."""
+        called = False
+        saved: dict[str, str | None] = {}
+        """How the last save of each node's record in this run went: None if done, else
+        the error, and then the request that follows it is not sent."""
+        todo = deque(actions)
+        while todo:
+            action = todo.popleft()
+            match action:
+                case StoreCik():
+                    if self._store(action) and stored is not None and not called:
+                        stored()
+                        called = True
+                case SaveNode(node=node):
+                    saved[node.sn] = self._save(node.sn)
+                case Activate() | Reenable():
+                    todo.extendleft(reversed(self._request(action, saved.pop(action.sn, None))))
+                case LookupCik():
+                    todo.extendleft(reversed(self._engine.handle(self._lookup(action))))
+                case Publish():
+                    self._publish(action)
+                case Log():
+                    logs.emit(action)
+                case DeleteNode() | Result():
+                    self._command(action)
+        return called
+
+    @contextlib.contextmanager
+    def requests_held(self) -> Iterator[None]:
+        """Requests the block asks for are sent when it ends, in order: after what encloses
+        it (a state transaction) has made their write-ahead records durable. A transaction
+        that fails (StateError) sends none of them: their nodes wait as pending. A block
+        left by another exception sends nothing either."""
+        self._held = []
+        try:
+            yield
+        except StateError as exc:
+            # the transaction is lost: none of its requests has a record on disk
+            held, self._held = self._held, None
+            self._state_failed(exc)
+            for action in held:
+                self.run(self._engine.handle(RequestUnsent(action.sn, str(exc))))
+            return
+        except BaseException:
+            self._held = None
+            raise
+        held, self._held = self._held, None
+        if held:
+            self._state_ok()
+        for action in held:
+            self._send(action)
+
+    def _request(self, action: Activate | Reenable, unsaved: str | None) -> list[Action]:
+        """Send ``action``, unless the record written ahead of it failed to save (``unsaved``
+        says why): then it is not sent, and what the engine makes of that is returned."""
+        if unsaved is None:
+            self._send(action)
+            return []
+        return self._engine.handle(RequestUnsent(action.sn, unsaved))
+
+    def _send(self, action: Activate | Reenable) -> None:
+        if self._held is not None:
+            self._held.append(action)
+            return
+        self.outstanding += 1
+        if isinstance(action, Activate):
+            self._exosite.submit(action.sn, action.vendor, action.model)
+        else:
+            self._reenable(action)
+
+    def answered(self) -> None:
+        self.outstanding -= 1
+
+    # ----------------------------------------------------------------- keystore
+
+    def store_due(self) -> float | None:
+        """When the next attempt to store the held CIKs is due, if any are held."""
+        return self._store_retry_at if self.unstored else None
+
+    def retry_stores(self, now: float) -> None:
+        if not self.unstored or self._store_retry_at is None or now < self._store_retry_at:
+            return
+        for sn, action in list(self.unstored.items()):
+            if not self._write(action):
+                return
+            del self.unstored[sn]
+            logs.emit(Log("cik_stored_late", logging.WARNING, "CIK stored after retrying", sn))
+            self._save(sn)
+        self._store_failures = 0
+        self._store_retry_at = None
+        self._exosite.resume()
+
+    def _store(self, action: StoreCik) -> bool:
+        """Write the CIK; False if it is held in memory instead."""
+        if self.unstored or not self._write(action):
+            # keep the order of writes: a CIK is never stored behind one that waits
+            self.unstored[action.sn] = action
+            return False
+        return True
+
+    def _write(self, action: StoreCik) -> bool:
+        try:
+            store = self._keystore.store_unverified if action.unverified else self._keystore.store
+            store(action.vendor, action.model, action.sn, action.cik)
+        except Exception as exc:  # noqa: BLE001 (whatever a backend raises, the CIK stays)
+            problem = str(exc) if isinstance(exc, KeystoreError) else type(exc).__name__
+            self._exosite.pause()
+            self._store_failures += 1
+            delay = backoff_ceiling(self._store_failures, STORE_RETRY_BASE, 2.0, STORE_RETRY_CAP)
+            self._store_retry_at = time.monotonic() + delay
+            text = (
+                f"CIK received but not stored ({problem}); kept in memory and retried in "
+                f"{delay:.1f} s; no new activation starts meanwhile"
+            )
+            logs.emit(Log("cik_unstored", logging.CRITICAL, text, action.sn))
+            return False
+        return True
+
+    def _lookup(self, action: LookupCik) -> CikLookedUp:
+        held = self.unstored.get(action.sn)
+        if held is not None and not held.unverified:
+            return CikLookedUp(action.sn, held.cik)
+        try:
+            cik = self._keystore.load(action.vendor, action.model, action.sn)
+        except KeystoreError as exc:
+            return CikLookedUp(action.sn, None, error=f"cannot read the keyring: {exc}")
+        return CikLookedUp(action.sn, cik)
+
+    # -------------------------------------------------------------- state, MQTT
+
+    def _save(self, sn: str) -> str | None:
+        """Save the node's record; None once done, else what went wrong."""
+        if sn in self.unstored:
+            log.debug(
+                "node %s: record kept as written ahead until its CIK is stored",
+                sn,
+                extra=logs.about(sn),
+            )
+            return None
+        node = self._engine.node(sn)
+        if node is None:
+            return None
+        try:
+            # an activated record need not wait for the disk: its CIK is in the keystore,
+            # and a record lost to a power cut is rebuilt from it (the write-ahead says
+            # "activating", and recovery finds the CIK); every other record must
+            self._state.save(node, durable=node.state is not State.ACTIVATED)
+        except StateError as exc:
+            self._state_failed(exc)
+            return str(exc)
+        if not self._state.in_transaction:
+            self._state_ok()
+        return None
+
+    def _state_failed(self, exc: StateError) -> None:
+        if self.state_failing:
+            log.debug("%s", exc)
+            return
+        self.state_failing = True
+        log.critical(
+            "%s; no activation or re-enable request is sent until the state database takes "
+            "writes again: nodes wait as pending and are retried",
+            exc,
+        )
+
+    def _state_ok(self) -> None:
+        if self.state_failing:
+            self.state_failing = False
+            log.warning("the state database takes writes again; requests resume")
+
+    def _command(self, action: DeleteNode | Result) -> None:
+        """An operator's command: the outcome is kept for the control channel."""
+        if isinstance(action, Result):
+            self.results.append(action)
+            return
+        # the CIK first, then the record (a record left without its CIK is told rejected)
+        try:
+            self._keystore.delete(action.vendor, action.model, action.sn)
+            self._state.delete(action.sn)
+        except (KeystoreError, StateError) as exc:
+            log.error(  # noqa: TRY400 (the message is the whole story)
+                "node %s: cannot forget it completely: %s",
+                action.sn,
+                exc,
+                extra=logs.about(action.sn),
+            )
+            self.results.append(Result(ok=False, message=f"{action.sn}: {exc}"))
+
+    def _publish(self, action: Publish) -> None:
+        answer = action.answer
+        payload = protocol.encode_answer(answer)
+        self._link.publish(self._topics.credentials(answer.sn), payload)
+        for target in action.responses:
+            self._link.publish(target.topic, payload, correlation=target.correlation)

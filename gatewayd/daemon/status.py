@@ -1,0 +1,120 @@
+"""What gatewayd says about itself: the retained status topic, systemd's STATUS, the watchdog.
+
+The status topic carries counts by state, uptime and version, republished when
+they change and at most every ``STATUS_INTERVAL`` seconds. systemd's STATUS
+line ("broker connected; 12 activated, 2 pending, 1 rejected") follows the
+same counts. WATCHDOG=1 is sent from the main loop, so a stuck loop lets
+systemd's watchdog fire.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Final
+
+from gatewayd import __version__
+from gatewayd.adapters.systemd import Notifier
+from gatewayd.core.engine import Engine
+from gatewayd.core.events import State
+
+_WAITING: Final = frozenset({State.PENDING, State.ACTIVATING, State.RECOVERING})
+"""The states of a node still waiting for its credentials."""
+
+STATUS_INTERVAL: Final = 2.0
+"""The status topic is republished at most this often."""
+NOTIFY_INTERVAL: Final = 1.0
+"""systemd's STATUS line is updated at most this often: a summary, not one per event."""
+
+
+def offline() -> bytes:
+    """The retained status of a gateway that is not running (also its MQTT will)."""
+    return json.dumps({"state": "offline", "version": __version__}, separators=(",", ":")).encode()
+
+
+class Reporter:
+    def __init__(
+        self, engine: Engine, publish: Callable[[bytes], None], notifier: Notifier
+    ) -> None:
+        """``publish`` puts a payload on the retained status topic."""
+        self._engine = engine
+        self._publish = publish
+        self.notifier = notifier
+        self._started = time.monotonic()
+        self.connected = False
+        self._sent: tuple[object, ...] | None = None
+        self._sent_at = 0.0
+        self._said = ""
+        self._said_at = -NOTIFY_INTERVAL
+        self._watchdog_at = 0.0
+
+    def online(self) -> bytes:
+        body: dict[str, object] = {"state": "online", "version": __version__}
+        body["uptime"] = int(time.monotonic() - self._started)
+        body["nodes"] = {str(k): v for k, v in self._engine.counts().items()}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def summary(self) -> dict[str, object]:
+        """What ``gatewayctl status`` shows: the broker, counts, last activation, oldest wait."""
+        nodes = self._engine.nodes()
+        last = max(
+            (n for n in nodes if n.activated_at is not None),
+            key=lambda n: n.activated_at or 0.0,
+            default=None,
+        )
+        oldest = min(
+            (n for n in nodes if n.state in _WAITING), key=lambda n: n.first_seen, default=None
+        )
+        return {
+            "version": __version__,
+            "uptime": int(time.monotonic() - self._started),
+            "broker": "connected" if self.connected else "disconnected",
+            "nodes": {str(k): v for k, v in self._engine.counts().items()},
+            "last_activation": None if last is None else [last.sn, last.activated_at],
+            "oldest_pending": None if oldest is None else [oldest.sn, oldest.first_seen],
+        }
+
+    def text(self) -> str:
+        counts = self._engine.counts()
+        broker = "broker connected" if self.connected else "broker disconnected"
+        shown = [State.ACTIVATED, State.PENDING, State.REJECTED, State.NEEDS_REENABLE]
+        parts = [f"{counts[s]} {s}" for s in shown if counts[s] or s is not State.NEEDS_REENABLE]
+        return f"{broker}; {', '.join(parts)}"
+
+    def connection(self, connected: bool) -> None:
+        self.connected = connected
+        self._sent = None  # a new session gets the status at once
+
+    def due(self) -> float | None:
+        """When the status topic or the watchdog next needs this."""
+        due = []
+        if self.connected and self._key() != self._sent:
+            due.append(self._sent_at + STATUS_INTERVAL)
+        if self.notifier.watchdog_interval is not None:
+            due.append(self._watchdog_at)
+        if self.text() != self._said:
+            due.append(self._said_at + NOTIFY_INTERVAL)
+        return min(due, default=None)
+
+    def report(self) -> None:
+        """Called after every event: keeps the topic, STATUS and the watchdog current."""
+        now = time.monotonic()
+        interval = self.notifier.watchdog_interval
+        if interval is not None and now >= self._watchdog_at:
+            self.notifier.watchdog()
+            self._watchdog_at = now + interval / 2
+        text = self.text()
+        if text != self._said and now >= self._said_at + NOTIFY_INTERVAL:
+            self.notifier.status(text)
+            self._said, self._said_at = text, now
+        key = self._key()
+        if not self.connected or key == self._sent:
+            return
+        if self._sent is not None and now < self._sent_at + STATUS_INTERVAL:
+            return
+        self._sent, self._sent_at = key, now
+        self._publish(self.online())
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(self._engine.counts().values())

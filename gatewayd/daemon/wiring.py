@@ -1,0 +1,167 @@
+"""The daemon's parts as the configuration asks for them: engine settings, keystore,
+vendor client, broker password. gatewayctl builds the same keystore and vendor
+client from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from gatewayd.adapters.endpoint import Endpoint, activation_endpoint
+from gatewayd.adapters.keystore import Keystore, load_key, open_backend
+from gatewayd.config.load import Config
+from gatewayd.core.errors import ConfigError, ExositeError
+from gatewayd.core.events import Settings
+from gatewayd.core.secret import Secret
+
+if TYPE_CHECKING:
+    from gatewayd.adapters.vendor import VendorClient
+
+log = logging.getLogger(__name__)
+
+MQTT_PASSWORD_CREDENTIAL: Final = "gatewayd-mqtt-password"  # noqa: S105 (a credential's name)
+VENDOR_TOKEN_CREDENTIAL: Final = "gatewayd-vendor-token"  # noqa: S105 (a credential's name)
+
+
+def engine_settings(config: Config) -> Settings:
+    return Settings(
+        vendor=config.exosite.vendor,
+        model=config.exosite.model,
+        models=frozenset(config.exosite.models),
+        rejected_retry_after=config.nodes.rejected_retry_after,
+        api=config.exosite.api,
+        auto_reenable=config.exosite.auto_reenable,
+        backoff_base=config.exosite.retry_base,
+        backoff_cap=config.exosite.retry_cap,
+        max_pending=config.nodes.max_pending,
+    )
+
+
+def credential(name: str) -> Path | None:
+    """The file of the systemd credential ``name`` (LoadCredential=), if the unit gave one."""
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        return None
+    path = Path(folder, name)
+    return path if path.exists() else None
+
+
+def exosite_endpoint(config: Config) -> Endpoint:
+    """Where activations go; a CA file that cannot be read is a configuration error, a
+    proxy variable that is no URL an error of the environment (ExositeError)."""
+    try:
+        return activation_endpoint(config.exosite)
+    except ExositeError as exc:
+        if isinstance(exc.__cause__, ValueError):
+            raise
+        raise ConfigError(config.source, "exosite.ca_file", f"a readable CA file ({exc})") from exc
+
+
+def open_keystore(config: Config) -> Keystore:
+    key = load_key(config.keyring.key_file, os.environ.get("CREDENTIALS_DIRECTORY"))
+    backend = open_backend(config.keyring.backend, config.gateway.state_dir / "keyring", key)
+    return Keystore(backend, config.keyring.service)
+
+
+def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
+    """gatewayctl's vendor API client; None without a token. The token is read where it is
+    (its file, the credential, the keyring), never written: the keyring is the daemon's."""
+    token = vendor_token(config, keystore, keep=False)
+    if token is None:
+        return None
+    from gatewayd.adapters.vendor import VendorClient  # noqa: PLC0415 (requests, only where it is used)
+
+    return VendorClient(config.exosite, token)
+
+
+def vendor_token(config: Config, keystore: Keystore, *, keep: bool = True) -> Secret | None:
+    """The vendor API token from its file or credential (with ``keep``, the daemon's, moved
+    into the keyring), else from the keyring; None if there is none (an error if
+    exosite.auto_reenable needs one)."""
+    exosite = config.exosite
+    path = exosite.vendor_token_file
+    if path is None:
+        path = credential(VENDOR_TOKEN_CREDENTIAL)
+    token: Secret | None
+    if path is not None:
+        try:
+            token = Secret(path.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            key = "exosite.vendor_token_file"
+            raise ConfigError(config.source, key, f"a readable file ({exc.strerror})") from exc
+        if keep:
+            keystore.store_token(exosite.vendor, token)
+    else:
+        token = keystore.load_token(exosite.vendor)
+    if token is None and exosite.auto_reenable:
+        raise ConfigError(
+            config.source,
+            "exosite.auto_reenable",
+            "a vendor token: set exosite.vendor_token_file, or the systemd credential "
+            f"{VENDOR_TOKEN_CREDENTIAL}",
+        )
+    return token
+
+
+def read_password(config: Config) -> Secret | None:
+    """The broker password, from mqtt.password_file or the systemd credential.
+
+    A password is never sent in plain text to a broker on another machine,
+    unless mqtt.allow_insecure says so; then it is warned about at every start.
+    """
+    mqtt = config.mqtt
+    if mqtt.username is None:
+        return None
+    path = mqtt.password_file
+    if path is None:
+        path = credential(MQTT_PASSWORD_CREDENTIAL)
+    if path is None:
+        return None
+    try:
+        password = Secret(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ConfigError(
+            config.source, "mqtt.password_file", f"a readable file ({exc.strerror})"
+        ) from exc
+    if mqtt.tls is None and not mqtt.loopback:
+        if not mqtt.allow_insecure:
+            raise ConfigError(
+                config.source,
+                "mqtt.tls",
+                f"required to send the broker password to {mqtt.host}, which is not this "
+                "machine: configure [mqtt.tls], or set mqtt.allow_insecure = true to send "
+                "it in plain text",
+            )
+        log.warning(
+            "mqtt.allow_insecure: the broker password goes to %s in plain text, without TLS",
+            mqtt.host,
+        )
+    return password
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """For [mqtt.tls]: TLS 1.2 or newer, the broker's certificate and name checked, and
+    the client certificate if one is configured. None without [mqtt.tls]."""
+    tls = config.mqtt.tls
+    if tls is None:
+        return None
+    try:
+        context = ssl.create_default_context(
+            cafile=None if tls.ca_file is None else str(tls.ca_file)
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(config.source, "mqtt.tls.ca_file", f"a readable CA file ({exc})") from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls.cert_file is not None:
+        key = None if tls.key_file is None else str(tls.key_file)
+        try:
+            context.load_cert_chain(str(tls.cert_file), key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                config.source, "mqtt.tls.cert_file", f"a readable certificate and key ({exc})"
+            ) from exc
+    return context

@@ -4,16 +4,18 @@
 
 PYTHON ?= python3
 VENV := .venv
-VENV_PAHO1 := .venv-paho1
-VENV_PAHO21 := .venv-paho21
-APT_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config systemd man-db strace
+VENV_DEB12 := .venv-deb12
+VENV_DEB13 := .venv-deb13
+APT_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config systemd man-db strace \
+	tinyproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# The paho-mqtt releases Debian ships as python3-paho-mqtt: 1.6.1 in Debian 12,
-# 2.1.0 in Debian 13 (the venv has the newest 2.x).
-PAHO1 := paho-mqtt==1.6.1
-PAHO21 := paho-mqtt==2.1.0
+# The releases Debian ships of the libraries whose APIs gatewayd adapts: paho-mqtt
+# 1.6.1, requests 2.28.1 and urllib3 1.26.12 in Debian 12; paho-mqtt 2.1.0,
+# requests 2.32.3 and urllib3 2.3.0 in Debian 13 (the venv has the newest).
+DEB12_PINS := paho-mqtt==1.6.1 requests==2.28.1 urllib3==1.26.12
+DEB13_PINS := paho-mqtt==2.1.0 requests==2.32.3 urllib3==2.3.0
 
-.PHONY: all deps venv test lint typecheck pytest pytest-paho1 pytest-paho21 demo man deb deb-check \
+.PHONY: all deps venv test lint typecheck pytest pytest-deb12 pytest-deb13 demo man deb deb-check \
 	bench clean
 
 all: test
@@ -39,16 +41,16 @@ $(VENV)/.stamp: pyproject.toml | deps
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-$(VENV_PAHO1)/.stamp: pyproject.toml | deps
-	$(PYTHON) -m venv $(VENV_PAHO1)
-	$(VENV_PAHO1)/bin/pip install -q --upgrade pip
-	$(VENV_PAHO1)/bin/pip install -q -e '.[test]' '$(PAHO1)'
+$(VENV_DEB12)/.stamp: pyproject.toml | deps
+	$(PYTHON) -m venv $(VENV_DEB12)
+	$(VENV_DEB12)/bin/pip install -q --upgrade pip
+	$(VENV_DEB12)/bin/pip install -q -e '.[test]' $(DEB12_PINS)
 	touch $@
 
-$(VENV_PAHO21)/.stamp: pyproject.toml | deps
-	$(PYTHON) -m venv $(VENV_PAHO21)
-	$(VENV_PAHO21)/bin/pip install -q --upgrade pip
-	$(VENV_PAHO21)/bin/pip install -q -e '.[test]' '$(PAHO21)'
+$(VENV_DEB13)/.stamp: pyproject.toml | deps
+	$(PYTHON) -m venv $(VENV_DEB13)
+	$(VENV_DEB13)/bin/pip install -q --upgrade pip
+	$(VENV_DEB13)/bin/pip install -q -e '.[test]' $(DEB13_PINS)
 	touch $@
 
 venv: $(VENV)/.stamp
@@ -61,20 +63,23 @@ typecheck: $(VENV)/.stamp
 	$(VENV)/bin/mypy
 
 pytest: $(VENV)/.stamp
-	$(VENV)/bin/python -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
+	$(VENV)/bin/python -c $(VERSIONS)
 	$(VENV)/bin/pytest
 
-# The broker and end-to-end tests again, on Debian 12's and Debian 13's paho-mqtt
-# (the slow fault tests run once, above).
-pytest-paho1: $(VENV_PAHO1)/.stamp
-	$(VENV_PAHO1)/bin/python -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
-	$(VENV_PAHO1)/bin/pytest -m '(mqtt or e2e) and not slow'
+# The broker, HTTP and end-to-end tests again, on Debian 12's and Debian 13's
+# libraries (the slow fault tests run once, above).
+VERSIONS := 'import paho.mqtt, requests, urllib3; \
+	print("paho-mqtt", paho.mqtt.__version__, "requests", requests.__version__, "urllib3", urllib3.__version__)'
 
-pytest-paho21: $(VENV_PAHO21)/.stamp
-	$(VENV_PAHO21)/bin/python -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
-	$(VENV_PAHO21)/bin/pytest -m '(mqtt or e2e) and not slow'
+pytest-deb12: $(VENV_DEB12)/.stamp
+	$(VENV_DEB12)/bin/python -c $(VERSIONS)
+	$(VENV_DEB12)/bin/pytest -m '(mqtt or http or e2e) and not slow'
 
-test: lint typecheck pytest pytest-paho1 pytest-paho21 deb-check
+pytest-deb13: $(VENV_DEB13)/.stamp
+	$(VENV_DEB13)/bin/python -c $(VERSIONS)
+	$(VENV_DEB13)/bin/pytest -m '(mqtt or http or e2e) and not slow'
+
+test: lint typecheck pytest pytest-deb12 pytest-deb13 deb-check
 
 demo: $(VENV)/.stamp
 	$(VENV)/bin/python -m gatewayd.sim.demo
@@ -120,4 +125,4 @@ deb-check: deb $(VENV)/.stamp
 	$(SUDO) env GATEWAYD_DEB=$(DEB) $(VENV)/bin/pytest -m deb -s tests/test_deb.py tests/test_boot.py
 
 clean:
-	rm -rf $(VENV) $(VENV_PAHO1) $(VENV_PAHO21) build dist .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(VENV_DEB12) $(VENV_DEB13) build dist .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -14,6 +14,8 @@ from gatewayd.ctl.main import main
 from gatewayd.daemon.wiring import open_keystore, vendor_token
 from gatewayd.sim import Registry, Simulator
 
+pytestmark = pytest.mark.http
+
 TOKEN = "vendor-token-7f3a9c"
 
 

@@ -27,6 +27,8 @@ from gatewayd.core.events import ActivationAnswered, Failed, Issued
 from gatewayd.core.secret import Secret
 from gatewayd.sim.node import SimulatedNode
 
+pytestmark = pytest.mark.http
+
 TIMEOUT = 0.5
 PACE = 0.05
 """Seconds between two bytes of a dribbled answer: ten per timeout."""

@@ -26,6 +26,8 @@ from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Re
 from gatewayd.core.secret import Secret
 from gatewayd.sim import DROP, Registry, Request, Response, Route, Simulator
 
+pytestmark = pytest.mark.http
+
 WAIT = 5.0
 """Upper bound for any answer a test waits for; a healthy run needs far less."""
 

@@ -16,6 +16,7 @@ import pytest
 import requests
 from conftest import FakeClock
 
+from gatewayd.adapters.http import HttpError
 from gatewayd.adapters.vendor import SerialState, SerialStatus, VendorApiError, VendorClient
 from gatewayd.config.load import ExositeConfig
 from gatewayd.core.errors import ExositeError
@@ -33,6 +34,8 @@ from gatewayd.sim import (
     State,
     device_rid,
 )
+
+pytestmark = pytest.mark.http
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -488,7 +491,8 @@ def test_a_closed_port_is_an_error_without_a_status() -> None:
         client.status(MODEL, "ABC123")
     assert caught.value.http_status is None
     assert "connection error" in str(caught.value)
-    assert isinstance(caught.value.__cause__, requests.ConnectionError)
+    assert isinstance(caught.value.__cause__, HttpError)
+    assert isinstance(caught.value.__cause__.__cause__, requests.ConnectionError)
     assert no_token_in(caught.value)
 
 

@@ -10,6 +10,8 @@ started on first use, watches every deadline of the process.
 The caller then sees an error from its HTTP library and asks
 :attr:`Deadline.passed` what it means; once the block has ended, its deadline
 touches nothing (a caller that keeps a connection checks ``passed`` after it).
+:data:`POOLS` are urllib3's connection pools whose connections attach their
+sockets to the current deadline and set :attr:`Deadline.connected`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 SocketOf = Callable[[], socket.socket | None]
 """Gives the socket to shut down when the deadline passes (None: there is none yet)."""
@@ -33,6 +39,8 @@ class Deadline:
         self.seconds = seconds
         self.at = time.monotonic() + seconds
         self.passed = False
+        self.connected = False
+        """A connection was up: a request may have gone out on it."""
         self._sockets: list[SocketOf] = []
         self._done = False
         self._lock = threading.Lock()
@@ -128,3 +136,46 @@ def current() -> Deadline | None:
     """The deadline :func:`armed` gave this thread, if it is inside one."""
     deadline: Deadline | None = getattr(_current, "deadline", None)
     return deadline
+
+
+def _watched(sock: socket.socket) -> socket.socket:
+    """``sock``, to be shut down when the calling thread's deadline passes."""
+    deadline = current()
+    if deadline is not None:
+        deadline.attach(lambda: sock)
+    return sock
+
+
+def _connected() -> None:
+    deadline = current()
+    if deadline is not None:
+        deadline.connected = True
+
+
+class _Connection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _watched(super()._new_conn())
+
+    def connect(self) -> None:
+        super().connect()  # through a proxy's tunnel and the TLS handshake, if any
+        _connected()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 (urllib3's own)
+        if self.sock is not None:  # a kept connection: the request goes out at once
+            _connected()
+        super().request(*args, **kwargs)
+
+
+class _TLSConnection(_Connection, HTTPSConnection):
+    pass
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+POOLS: Final = {"http": _Pool, "https": _TLSPool}

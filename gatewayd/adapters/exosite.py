@@ -4,8 +4,8 @@ Each request runs on one of ``max_concurrent`` worker threads, after taking a
 slot from a rate limiter that lets at most ``max_rate`` requests start per
 second. Every answer, and every failure, is classified into an outcome
 (:mod:`gatewayd.core.events`) and handed to ``deliver``, which puts it on the
-daemon's queue. The HTTP exchange itself is :mod:`gatewayd.adapters.transport`'s; its
-errors never leave this module.
+daemon's queue. Each worker has its own :class:`gatewayd.adapters.http.Client`;
+its errors never leave this module.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from collections.abc import Callable
 from typing import Final
 
 from gatewayd.adapters import logs
-from gatewayd.adapters.endpoint import Endpoint, activation_endpoint, activation_url
-from gatewayd.adapters.transport import Connection, TransportError
+from gatewayd.adapters.http import Client, HttpError, proxy_for
 from gatewayd.config.load import ExositeConfig
 from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Refused
 from gatewayd.core.secret import Secret
@@ -27,11 +26,16 @@ from gatewayd.core.secret import Secret
 log = logging.getLogger(__name__)
 
 CIK_LENGTH: Final = 40
+ACTIVATE_PATH: Final = "/provision/activate"
 NOT_SENT: Final = "not sent: gatewayd is stopping"
 
 
 MAYBE_DELIVERED: Final = frozenset({500, 502, 504})
 """Answers a proxy or load balancer gives when Exosite may have acted on the request."""
+_HEADERS: Final = {
+    "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+    "Accept": "text/plain",
+}
 _CIK_CHARACTERS: Final = frozenset(chr(c) for c in range(0x21, 0x7F)) - set("<>&")
 """Visible ASCII, without markup: what a CIK may be made of (Exosite's are hex)."""
 
@@ -74,6 +78,10 @@ def _problem(status: int, text: str, broken: str | None) -> str | None:
     return None
 
 
+def activation_url(config: ExositeConfig) -> str:
+    return config.url.rstrip("/") + ACTIVATE_PATH
+
+
 def request_form(config: ExositeConfig, vendor: str, model: str, sn: str) -> dict[str, str]:
     """The form body of an activation request, in the configured API's form."""
     if config.api == "murano":
@@ -111,15 +119,13 @@ class ExositeClient:
         self,
         config: ExositeConfig,
         deliver: Callable[[ActivationAnswered], None],
-        endpoint: Endpoint | None = None,
     ) -> None:
         self._config = config
         self._deliver = deliver
         self._url = activation_url(config)
-        self._endpoint = endpoint or activation_endpoint(config)
-        if self._endpoint.proxy is not None:
-            proxy = self._endpoint.proxy
-            log.info("exosite: requests go through the proxy %s:%d", proxy.host, proxy.port)
+        proxy = proxy_for(self._url)
+        if proxy is not None:
+            log.info("exosite: requests go through the proxy %s", proxy)
         self._jobs: queue.SimpleQueue[tuple[str, str, str] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._open = threading.Event()
@@ -130,7 +136,7 @@ class ExositeClient:
         # waiting in memory, the most a crash can lose, however slow the disk
         self._slots = threading.Semaphore(config.max_concurrent)
         self._submit_lock = threading.Lock()
-        if self._endpoint.tls is None:
+        if self._url.lower().startswith("http:"):
             log.warning(
                 "exosite.url %s is plain HTTP: CIKs cross the network unencrypted "
                 "(meant for a local simulator only)",
@@ -187,7 +193,7 @@ class ExositeClient:
             worker.join(max(0.0, deadline - time.monotonic()))
 
     def _work(self) -> None:
-        connection = Connection(self._endpoint)
+        client = Client(self._config.ca_file)
         try:
             while True:
                 job = self._jobs.get()
@@ -203,7 +209,7 @@ class ExositeClient:
                     "node %s: activation request sent to %s", sn, self._url, extra=logs.about(sn)
                 )
                 try:
-                    outcome = self._post(connection, sn, vendor, model)
+                    outcome = self._post(client, sn, vendor, model)
                 except Exception as exc:  # a worker must answer every job it took
                     log.exception(
                         "node %s: activation request failed unexpectedly",
@@ -213,17 +219,19 @@ class ExositeClient:
                     outcome = Failed(f"internal error: {type(exc).__name__}", maybe_delivered=True)
                 self._deliver(ActivationAnswered(sn, outcome))
         finally:
-            connection.close()
+            client.close()
 
     def _gate(self) -> bool:
         """Wait while paused (closing opens the gate); False once the client is stopping."""
         self._open.wait()
         return not self._stop.is_set()
 
-    def _post(self, connection: Connection, sn: str, vendor: str, model: str) -> Outcome:
+    def _post(self, client: Client, sn: str, vendor: str, model: str) -> Outcome:
         form = request_form(self._config, vendor, model, sn)
         try:
-            answer = connection.post_form(form, self._config.timeout)
-        except TransportError as exc:
+            answer = client.request(
+                "POST", self._url, form=form, headers=_HEADERS, timeout=self._config.timeout
+            )
+        except HttpError as exc:
             return Failed(str(exc), maybe_delivered=exc.reached)
         return classify(answer.status, answer.body, answer.broken)

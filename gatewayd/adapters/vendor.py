@@ -1,8 +1,8 @@
 """Exosite's vendor management API: ask about a serial number, or re-enable it.
 
 Two blocking calls, one HTTP request each, for ``gatewayctl`` and for a worker
-thread of the daemon; the same base URL, timeout and TLS settings as
-activation (:mod:`gatewayd.adapters.exosite`)::
+thread of the daemon, on the HTTP client of activation
+(:mod:`gatewayd.adapters.http`), with the same base URL, timeout and TLS settings::
 
     GET  /provision/manage/model/<model>/<sn>     X-Exosite-Token: <token>
          200 text/plain "<status>,<rid>,<extra>"  (status: activated, notactivated, expired)
@@ -11,8 +11,7 @@ activation (:mod:`gatewayd.adapters.exosite`)::
 
 The vendor token travels only in that header. It is checked before it is used,
 so that requests never quotes it in an error, and no message here names it.
-requests' exceptions never leave this module: each becomes a
-:class:`VendorApiError`.
+Every failure becomes a :class:`VendorApiError`.
 """
 
 from __future__ import annotations
@@ -20,20 +19,14 @@ from __future__ import annotations
 import enum
 import logging
 import re
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
-from gatewayd.adapters import cutoff, logs
-from gatewayd.adapters.transport import cause_line
+from gatewayd.adapters import logs
+from gatewayd.adapters.http import Client, HttpError
 from gatewayd.config.load import ExositeConfig
 from gatewayd.core.errors import ExositeError
 from gatewayd.core.secret import Secret
@@ -85,7 +78,7 @@ class VendorClient:
         self._token = token
         self._base = config.url.rstrip("/")
         self._timeout = config.timeout
-        self._verify: bool | str = str(config.ca_file) if config.ca_file else True
+        self._ca_file = config.ca_file
         if urlsplit(config.url).scheme.lower() == "http":
             log.warning(
                 "exosite.url %s is plain HTTP: the vendor token crosses the network "
@@ -150,87 +143,16 @@ class VendorClient:
         if form is not None:
             headers["Content-Type"] = FORM_CONTENT_TYPE
         log.debug("vendor API: %s for serial %s of model %s", what, sn, model, extra=logs.about(sn))
-        with cutoff.armed(self._timeout) as deadline:
-            try:
-                status, body = self._exchange(method, url, headers, form)
-            except requests.exceptions.RequestException as exc:
-                cause = describe(exc, self._timeout)
-                if deadline.passed:
-                    cause = f"timeout after {self._timeout:g} s"
-                raise VendorApiError(f"the {what} for serial {sn!r} failed: {cause}") from exc
-            if deadline.passed:  # a body cut short by the deadline: no answer to trust
-                cause = f"timeout after {self._timeout:g} s"
-                raise VendorApiError(f"the {what} for serial {sn!r} failed: {cause}")
-        return status, body
-
-    def _exchange(
-        self, method: str, url: str, headers: dict[str, str], form: dict[str, str] | None
-    ) -> tuple[int, bytes]:
-        """The status and (at most ``MAX_BODY`` + 1 bytes of) the body of one exchange."""
-        with requests.Session() as session:
-            session.mount("http://", _DeadlineAdapter())
-            session.mount("https://", _DeadlineAdapter())
-            response = session.request(
-                method,
-                url,
-                data=form,
-                headers=headers,
-                timeout=self._timeout,
-                verify=self._verify,
-                allow_redirects=False,
-                stream=True,
-            )
-            with response:
-                body = bytearray()
-                for chunk in response.iter_content(chunk_size=1024):
-                    body += chunk
-                    if len(body) > MAX_BODY:
-                        break
-                return response.status_code, bytes(body)
-
-
-def _watched(sock: socket.socket) -> socket.socket:
-    """``sock``, to be shut down when the calling thread's deadline passes."""
-    deadline = cutoff.current()
-    if deadline is not None:
-        deadline.attach(lambda: sock)
-    return sock
-
-
-class _Connection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        return _watched(super()._new_conn())
-
-
-class _TLSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        return _watched(super()._new_conn())
-
-
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _Connection
-
-
-class _TLSPool(HTTPSConnectionPool):
-    ConnectionCls = _TLSConnection
-
-
-_POOLS: Final = {"http": _Pool, "https": _TLSPool}
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    """requests' adapter, whose every new socket (to the server, or to a proxy) is shut
-    down when the request's deadline (:mod:`gatewayd.adapters.cutoff`) passes."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 (requests' own)
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:  # noqa: ANN401 (requests' own)
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        if not proxy.lower().startswith("socks"):  # SOCKS proxies have pools of their own
-            manager.pool_classes_by_scheme = _POOLS
-        return manager
+        client = Client(self._ca_file, max_body=MAX_BODY + 1)
+        try:
+            answer = client.request(method, url, form=form, headers=headers, timeout=self._timeout)
+        except HttpError as exc:
+            raise VendorApiError(f"the {what} for serial {sn!r} failed: {exc}") from exc
+        finally:
+            client.close()
+        if answer.broken is not None and len(answer.body) <= MAX_BODY:
+            raise VendorApiError(f"the {what} for serial {sn!r} failed: {answer.broken}")
+        return answer.status, answer.body
 
 
 def _segment(text: str, what: str) -> str:
@@ -263,16 +185,3 @@ def _refused(status: int, model: str, sn: str, what: str) -> VendorApiError:
     if status == 404:
         return VendorApiError(f"unknown model {model!r} or serial {sn!r} (HTTP 404)", 404)
     return VendorApiError(f"the {what} for serial {sn!r} was answered HTTP {status}", status)
-
-
-def describe(exc: requests.exceptions.RequestException, timeout: float) -> str:
-    """A requests error in a line, for a log or an answer; never a header value or a body."""
-    if isinstance(exc, requests.exceptions.InvalidHeader):
-        return "request error: a header value was refused (not shown)"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return f"TLS error: {cause_line(exc)}"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return f"timeout after {timeout:g} s"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return f"connection error: {cause_line(exc)}"
-    return f"request error: {cause_line(exc)}"

@@ -47,8 +47,8 @@ from gatewayd.daemon.control import Request
 from gatewayd.daemon.executor import Executor
 from gatewayd.daemon.intake import Intake
 from gatewayd.daemon.wiring import (
+    check_exosite,
     engine_settings,
-    exosite_endpoint,
     open_keystore,
     read_password,
     tls_context,
@@ -120,7 +120,7 @@ class Daemon:
         # every setting the links need is read and checked here, before READY=1
         self._password = read_password(config)
         self._tls = tls_context(config)
-        self._endpoint = exosite_endpoint(config)
+        check_exosite(config)
         self._token = vendor_token(config, self._keystore)
         self._reporter = status.Reporter(self._engine, self._publish_status, Notifier())
         self._control = control.serve(config.gateway.control_socket, self._queue.put)
@@ -128,14 +128,14 @@ class Daemon:
     def _attach(self) -> None:
         """The broker link, the Exosite workers and the vendor API client.
 
-        Imported here, after READY=1: paho, http.client and requests take longer
+        Imported here, after READY=1: paho and requests take longer
         to load than the whole state, and nothing before READY=1 needs them.
         """
         from gatewayd.adapters.exosite import ExositeClient  # noqa: PLC0415 (see above)
         from gatewayd.adapters.mqtt import MqttLink  # noqa: PLC0415
 
         config = self.config
-        self._exosite = ExositeClient(config.exosite, self._answered, self._endpoint)
+        self._exosite = ExositeClient(config.exosite, self._answered)
         self._link = MqttLink(
             config.mqtt,
             subscribe=self._topics.announce_filter,

@@ -10,8 +10,8 @@ import os
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
 
-from gatewayd.adapters.endpoint import Endpoint, activation_endpoint
 from gatewayd.adapters.keystore import Keystore, load_key, open_backend
 from gatewayd.config.load import Config
 from gatewayd.core.errors import ConfigError, ExositeError
@@ -50,15 +50,33 @@ def credential(name: str) -> Path | None:
     return path if path.exists() else None
 
 
-def exosite_endpoint(config: Config) -> Endpoint:
-    """Where activations go; a CA file that cannot be read is a configuration error, a
-    proxy variable that is no URL an error of the environment (ExositeError)."""
+def check_exosite(config: Config) -> None:
+    """Fail before READY=1 where the first activation would: a CA file that cannot be
+    read is a configuration error, a proxy variable that is no URL an error of the
+    environment (ExositeError, never quoting it: it may hold a password). requests,
+    which reads the same variables for each request, is not loaded before READY=1."""
+    ca_file = config.exosite.ca_file
+    if ca_file is not None:
+        try:
+            ssl.create_default_context(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                config.source, "exosite.ca_file", f"a readable CA file ({exc})"
+            ) from exc
+    scheme = urlsplit(config.exosite.url).scheme.lower()
+    for name, value in os.environ.items():
+        lowered = name.lower()
+        if lowered in {f"{scheme}_proxy", "all_proxy"} and value and not _proxy_url(value):
+            raise ExositeError(f"{lowered} in the environment is not a proxy URL (not shown)")
+
+
+def _proxy_url(value: str) -> bool:
     try:
-        return activation_endpoint(config.exosite)
-    except ExositeError as exc:
-        if isinstance(exc.__cause__, ValueError):
-            raise
-        raise ConfigError(config.source, "exosite.ca_file", f"a readable CA file ({exc})") from exc
+        parts = urlsplit(value if "://" in value else f"http://{value}")
+        parts.port  # noqa: B018 (a port that is no number raises ValueError)
+    except ValueError:
+        return False
+    return bool(parts.hostname)
 
 
 def open_keystore(config: Config) -> Keystore:

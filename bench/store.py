@@ -26,7 +26,7 @@ from gatewayd.adapters import filestore
 from gatewayd.adapters.filestore import FileStore
 from gatewayd.adapters.keystore import Keystore
 from gatewayd.adapters.state import StateDB
-from gatewayd.core.events import Node, State
+from gatewayd.core.model import Node, State
 from gatewayd.core.secret import Secret
 
 KEY = bytes(range(32))

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 from conftest import WAIT
 
 from gatewayd.adapters.state import StateDB
-from gatewayd.core.events import State
+from gatewayd.core.model import State
 from gatewayd.sim import Request, Response, Route, Simulator
 
 SYSCALLS = ("write", "pwrite64", "fsync", "fdatasync", "rename", "sendto", "connect")

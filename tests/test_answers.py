@@ -25,7 +25,7 @@ import pytest
 from conftest import KEYRING_BACKENDS, MODEL, VENDOR, Gateway
 from faults_support import Fleet, MakeNode, issued_by_sn, read_keyring, read_records
 
-from gatewayd.core.events import State
+from gatewayd.core.model import State
 from gatewayd.sim import DROP, Fault, Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

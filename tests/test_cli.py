@@ -15,7 +15,7 @@ import pytest
 
 from gatewayd.adapters.keystore import FileKeyring, Keystore
 from gatewayd.adapters.state import DB_NAME, SCHEMA_VERSION, StateDB
-from gatewayd.core.events import Node, Reason, State
+from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.secret import Secret
 from gatewayd.ctl.main import main
 

@@ -16,21 +16,11 @@ from pathlib import Path
 import pytest
 from conftest import MODEL, VENDOR, WAIT, FakeClock, Gateway, messages_until
 
+from gatewayd.core.actions import Activate, Log, Publish
 from gatewayd.core.deadlines import EXPIRY_WINDOW
 from gatewayd.core.engine import Engine
-from gatewayd.core.events import (
-    Activate,
-    ActivationAnswered,
-    Announced,
-    Failed,
-    Log,
-    Node,
-    Publish,
-    Refused,
-    Settings,
-    State,
-    Tick,
-)
+from gatewayd.core.events import ActivationAnswered, Announced, Failed, Refused, Tick
+from gatewayd.core.model import Node, Settings, State
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
 

@@ -33,7 +33,7 @@ from conftest import KEYRING_BACKENDS, MODEL, VENDOR, WAIT, Broker, Gateway
 from crashpoints import SYSCALLS, WriteAheadProbe, calls_per_thread, traced
 from faults_support import read_keyring, read_records
 
-from gatewayd.core.events import State
+from gatewayd.core.model import State
 from gatewayd.sim import Simulator
 from gatewayd.sim.node import FINAL, NodeTimeoutError, SimulatedNode
 

@@ -21,10 +21,12 @@ import pytest
 from conftest import MODEL, VENDOR, WAIT, Gateway
 
 from gatewayd.adapters.exosite import ExositeClient
+from gatewayd.adapters.http import Client, HttpError
 from gatewayd.adapters.vendor import VendorApiError, VendorClient
 from gatewayd.config.load import ExositeConfig
 from gatewayd.core.events import ActivationAnswered, Failed, Issued
 from gatewayd.core.secret import Secret
+from gatewayd.sim import Fault, Simulator
 from gatewayd.sim.node import SimulatedNode
 
 pytestmark = pytest.mark.http
@@ -126,6 +128,39 @@ def test_a_success_the_deadline_cut_is_kept_and_never_taken_for_a_cik(
     assert not outcome.well_formed
     assert "timeout after" in (outcome.problem or "")
     assert set(outcome.cik.reveal()) <= {"0"}
+    assert took < TIMEOUT + SLACK
+
+
+def test_a_kept_connection_is_held_to_the_next_requests_deadline(simulator: Simulator) -> None:
+    """The second request goes out on the connection the first one opened: the deadline
+    shuts that socket too, however slowly the answer comes."""
+    registry = simulator.registry
+    for sn in ("SN-K1", "SN-K2"):
+        registry.add(VENDOR, MODEL, sn)
+    registry.script("SN-K2", [Fault.ISSUED_DRIBBLED])
+    client = Client()
+    url = f"{simulator.url}/provision/activate"
+    form = {"vendor": VENDOR, "model": MODEL}
+    try:
+        first = client.request("POST", url, form=form | {"sn": "SN-K1"}, timeout=TIMEOUT)
+        ended: queue.Queue[BaseException | object] = queue.Queue()
+
+        def second() -> None:
+            try:
+                ended.put(client.request("POST", url, form=form | {"sn": "SN-K2"}, timeout=TIMEOUT))
+            except HttpError as exc:
+                ended.put(exc)
+
+        started = time.monotonic()
+        threading.Thread(target=second, daemon=True).start()
+        outcome = ended.get(timeout=TIMEOUT + SLACK)  # queue.Empty: the deadline did not hold
+        took = time.monotonic() - started
+    finally:
+        client.close()
+    assert (first.status, first.broken) == (200, None)
+    assert isinstance(outcome, HttpError)
+    assert str(outcome) == f"timeout after {TIMEOUT:g} s"
+    assert outcome.reached  # the request went out on the kept connection
     assert took < TIMEOUT + SLACK
 
 

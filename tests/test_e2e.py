@@ -14,7 +14,7 @@ from conftest import MODEL, VENDOR, Gateway
 
 from gatewayd.adapters.keystore import FileKeyring, Keystore
 from gatewayd.adapters.state import StateDB
-from gatewayd.core.events import State as EngineState
+from gatewayd.core.model import State as EngineState
 from gatewayd.sim import Registry, Simulator, State
 from gatewayd.sim.node import Received, SimulatedNode
 

@@ -32,7 +32,7 @@ from faults_support import (
     wait_lines,
 )
 
-from gatewayd.core.events import State
+from gatewayd.core.model import State
 from gatewayd.sim import Registry
 from gatewayd.sim.node import FINAL
 

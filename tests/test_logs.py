@@ -13,7 +13,8 @@ import pytest
 from conftest import root_logging_restored
 
 from gatewayd.adapters import logs
-from gatewayd.core.events import Log, State
+from gatewayd.core.actions import Log
+from gatewayd.core.model import State
 
 
 class Capture(logging.Handler):

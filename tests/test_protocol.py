@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatewayd.config.load import NodesConfig
+from gatewayd.core.actions import Answer
 from gatewayd.core.errors import InvalidRequest
-from gatewayd.core.events import Announced, Answer, Reason, ResponseTarget
+from gatewayd.core.events import Announced
+from gatewayd.core.model import Reason, ResponseTarget
 from gatewayd.core.protocol import (
     MAX_ANNOUNCE_BYTES,
     MAX_TOPIC_SN_CHARS,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gatewayd.adapters.state import DB_NAME, MIGRATIONS, SCHEMA_VERSION, StateDB
 from gatewayd.core.errors import StateError
-from gatewayd.core.events import Node, Reason, State
+from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.secret import Secret
 
 NODE = Node(

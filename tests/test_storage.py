@@ -21,7 +21,7 @@ from conftest import KEYRING_BACKENDS, MODEL, VENDOR, Gateway
 
 from gatewayd.adapters.keystore import FileKeyring, Keystore
 from gatewayd.adapters.state import StateDB
-from gatewayd.core.events import State
+from gatewayd.core.model import State
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
 

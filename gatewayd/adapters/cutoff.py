@@ -161,7 +161,8 @@ class _Connection(HTTPConnection):
         _connected()
 
     def request(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 (urllib3's own)
-        if self.sock is not None:  # a kept connection: the request goes out at once
+        if self.sock is not None:  # a kept connection: the request goes out on it at once
+            _watched(self.sock)
             _connected()
         super().request(*args, **kwargs)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Final
 
 from gatewayd.adapters import logs
-from gatewayd.adapters.http import Client, HttpError, proxy_for
+from gatewayd.adapters.http import Client, HttpError, proxy_for, tls_context
 from gatewayd.config.load import ExositeConfig
 from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Refused
 from gatewayd.core.secret import Secret
@@ -126,6 +126,9 @@ class ExositeClient:
         proxy = proxy_for(self._url)
         if proxy is not None:
             log.info("exosite: requests go through the proxy %s", proxy)
+        # one TLS context for every worker, made here: a worker makes its client (and
+        # touches OpenSSL) only once it has a request to send
+        self._tls = tls_context(config.ca_file)
         self._jobs: queue.SimpleQueue[tuple[str, str, str] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._open = threading.Event()
@@ -193,7 +196,7 @@ class ExositeClient:
             worker.join(max(0.0, deadline - time.monotonic()))
 
     def _work(self) -> None:
-        client = Client(self._config.ca_file)
+        client: Client | None = None
         try:
             while True:
                 job = self._jobs.get()
@@ -209,6 +212,7 @@ class ExositeClient:
                     "node %s: activation request sent to %s", sn, self._url, extra=logs.about(sn)
                 )
                 try:
+                    client = client or Client(self._config.ca_file, context=self._tls)
                     outcome = self._post(client, sn, vendor, model)
                 except Exception as exc:  # a worker must answer every job it took
                     log.exception(
@@ -219,7 +223,8 @@ class ExositeClient:
                     outcome = Failed(f"internal error: {type(exc).__name__}", maybe_delivered=True)
                 self._deliver(ActivationAnswered(sn, outcome))
         finally:
-            client.close()
+            if client is not None:
+                client.close()
 
     def _gate(self) -> bool:
         """Wait while paused (closing opens the gate); False once the client is stopping."""

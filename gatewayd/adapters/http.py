@@ -94,13 +94,21 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
 class Client:
     """One session: requests one at a time, each within its deadline."""
 
-    def __init__(self, ca_file: Path | None = None, *, max_body: int = 64 * 1024) -> None:
+    def __init__(
+        self,
+        ca_file: Path | None = None,
+        *,
+        context: ssl.SSLContext | None = None,
+        max_body: int = 64 * 1024,
+    ) -> None:
+        """``context``: a TLS context made by :func:`tls_context` for ``ca_file``, to share
+        one between clients (it is made here otherwise)."""
         self._max_body = max_body
         self._session = requests.Session()
         self._session.trust_env = False  # proxies are read once per URL, below; no .netrc
         self._session.verify = str(ca_file) if ca_file is not None else True
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
-        adapter = _DeadlineAdapter(tls_context(ca_file))
+        adapter = _DeadlineAdapter(context or tls_context(ca_file))
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._proxies: dict[str, dict[str, str]] = {}

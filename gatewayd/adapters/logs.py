@@ -16,7 +16,7 @@ import uuid
 from typing import Final
 
 from gatewayd.core import secret
-from gatewayd.core.events import Log
+from gatewayd.core.actions import Log
 
 node_log = logging.getLogger("gatewayd.node")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final, Self
 
 from gatewayd.core.errors import StateError
-from gatewayd.core.events import Node, Reason, State
+from gatewayd.core.model import Node, Reason, State
 
 log = logging.getLogger(__name__)
 

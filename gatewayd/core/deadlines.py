@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from gatewayd.core.events import Node, State
+from gatewayd.core.model import Node, State
 from gatewayd.core.timers import Timers
 
 EXPIRY_WINDOW: Final = 24 * 3600.0

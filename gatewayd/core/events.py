@@ -1,83 +1,16 @@
-"""The values that flow in and out of the engine: settings, node records, events, actions.
+"""What flows into the engine: the outcomes of a request, the events the daemon feeds it,
+and what the broker link reports.
 
-All of them are frozen, slotted dataclasses. Adapters build events and carry
-out actions; the engine (``gatewayd.core.engine``) turns one into the other.
+All of them are frozen, slotted dataclasses; adapters build them, the engine
+(:mod:`gatewayd.core.engine`) takes them.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from gatewayd.core.model import ResponseTarget
 from gatewayd.core.secret import Secret
-
-
-class State(enum.StrEnum):
-    """A node's state, as stored in the state database."""
-
-    ACTIVATING = "activating"  # a request is in flight (or was, when gatewayd stopped)
-    RECOVERING = "recovering"  # was activating when gatewayd stopped: the keyring is read first
-    PENDING = "pending"  # a transient failure; the next attempt is scheduled
-    ACTIVATED = "activated"  # the CIK is in the keyring
-    REJECTED = "rejected"  # Exosite refused; answered from the record for a while
-    NEEDS_REENABLE = "needs_reenable"  # 409 after our own request may have got the CIK: lost
-
-
-class Reason(enum.StrEnum):
-    """Why a node was rejected; part of the node-facing contract."""
-
-    UNKNOWN_SERIAL = "unknown_serial"
-    INVALID_VENDOR_MODEL = "invalid_vendor_model"
-    NOT_ACTIVATABLE = "not_activatable"
-    API_ERROR = "api_error"
-    INVALID_REQUEST = "invalid_request"
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """Everything gatewayd knows about a node, except its CIK."""
-
-    sn: str
-    vendor: str
-    model: str
-    state: State
-    first_seen: float
-    attempts: int = 0
-    next_attempt: float | None = None
-    last_error: str | None = None
-    reason: Reason | None = None
-    http_status: int | None = None
-    rejected_at: float | None = None
-    activated_at: float | None = None
-    expiry_warned: bool = False
-    request_started: float | None = None  # write-ahead: when the last request was sent
-    request_form: str | None = None  # write-ahead: "onep" or "murano"
-    uncertain: bool = False  # a request of ours may have reached Exosite unanswered
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """What the engine needs from the configuration; replaced on reload."""
-
-    vendor: str
-    model: str
-    models: frozenset[str]
-    rejected_retry_after: float = 300.0
-    api: str = "onep"
-    auto_reenable: bool = False
-    backoff_base: float = 5.0
-    backoff_factor: float = 2.0
-    backoff_cap: float = 15 * 60.0
-    max_pending: int = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseTarget:
-    """An MQTT 5 Response Topic, with the Correlation Data to echo."""
-
-    topic: str
-    correlation: bytes | None = None
-
 
 # ---------------------------------------------------------------- outcomes
 
@@ -226,114 +159,6 @@ Event = (
     | Retry
     | Forget
 )
-
-
-# ----------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What a node is told on its credentials topic (see the README's contract)."""
-
-    sn: str
-    status: str  # "activated" | "pending" | "rejected"
-    vendor: str | None = None
-    model: str | None = None
-    cik: Secret | None = None
-    retry_in: int | None = None
-    reason: Reason | None = None
-    http_status: int | None = None
-    message: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Activate:
-    """Send one activation request to Exosite."""
-
-    sn: str
-    vendor: str
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoreCik:
-    """Write the CIK to the keystore, durably, before anything else happens.
-
-    An ``unverified`` body (a 2xx that is not a complete CIK) is kept apart from
-    the node's CIK, for the operator: it is never read back as one.
-    """
-
-    sn: str
-    vendor: str
-    model: str
-    cik: Secret
-    unverified: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class LookupCik:
-    """Read the stored CIK and answer with a ``CikLookedUp`` event."""
-
-    sn: str
-    vendor: str
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reenable:
-    """Ask the vendor management API to re-enable ``sn`` (a fresh CIK can then be issued)."""
-
-    sn: str
-    vendor: str
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class SaveNode:
-    """Write the node's record to the state database."""
-
-    node: Node
-
-
-@dataclass(frozen=True, slots=True)
-class Publish:
-    """Publish an answer on the node's credentials topic and each response topic."""
-
-    answer: Answer
-    responses: tuple[ResponseTarget, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteNode:
-    """Delete the node's CIK from the keystore, then its record from the state database."""
-
-    sn: str
-    vendor: str
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """How an operator's command went, in words for the operator."""
-
-    ok: bool
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Log:
-    """A journal line about a node: ``kind`` is stable and has a MESSAGE_ID."""
-
-    kind: str
-    level: int
-    message: str
-    sn: str | None = None
-    state: State | None = None
-    http_status: int | None = None
-    fields: tuple[tuple[str, str], ...] = field(default=())
-
-
-Action = Activate | StoreCik | LookupCik | Reenable | SaveNode | DeleteNode | Publish | Log | Result
 
 
 # ------------------------------------------------- from the broker link (gatewayd.adapters.mqtt)

@@ -12,8 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from gatewayd.core.actions import Answer
 from gatewayd.core.errors import InvalidRequest
-from gatewayd.core.events import Announced, Answer, ResponseTarget
+from gatewayd.core.events import Announced
+from gatewayd.core.model import ResponseTarget
 
 MAX_ANNOUNCE_BYTES: Final = 4096
 """An announce larger than this is refused before it is parsed."""

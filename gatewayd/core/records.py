@@ -1,8 +1,11 @@
-"""How a node's record changes when the engine moves it from one state to another.
+"""How a node's record changes when a row of ``TRANSITIONS`` is applied.
 
-The engine's table says which state comes next; this module fills in the
-fields that go with it: timestamps, attempts and the next attempt, the reason
-of a rejection, and the write-ahead of each request. Pure functions.
+Each :class:`~gatewayd.core.transitions.Change` a row names is one function
+here, filling in the fields that go with it: timestamps, attempts and the next
+attempt, the reason of a rejection, the write-ahead of each request.
+:func:`apply` makes the row's changes, sets its state, and sets or clears
+``uncertain`` as the row says: the one place the flag is written. Pure
+functions.
 """
 
 from __future__ import annotations
@@ -13,21 +16,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from gatewayd.core import replies
-from gatewayd.core.events import (
-    Action,
-    Failed,
-    Issued,
-    Node,
-    Outcome,
-    Reason,
-    Refused,
-    Settings,
-    State,
-    StoreCik,
-)
+from gatewayd.core.actions import Action, StoreCik
+from gatewayd.core.events import Failed, Issued, Outcome, Refused
+from gatewayd.core.model import Node, Reason, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
 from gatewayd.core.timers import backoff_ceiling
-from gatewayd.core.transitions import Trigger
+from gatewayd.core.transitions import Change, Row, Trigger
 
 REFUSALS: Final[Mapping[int, Reason]] = {
     404: Reason.UNKNOWN_SERIAL,
@@ -37,86 +31,163 @@ REFUSALS: Final[Mapping[int, Reason]] = {
 """Exosite's refusals by status; any other 4xx (but 429) is ``api_error``."""
 
 
-def next_record(
-    node: Node,
-    target: State,
-    outcome: Outcome | None,
-    now: float,
-    settings: Settings,
-    uniform: Callable[[float, float], float],
-) -> Node:
-    changes: dict[str, object] = {"state": target}
-    if target is State.ACTIVATING and (
-        node.state is not State.ACTIVATING or node.request_started is None  # a new node
-    ):
-        changes |= _request(node, now, settings)
-    elif target is State.ACTIVATED and node.state is not State.ACTIVATED:
-        status = 200 if isinstance(outcome, Issued) else 409
-        changes |= {"activated_at": now, "next_attempt": None, "reason": None}
-        changes |= {"last_error": None, "http_status": status, "uncertain": False}
-    elif target is State.NEEDS_REENABLE and isinstance(outcome, Issued):
-        # a 2xx that is no CIK: Exosite may have issued one that never arrived whole
-        text = replies.not_a_cik(node.sn, outcome.problem or "", auto=settings.auto_reenable)
-        changes |= {"reason": Reason.NOT_ACTIVATABLE, "last_error": text, "http_status": 200}
-        changes |= {"rejected_at": now, "next_attempt": None, "uncertain": True}
-    elif target is State.NEEDS_REENABLE and node.state is not State.NEEDS_REENABLE:
-        text = replies.CIK_LOST_AUTO if settings.auto_reenable else replies.cik_lost(node.sn)
-        changes |= {"reason": Reason.NOT_ACTIVATABLE, "last_error": text, "http_status": 409}
-        changes |= {"rejected_at": now, "next_attempt": None}
-    elif target is State.NEEDS_REENABLE and isinstance(outcome, Failed):
-        changes |= {
-            "last_error": f"re-enabling failed ({outcome.error}); {replies.REENABLE_BY_HAND}"
-        }
-    elif target is State.REJECTED and node.state is not State.REJECTED:
-        changes |= _rejection(outcome, node)
-        changes |= {"rejected_at": now, "next_attempt": None, "uncertain": False}
-    elif target is State.PENDING and isinstance(outcome, Failed):
-        attempts = node.attempts + 1
-        ceiling = backoff_ceiling(
-            attempts, settings.backoff_base, settings.backoff_factor, settings.backoff_cap
-        )
-        changes |= {"attempts": attempts, "next_attempt": now + uniform(0.0, ceiling)}
-        changes |= {"last_error": outcome.error, "http_status": outcome.http_status}
-        changes |= {"uncertain": node.uncertain or outcome.maybe_delivered}
-    return dataclasses.replace(node, **changes)  # type: ignore[arg-type]
-
-
-def _request(node: Node, now: float, settings: Settings) -> dict[str, object]:
-    """The write-ahead of a request about to be sent."""
-    changes: dict[str, object] = {"request_started": now, "request_form": settings.api}
-    if node.state in {State.REJECTED, State.NEEDS_REENABLE}:
-        changes |= {"reason": None, "rejected_at": None, "attempts": 0}
-    return changes
-
-
-def _rejection(outcome: Outcome | None, node: Node) -> dict[str, object]:
-    """The reason, message and status a node is rejected with."""
-    if node.state is State.ACTIVATED:  # its stored CIK is gone
-        reason, text, status = Reason.NOT_ACTIVATABLE, replies.CIK_MISSING, None
-    else:
-        status = outcome.http_status if isinstance(outcome, Refused) else 409
-        reason = REFUSALS.get(status, Reason.API_ERROR)
-        text = replies.rejection(reason, status)
-    return {"reason": reason, "last_error": text, "http_status": status}
-
-
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One transition being applied: the node's new record and what caused it."""
+    """One row being applied to serial ``sn``: what caused it, and what came with it."""
 
-    node: Node
+    sn: str
     trigger: Trigger
     now: float
     cik: Secret | None = None
     outcome: Outcome | None = None
+    model: str | None = None
+    """The model the announce named, if any."""
+    response: ResponseTarget | None = None
+    detail: str = ""
 
 
-def store(step: Step) -> list[Action]:
-    """The actions that keep an issued body: the store, and an error if it is no CIK."""
-    node = step.node
-    assert step.cik is not None  # noqa: S101 (ISSUED always carries the CIK)
+Fields = dict[str, object]
+
+
+def apply(
+    node: Node,
+    row: Row,
+    step: Step,
+    settings: Settings,
+    uniform: Callable[[float, float], float],
+) -> Node:
+    """``node``'s record after ``row`` (whose target is a state)."""
+    assert row.target is not None  # noqa: S101 (a row without a record makes none)
+    fields: Fields = {}
+    for change in row.changes:
+        current = dataclasses.replace(node, **fields) if fields else node  # type: ignore[arg-type]
+        fields |= _CHANGES[change](current, step, settings, uniform)
+    fields["state"] = row.target
+    if row.uncertain is not None:
+        fields["uncertain"] = row.uncertain
+    return dataclasses.replace(node, **fields)  # type: ignore[arg-type]
+
+
+def new(sn: str, step: Step, settings: Settings) -> Node:
+    """The record of a serial gatewayd has not seen before."""
+    model = step.model or settings.model
+    return Node(sn, settings.vendor, model, State.ACTIVATING, step.now)
+
+
+Maker = Callable[[Node, Step, Settings, Callable[[float, float], float]], Fields]
+
+
+def _none(_node: Node, _step: Step, _settings: Settings, _uniform: object) -> Fields:
+    return {}
+
+
+def _model(node: Node, step: Step, _settings: Settings, _uniform: object) -> Fields:
+    return {} if step.model is None or step.model == node.model else {"model": step.model}
+
+
+def _request(_node: Node, step: Step, settings: Settings, _uniform: object) -> Fields:
+    return {"request_started": step.now, "request_form": settings.api}
+
+
+def _unrejected() -> Fields:
+    return {"reason": None, "rejected_at": None, "attempts": 0}
+
+
+def _request_again(node: Node, step: Step, settings: Settings, uniform: object) -> Fields:
+    return _request(node, step, settings, uniform) | _unrejected()
+
+
+def _due_now(node: Node, step: Step, _settings: Settings, _uniform: object) -> Fields:
+    rejection = _unrejected() if node.rejected_at is not None else {}
+    return {"next_attempt": step.now} | rejection
+
+
+def _activated(_node: Node, step: Step, _settings: Settings, _uniform: object) -> Fields:
+    fields: Fields = {"activated_at": step.now, "next_attempt": None, "reason": None}
+    status = 200 if isinstance(step.outcome, Issued) else 409
+    return fields | {"last_error": None, "http_status": status}
+
+
+def _backoff(
+    node: Node, step: Step, settings: Settings, uniform: Callable[[float, float], float]
+) -> Fields:
     outcome = step.outcome
-    if isinstance(outcome, Issued) and outcome.problem is not None:
+    assert isinstance(outcome, Failed)  # noqa: S101 (every backoff row carries the failure)
+    attempts = node.attempts + 1
+    ceiling = backoff_ceiling(
+        attempts, settings.backoff_base, settings.backoff_factor, settings.backoff_cap
+    )
+    return {
+        "attempts": attempts,
+        "next_attempt": step.now + uniform(0.0, ceiling),
+        "last_error": outcome.error,
+        "http_status": outcome.http_status,
+    }
+
+
+def _rejected(step: Step) -> Fields:
+    fields: Fields = {"rejected_at": step.now, "next_attempt": None}
+    return fields
+
+
+def _refused(_node: Node, step: Step, _settings: Settings, _uniform: object) -> Fields:
+    status = step.outcome.http_status if isinstance(step.outcome, Refused) else 409
+    reason = REFUSALS.get(status, Reason.API_ERROR)
+    text = replies.rejection(reason, status)
+    return {"reason": reason, "last_error": text, "http_status": status} | _rejected(step)
+
+
+def _cik_gone(_node: Node, step: Step, _settings: Settings, _uniform: object) -> Fields:
+    fields: Fields = {"reason": Reason.NOT_ACTIVATABLE, "last_error": replies.CIK_MISSING}
+    return fields | {"http_status": None} | _rejected(step)
+
+
+def _lost(node: Node, step: Step, settings: Settings, _uniform: object) -> Fields:
+    text = replies.CIK_LOST_AUTO if settings.auto_reenable else replies.cik_lost(node.sn)
+    fields: Fields = {"reason": Reason.NOT_ACTIVATABLE, "last_error": text, "http_status": 409}
+    return fields | _rejected(step)
+
+
+def _not_a_cik(node: Node, step: Step, settings: Settings, _uniform: object) -> Fields:
+    problem = step.outcome.problem if isinstance(step.outcome, Issued) else None
+    text = replies.not_a_cik(node.sn, problem or "", auto=settings.auto_reenable)
+    fields: Fields = {"reason": Reason.NOT_ACTIVATABLE, "last_error": text, "http_status": 200}
+    return fields | _rejected(step)
+
+
+def _reenable_failed(_node: Node, step: Step, _settings: Settings, _uniform: object) -> Fields:
+    error = step.outcome.error if isinstance(step.outcome, Failed) else "unknown"
+    return {"last_error": f"re-enabling failed ({error}); {replies.REENABLE_BY_HAND}"}
+
+
+def _expiry_warned(_node: Node, _step: Step, _settings: Settings, _uniform: object) -> Fields:
+    return {"expiry_warned": True}
+
+
+_CHANGES: Final[Mapping[Change, Maker]] = {
+    Change.NEW: _none,
+    Change.MODEL: _model,
+    Change.REQUEST: _request,
+    Change.REQUEST_AGAIN: _request_again,
+    Change.DUE_NOW: _due_now,
+    Change.ACTIVATED: _activated,
+    Change.BACKOFF: _backoff,
+    Change.REFUSED: _refused,
+    Change.CIK_GONE: _cik_gone,
+    Change.LOST: _lost,
+    Change.NOT_A_CIK: _not_a_cik,
+    Change.REENABLE_FAILED: _reenable_failed,
+    Change.EXPIRY_WARNED: _expiry_warned,
+}
+
+
+def store(node: Node, step: Step) -> list[Action]:
+    """The actions that keep an issued body: the store, and an error if it is no CIK (or
+    came with no request of it in flight: it is kept apart then)."""
+    assert step.cik is not None  # noqa: S101 (an answer that stores always carries the body)
+    outcome = step.outcome
+    problem = outcome.problem if isinstance(outcome, Issued) else None
+    if problem is not None:
         action = StoreCik(node.sn, node.vendor, node.model, step.cik, unverified=True)
-        return [action, replies.malformed_log(node, outcome.problem)]
+        return [action, replies.malformed_log(node, problem)]
     return [StoreCik(node.sn, node.vendor, node.model, step.cik)]

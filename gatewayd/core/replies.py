@@ -10,7 +10,8 @@ import logging
 import math
 from typing import Final
 
-from gatewayd.core.events import Answer, Log, Node, Reason, State
+from gatewayd.core.actions import Answer, Log
+from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.secret import Secret
 
 REASON_TEXT: Final[dict[Reason, str]] = {

@@ -1,40 +1,75 @@
 """The node state machine as data: every (state, trigger) pair gatewayd acts on.
 
 For a node's state and a trigger (an event, sharpened by a guard such as "the
-rejection is older than ``rejected_retry_after``"), ``TRANSITIONS`` gives the
-next state and the effects to emit, in order. ``gatewayd.core.engine`` applies it.
+rejection is older than ``rejected_retry_after``" or "gatewayd is stopping"),
+``TRANSITIONS`` gives a :class:`Row`: the next state, how the record changes,
+whether the node's activation is now uncertain (Exosite may have issued a CIK
+gatewayd does not hold), and the effects to emit, in order.
+:mod:`gatewayd.core.engine` applies it; :mod:`gatewayd.core.records` makes each
+change. A trigger without a row for the node's state changes nothing and is
+logged as unexpected.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
-from gatewayd.core.events import Failed, Issued, Node, Outcome, Refused, State
+from gatewayd.core.events import Failed, Issued, Outcome, Refused
+from gatewayd.core.model import Node, State
 
 
 class Trigger(enum.Enum):
     ANNOUNCE = "announce"
     ANNOUNCE_LATE = "announce after rejected_retry_after"
+    ANNOUNCE_BUSY = "announce of a new serial while max_pending nodes wait"
+    ANNOUNCE_MODEL = "announce naming a model not in exosite.models"
+    ANNOUNCE_REENABLING = "announce while gatewayd re-enables the serial"
     ISSUED = "200"
     MALFORMED = "2xx whose body is not a complete CIK"
     MALFORMED_AUTO = "a 2xx that is no CIK, with auto_reenable"
+    ISSUED_UNASKED = "a 2xx with no request of it in flight"
     REFUSED = "refused"
     CONFLICT = "409"
-    FAILED = "transient failure"
+    FAILED = "transient failure, the request never acted on"
+    FAILED_MAYBE = "transient failure after which Exosite may have acted"
     CIK_FOUND = "CIK found"
     CIK_MISSING = "no CIK stored"
     LOOKUP_FAILED = "keyring unreadable"
     CIK_LOST = "409, no CIK stored, and our own request may have got it"
     CIK_LOST_AUTO = "the same, with auto_reenable"
-    ANNOUNCE_REENABLING = "announce while gatewayd re-enables the serial"
     REENABLED = "re-enabled through the vendor API"
     REENABLE_FAILED = "the vendor API failed"
     UNSAVED = "the record ahead of a request cannot be saved"
+    RESTARTED = "gatewayd starts; the record says a request was in flight"
+    RESTARTED_REENABLING = "gatewayd starts while it re-enables the serial"
+    STOPPING = "a request is due while gatewayd stops"
+    REENABLED_STOPPING = "re-enabled while gatewayd stops"
     RETRY_DUE = "retry due"
+    EXPIRY_DUE = "24 h since first seen, and not activated"
     REPUBLISH = "the operator asks to republish"
     RETRY = "the operator asks to retry now"
+    FORGET = "the operator asks to forget the node"
+
+
+class Change(enum.Enum):
+    """How a node's record changes (:func:`gatewayd.core.records.change`)."""
+
+    NEW = "a new record"
+    MODEL = "the model the node names, if it names another"
+    REQUEST = "the write-ahead of the request: when it started, in which form"
+    REQUEST_AGAIN = "the same, the rejection cleared"
+    ACTIVATED = "activated: the status, no error"
+    BACKOFF = "one attempt more, the next one backed off"
+    REFUSED = "Exosite's refusal: its reason and status"
+    CIK_GONE = "rejected: the stored CIK is gone"
+    LOST = "the issued CIK lost: needs re-enabling"
+    NOT_A_CIK = "what was wrong with the 2xx body"
+    REENABLE_FAILED = "why re-enabling failed"
+    DUE_NOW = "the request put off, due at the next start"
+    EXPIRY_WARNED = "warned of Exosite's expiry"
 
 
 class Effect(enum.Enum):
@@ -43,93 +78,149 @@ class Effect(enum.Enum):
     STORE = "store the CIK (an unverified body apart)"
     LOOKUP = "read the stored CIK"
     REENABLE = "re-enable the serial through the vendor API"
+    DELETE = "delete the record and the stored CIK"
     SCHEDULE = "schedule the next attempt"
     TELL_CIK = "publish the credentials"
     TELL_PENDING = "publish pending, with retry_in"
     TELL_REJECTED = "publish the recorded rejection"
-    WAIT = "nothing yet: an answer is on its way"
+    TELL_BUSY = "publish pending: come back later"
+    TELL_INVALID = "publish invalid_request"
+    WARN_UNASKED = "log an error: a 2xx nobody waited for"
+    WARN_EXPIRY = "log a warning: Exosite expires the device soon"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """What a trigger does to a node: ``target`` None means no record (none is made, or
+    the one there was is deleted); ``uncertain`` True or False sets the flag, None keeps
+    it."""
+
+    target: State | None
+    changes: tuple[Change, ...]
+    effects: tuple[Effect, ...]
+    uncertain: bool | None = None
 
 
 _NEW: Final = None
-"""The 'state' of a serial gatewayd has never seen."""
+"""The 'state' of a serial gatewayd has never seen (or has forgotten)."""
 
 UNSETTLED: Final = frozenset({State.PENDING, State.REJECTED, State.NEEDS_REENABLE})
 """States in which a re-announce may change the model of the next request."""
 
-SAVE, REQUEST, STORE, LOOKUP = Effect.SAVE, Effect.REQUEST, Effect.STORE, Effect.LOOKUP
-REENABLE = Effect.REENABLE
-SCHEDULE, WAIT = Effect.SCHEDULE, Effect.WAIT
-TELL_CIK, TELL_PENDING, TELL_REJECTED = Effect.TELL_CIK, Effect.TELL_PENDING, Effect.TELL_REJECTED
+S = State
+ACTIVATING, RECOVERING, PENDING = S.ACTIVATING, S.RECOVERING, S.PENDING
+ACTIVATED, REJECTED, REENABLE = S.ACTIVATED, S.REJECTED, S.NEEDS_REENABLE
+T, C, E = Trigger, Change, Effect
+SAVE, REQUEST, STORE, LOOKUP, SCHEDULE = E.SAVE, E.REQUEST, E.STORE, E.LOOKUP, E.SCHEDULE
+TELL_CIK, TELL_PENDING, TELL_REJECTED = E.TELL_CIK, E.TELL_PENDING, E.TELL_REJECTED
+SET, CLEAR, KEEP = True, False, None
+
+_STATES: Final = (_NEW, ACTIVATING, RECOVERING, PENDING, ACTIVATED, REJECTED, REENABLE)
+_WAITING: Final = (ACTIVATING, RECOVERING, PENDING, REJECTED, REENABLE)
+"""The states a node may stay in until Exosite expires the device."""
 
 # fmt: off
-TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], tuple[State, tuple[Effect, ...]]]] = {
-    # state before     trigger                    state after        effects, in order
+TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
+    # state before   trigger               Row(state after, record changes, effects, uncertain)
     # -- announces: a record is written ahead of every request; never two requests at once
-    (_NEW,             Trigger.ANNOUNCE):       (State.ACTIVATING, (SAVE, REQUEST)),
-    (State.ACTIVATING, Trigger.ANNOUNCE):       (State.ACTIVATING, (WAIT,)),
-    (State.RECOVERING, Trigger.ANNOUNCE):       (State.RECOVERING, (WAIT,)),
-    (State.PENDING,    Trigger.ANNOUNCE):       (State.PENDING,    (TELL_PENDING,)),
-    (State.ACTIVATED,  Trigger.ANNOUNCE):       (State.ACTIVATED,  (LOOKUP,)),
-    (State.REJECTED,   Trigger.ANNOUNCE):       (State.REJECTED,   (TELL_REJECTED,)),
-    (State.REJECTED,   Trigger.ANNOUNCE_LATE):  (State.ACTIVATING, (SAVE, REQUEST)),
-    (State.NEEDS_REENABLE, Trigger.ANNOUNCE):   (State.NEEDS_REENABLE, (TELL_REJECTED,)),
-    (State.NEEDS_REENABLE, Trigger.ANNOUNCE_REENABLING): (State.NEEDS_REENABLE, (TELL_PENDING,)),
-    (State.NEEDS_REENABLE, Trigger.ANNOUNCE_LATE): (State.ACTIVATING, (SAVE, REQUEST)),
+    (_NEW,       T.ANNOUNCE):          Row(ACTIVATING, (C.NEW, C.REQUEST), (SAVE, REQUEST)),
+    (_NEW,       T.ANNOUNCE_BUSY):     Row(_NEW, (), (E.TELL_BUSY,)),
+    (ACTIVATING, T.ANNOUNCE):          Row(ACTIVATING, (), ()),
+    (RECOVERING, T.ANNOUNCE):          Row(RECOVERING, (), ()),
+    (PENDING,    T.ANNOUNCE):          Row(PENDING, (C.MODEL,), (TELL_PENDING,)),
+    (ACTIVATED,  T.ANNOUNCE):          Row(ACTIVATED, (), (LOOKUP,)),
+    (REJECTED,   T.ANNOUNCE):          Row(REJECTED, (C.MODEL,), (TELL_REJECTED,)),
+    (REJECTED,   T.ANNOUNCE_LATE):     Row(ACTIVATING, (C.MODEL, C.REQUEST_AGAIN), (SAVE, REQUEST)),
+    (REENABLE,   T.ANNOUNCE):          Row(REENABLE, (C.MODEL,), (TELL_REJECTED,)),
+    (REENABLE,   T.ANNOUNCE_REENABLING): Row(REENABLE, (C.MODEL,), (TELL_PENDING,)),
+    (REENABLE,   T.ANNOUNCE_LATE):     Row(ACTIVATING, (C.MODEL, C.REQUEST_AGAIN), (SAVE, REQUEST)),
+    **{(state,   T.ANNOUNCE_MODEL):    Row(state, (), (E.TELL_INVALID,)) for state in _STATES},
     # -- Exosite's answers: a CIK is stored before anything else happens
-    (State.ACTIVATING, Trigger.ISSUED):         (State.ACTIVATED,  (STORE, SAVE, TELL_CIK)),
-    (State.ACTIVATING, Trigger.MALFORMED): (State.NEEDS_REENABLE, (STORE, SAVE, TELL_REJECTED)),
-    (State.ACTIVATING, Trigger.MALFORMED_AUTO): (State.NEEDS_REENABLE, (STORE, SAVE, REENABLE)),
-    (State.ACTIVATING, Trigger.REFUSED):        (State.REJECTED,   (SAVE, TELL_REJECTED)),
-    (State.ACTIVATING, Trigger.CONFLICT):       (State.ACTIVATING, (LOOKUP,)),
-    (State.ACTIVATING, Trigger.FAILED):         (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
+    (ACTIVATING, T.ISSUED):    Row(ACTIVATED, (C.ACTIVATED,), (STORE, SAVE, TELL_CIK), CLEAR),
+    (ACTIVATING, T.MALFORMED):  Row(REENABLE, (C.NOT_A_CIK,), (STORE, SAVE, TELL_REJECTED), SET),
+    (ACTIVATING, T.MALFORMED_AUTO): Row(REENABLE, (C.NOT_A_CIK,), (STORE, SAVE, E.REENABLE), SET),
+    **{(state,   T.ISSUED_UNASKED):    Row(state, (), (STORE, E.WARN_UNASKED))
+       for state in _STATES if state is not ACTIVATING},
+    (ACTIVATING, T.REFUSED):           Row(REJECTED, (C.REFUSED,), (SAVE, TELL_REJECTED), CLEAR),
+    (ACTIVATING, T.CONFLICT):          Row(ACTIVATING, (), (LOOKUP,)),
+    (ACTIVATING, T.FAILED):    Row(PENDING, (C.BACKOFF,), (SCHEDULE, SAVE, TELL_PENDING)),
+    (ACTIVATING, T.FAILED_MAYBE): Row(PENDING, (C.BACKOFF,), (SCHEDULE, SAVE, TELL_PENDING), SET),
     # -- the keystore's answers (after a 409, a re-announce, or a restart)
-    (State.ACTIVATING, Trigger.CIK_FOUND):      (State.ACTIVATED,  (SAVE, TELL_CIK)),
-    (State.ACTIVATING, Trigger.CIK_MISSING):    (State.REJECTED,   (SAVE, TELL_REJECTED)),
-    (State.ACTIVATING, Trigger.LOOKUP_FAILED):  (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
-    (State.ACTIVATED,  Trigger.CIK_FOUND):      (State.ACTIVATED,  (TELL_CIK,)),
-    (State.ACTIVATED,  Trigger.CIK_MISSING):    (State.REJECTED,   (SAVE, TELL_REJECTED)),
-    (State.ACTIVATED,  Trigger.LOOKUP_FAILED):  (State.ACTIVATED,  (TELL_PENDING,)),
-    (State.RECOVERING, Trigger.CIK_FOUND):      (State.ACTIVATED,  (SAVE, TELL_CIK)),
-    (State.RECOVERING, Trigger.CIK_MISSING):    (State.ACTIVATING, (SAVE, REQUEST)),
-    (State.RECOVERING, Trigger.LOOKUP_FAILED):  (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
+    (ACTIVATING, T.CIK_FOUND):         Row(ACTIVATED, (C.ACTIVATED,), (SAVE, TELL_CIK), CLEAR),
+    (ACTIVATING, T.CIK_MISSING):       Row(REJECTED, (C.REFUSED,), (SAVE, TELL_REJECTED), CLEAR),
+    (ACTIVATING, T.LOOKUP_FAILED): Row(PENDING, (C.BACKOFF,), (SCHEDULE, SAVE, TELL_PENDING)),
+    (ACTIVATED,  T.CIK_FOUND):         Row(ACTIVATED, (), (TELL_CIK,)),
+    (ACTIVATED,  T.CIK_MISSING):       Row(REJECTED, (C.CIK_GONE,), (SAVE, TELL_REJECTED), CLEAR),
+    (ACTIVATED,  T.LOOKUP_FAILED):     Row(ACTIVATED, (), (TELL_PENDING,)),
+    (RECOVERING, T.CIK_FOUND):         Row(ACTIVATED, (C.ACTIVATED,), (SAVE, TELL_CIK), CLEAR),
+    (RECOVERING, T.CIK_MISSING):       Row(ACTIVATING, (C.REQUEST,), (SAVE, REQUEST)),
+    (RECOVERING, T.LOOKUP_FAILED): Row(PENDING, (C.BACKOFF,), (SCHEDULE, SAVE, TELL_PENDING)),
     # -- a CIK lost between Exosite's 200 and the keyring: a person, or the vendor API
-    (State.ACTIVATING, Trigger.CIK_LOST):       (State.NEEDS_REENABLE, (SAVE, TELL_REJECTED)),
-    (State.ACTIVATING, Trigger.CIK_LOST_AUTO):  (State.NEEDS_REENABLE, (SAVE, REENABLE)),
-    (State.NEEDS_REENABLE, Trigger.REENABLED):  (State.ACTIVATING, (SAVE, REQUEST)),
-    (State.NEEDS_REENABLE, Trigger.REENABLE_FAILED): (State.NEEDS_REENABLE, (SAVE, TELL_REJECTED)),
+    (ACTIVATING, T.CIK_LOST):          Row(REENABLE, (C.LOST,), (SAVE, TELL_REJECTED)),
+    (ACTIVATING, T.CIK_LOST_AUTO):     Row(REENABLE, (C.LOST,), (SAVE, E.REENABLE)),
+    (REENABLE,   T.REENABLED):       Row(ACTIVATING, (C.REQUEST_AGAIN,), (SAVE, REQUEST), CLEAR),
+    (REENABLE,   T.REENABLE_FAILED):
+        Row(REENABLE, (C.REENABLE_FAILED,), (SAVE, TELL_REJECTED), CLEAR),
     # -- no request leaves before the record written ahead of it is on disk
-    (State.ACTIVATING, Trigger.UNSAVED):        (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
-    (State.NEEDS_REENABLE, Trigger.UNSAVED):    (State.PENDING,    (SCHEDULE, SAVE, TELL_PENDING)),
+    (ACTIVATING, T.UNSAVED):       Row(PENDING, (C.BACKOFF,), (SCHEDULE, SAVE, TELL_PENDING)),
+    (REENABLE,   T.UNSAVED):       Row(PENDING, (C.BACKOFF,), (SCHEDULE, SAVE, TELL_PENDING)),
+    # -- gatewayd starts and stops
+    (ACTIVATING, T.RESTARTED):         Row(RECOVERING, (), (LOOKUP,), SET),
+    (REENABLE,   T.RESTARTED_REENABLING): Row(REENABLE, (), (E.REENABLE,)),
+    (_NEW,       T.STOPPING):          Row(PENDING, (C.NEW, C.DUE_NOW), (SAVE,)),
+    (RECOVERING, T.STOPPING):          Row(PENDING, (C.DUE_NOW,), (SAVE,)),
+    (PENDING,    T.STOPPING):          Row(PENDING, (), ()),
+    (REJECTED,   T.STOPPING):          Row(PENDING, (C.MODEL, C.DUE_NOW), (SAVE,)),
+    (REENABLE,   T.STOPPING):          Row(PENDING, (C.MODEL, C.DUE_NOW), (SAVE,)),
+    (REENABLE,   T.REENABLED_STOPPING): Row(PENDING, (C.DUE_NOW,), (SAVE,), CLEAR),
     # -- timers
-    (State.PENDING,    Trigger.RETRY_DUE):      (State.ACTIVATING, (SAVE, REQUEST)),
-    # -- the operator (gatewayctl republish, gatewayctl retry)
-    (State.ACTIVATED,  Trigger.REPUBLISH):      (State.ACTIVATED,  (LOOKUP,)),
-    (State.PENDING,    Trigger.RETRY):          (State.ACTIVATING, (SAVE, REQUEST)),
-    (State.REJECTED,   Trigger.RETRY):          (State.ACTIVATING, (SAVE, REQUEST)),
-    (State.NEEDS_REENABLE, Trigger.RETRY):      (State.ACTIVATING, (SAVE, REQUEST)),
+    (PENDING,    T.RETRY_DUE):         Row(ACTIVATING, (C.REQUEST,), (SAVE, REQUEST)),
+    **{(state,   T.EXPIRY_DUE):        Row(state, (C.EXPIRY_WARNED,), (SAVE, E.WARN_EXPIRY))
+       for state in _WAITING},
+    # -- the operator (gatewayctl republish, retry, forget)
+    (ACTIVATED,  T.REPUBLISH):         Row(ACTIVATED, (), (LOOKUP,)),
+    (PENDING,    T.RETRY):             Row(ACTIVATING, (C.REQUEST,), (SAVE, REQUEST)),
+    (REJECTED,   T.RETRY):             Row(ACTIVATING, (C.REQUEST_AGAIN,), (SAVE, REQUEST)),
+    (REENABLE,   T.RETRY):             Row(ACTIVATING, (C.REQUEST_AGAIN,), (SAVE, REQUEST)),
+    **{(state,   T.FORGET):            Row(_NEW, (), (E.DELETE,))
+       for state in (PENDING, ACTIVATED, REJECTED, REENABLE)},
 }
 # fmt: on
 
 
-def refused(node: Node, trigger: Trigger) -> str | None:
+def stopping(trigger: Trigger) -> Trigger:
+    """What ``trigger`` becomes while gatewayd stops, if its row would send a request."""
+    return Trigger.REENABLED_STOPPING if trigger is Trigger.REENABLED else Trigger.STOPPING
+
+
+def refused(node: Node | None, trigger: Trigger) -> str | None:
     """Why an operator's command cannot act on ``node`` now, or None if it can."""
+    if node is None:
+        return "no such node"
     if (node.state, trigger) in TRANSITIONS:
         return None
     if trigger is Trigger.REPUBLISH:
         return f"not activated (it is {node.state}): there are no credentials to republish"
+    if trigger is Trigger.FORGET:
+        return "a request about it is in flight; try again once it is answered"
     if node.state is State.ACTIVATED:
         return "already activated: Exosite would refuse another activation"
     return f"a request about it is in flight (it is {node.state})"
 
 
-def trigger_of(outcome: Outcome) -> Trigger:
+def trigger_of(outcome: Outcome, *, auto_reenable: bool) -> Trigger:
+    """The trigger of Exosite's answer to a request in flight."""
     match outcome:
-        case Issued():
+        case Issued(problem=None):
             return Trigger.ISSUED
+        case Issued():
+            return Trigger.MALFORMED_AUTO if auto_reenable else Trigger.MALFORMED
         case Refused(http_status=409):
             return Trigger.CONFLICT
         case Refused():
             return Trigger.REFUSED
+        case Failed(maybe_delivered=True):
+            return Trigger.FAILED_MAYBE
         case Failed():
             return Trigger.FAILED
 
@@ -138,13 +229,18 @@ def as_table() -> str:
     """``TRANSITIONS`` as a Markdown table, for the README
     (``python -m gatewayd.core.transitions``)."""
     lines = [
-        "| state | trigger | next state | what gatewayd does, in order |",
-        "|---|---|---|---|",
+        "| state | trigger | next state | record | uncertain | what gatewayd does, in order |",
+        "|---|---|---|---|---|---|",
     ]
-    for (state, trigger), (target, effects) in TRANSITIONS.items():
-        before = "(new)" if state is None else f"`{state}`"
-        done = "; ".join(effect.value for effect in effects)
-        lines.append(f"| {before} | {trigger.value} | `{target}` | {done} |")
+    flag = {True: "set", False: "cleared", None: ""}
+    for (state, trigger), row in TRANSITIONS.items():
+        before = "(none)" if state is None else f"`{state}`"
+        after = "(none)" if row.target is None else f"`{row.target}`"
+        changed = "; ".join(change.value for change in row.changes)
+        done = "; ".join(effect.value for effect in row.effects) or "nothing"
+        lines.append(
+            f"| {before} | {trigger.value} | {after} | {changed} | {flag[row.uncertain]} | {done} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,7 @@ from gatewayd.adapters.state import DB_NAME, StateDB
 from gatewayd.adapters.vendor import VendorClient
 from gatewayd.config.load import DEFAULT_PATH, Config, load
 from gatewayd.core.errors import ConfigError, GatewaydError
-from gatewayd.core.events import Node
+from gatewayd.core.model import Node
 from gatewayd.daemon import control
 from gatewayd.daemon.wiring import open_keystore, vendor_client
 

@@ -19,23 +19,22 @@ from typing import TYPE_CHECKING, Final
 
 from gatewayd.adapters import logs
 from gatewayd.core import protocol
-from gatewayd.core.engine import Engine
-from gatewayd.core.errors import KeystoreError, StateError
-from gatewayd.core.events import (
+from gatewayd.core.actions import (
     Action,
     Activate,
-    CikLookedUp,
     DeleteNode,
     Log,
     LookupCik,
     Publish,
     Reenable,
-    RequestUnsent,
     Result,
     SaveNode,
-    State,
     StoreCik,
 )
+from gatewayd.core.engine import Engine
+from gatewayd.core.errors import KeystoreError, StateError
+from gatewayd.core.events import CikLookedUp, RequestUnsent
+from gatewayd.core.model import State
 from gatewayd.core.timers import backoff_ceiling
 
 if TYPE_CHECKING:

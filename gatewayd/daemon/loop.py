@@ -25,6 +25,7 @@ from gatewayd.adapters.systemd import Notifier
 from gatewayd.config import reload
 from gatewayd.config.load import Config, load
 from gatewayd.core import protocol
+from gatewayd.core.actions import Reenable
 from gatewayd.core.engine import Engine
 from gatewayd.core.errors import ConfigError, GatewaydError
 from gatewayd.core.events import (
@@ -36,7 +37,6 @@ from gatewayd.core.events import (
     Forget,
     LinkEvent,
     Message,
-    Reenable,
     ReenableAnswered,
     Republish,
     Retry,
@@ -180,13 +180,14 @@ class Daemon:
             log.error("cannot start: %s", exc)  # noqa: TRY400 (the message is the whole story)
             self._close()
             return 1
+        unfinished = self._engine.start()  # a request in flight at the last stop: recovering
         counts = self._engine.counts()
         log.info(
             "gatewayd %s started: %s",
             __version__,
             ", ".join(f"{n} {state}" for state, n in counts.items()),
         )
-        self._executor.run(self._engine.start())
+        self._executor.run(unfinished)
         self._executor.run(self._engine.handle(Tick()))
         while not self._drained():
             item = self._next_item()

@@ -17,7 +17,7 @@ from typing import Final
 from gatewayd import __version__
 from gatewayd.adapters.systemd import Notifier
 from gatewayd.core.engine import Engine
-from gatewayd.core.events import State
+from gatewayd.core.model import State
 
 _WAITING: Final = frozenset({State.PENDING, State.ACTIVATING, State.RECOVERING})
 """The states of a node still waiting for its credentials."""

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from gatewayd.adapters.keystore import Keystore, load_key, open_backend
 from gatewayd.config.load import Config
 from gatewayd.core.errors import ConfigError, ExositeError
-from gatewayd.core.events import Settings
+from gatewayd.core.model import Settings
 from gatewayd.core.secret import Secret
 
 if TYPE_CHECKING:

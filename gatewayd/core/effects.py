@@ -1,0 +1,144 @@
+"""The actions each :class:`~gatewayd.core.transitions.Effect` of a row stands for.
+
+The engine hands a row's effects, the node's new record and the step that
+caused it to :meth:`Effects.emit`, which returns the actions in the row's order.
+Pure: the clock is read through the engine's, the responses waiting for a node
+are taken from its book.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
+
+from gatewayd.core import records, replies
+from gatewayd.core.actions import (
+    Action,
+    Activate,
+    Answer,
+    DeleteNode,
+    Log,
+    LookupCik,
+    Publish,
+    Reenable,
+    SaveNode,
+)
+from gatewayd.core.book import Book
+from gatewayd.core.deadlines import Deadlines
+from gatewayd.core.model import Node, ResponseTarget, Settings, State
+from gatewayd.core.records import Step
+from gatewayd.core.transitions import Effect, Trigger
+
+Emitter = Callable[["Effects", Node, Step], list[Action]]
+
+
+class Effects:
+    def __init__(
+        self,
+        book: Book,
+        deadlines: Deadlines,
+        clock: Callable[[], float],
+        settings: Callable[[], Settings],
+    ) -> None:
+        self._book = book
+        self._deadlines = deadlines
+        self._clock = clock
+        self._settings = settings
+
+    def emit(self, effects: Iterable[Effect], node: Node, step: Step) -> list[Action]:
+        actions: list[Action] = []
+        for effect in effects:
+            actions += _EMITTERS[effect](self, node, step)
+        return actions
+
+    def _save(self, node: Node, _step: Step) -> list[Action]:
+        return [SaveNode(node)]
+
+    def _request(self, node: Node, _step: Step) -> list[Action]:
+        return [Activate(node.sn, node.vendor, node.model)]
+
+    def _lookup(self, node: Node, _step: Step) -> list[Action]:
+        return [LookupCik(node.sn, node.vendor, node.model)]
+
+    def _reenable(self, node: Node, _step: Step) -> list[Action]:
+        return [Reenable(node.sn, node.vendor, node.model)]
+
+    def _store(self, node: Node, step: Step) -> list[Action]:
+        return records.store(node, step)
+
+    def _delete(self, node: Node, _step: Step) -> list[Action]:
+        text = f"forgotten by the operator: {forgotten(node)}"
+        deleted = DeleteNode(node.sn, node.vendor, node.model)
+        return [deleted, Log("forgotten", logging.WARNING, text, node.sn, node.state)]
+
+    def _schedule(self, node: Node, _step: Step) -> list[Action]:
+        return [replies.pending_log(node, self._retry_in(node))]
+
+    def _tell_cik(self, node: Node, step: Step) -> list[Action]:
+        kind = "activated" if step.trigger is Trigger.ISSUED else "republished"
+        answer = replies.activated(node, step.cik)
+        return [self._publish(answer), replies.credentials_log(node, kind)]
+
+    def _tell_pending(self, node: Node, _step: Step) -> list[Action]:
+        return [self._publish(replies.pending(node, self._retry_in(node)))]
+
+    def _tell_rejected(self, node: Node, step: Step) -> list[Action]:
+        # a rejection is logged when it is made, not each time it is repeated
+        repeated = step.trigger is Trigger.ANNOUNCE
+        log = [] if repeated else [replies.rejected_log(node)]
+        return [self._publish(replies.rejected(node)), *log]
+
+    def _tell_busy(self, node: Node, _step: Step) -> list[Action]:
+        return [self._publish(replies.busy(node.sn, self._settings().max_pending))]
+
+    def _tell_invalid(self, node: Node, step: Step) -> list[Action]:
+        return invalid(node.sn, step.detail, step.response)
+
+    def _warn_unasked(self, node: Node, step: Step) -> list[Action]:
+        text = f"{step.trigger.value}: kept, and handed to nobody"
+        return [Log("unexpected", logging.ERROR, text, node.sn, node.state)]
+
+    def _warn_expiry(self, node: Node, _step: Step) -> list[Action]:
+        hours = self._deadlines.waited(node.sn, self._clock()) / 3600
+        return [replies.expiry_log(node, hours)]
+
+    def _publish(self, answer: Answer) -> Publish:
+        return Publish(answer, self._book.responses(answer.sn))
+
+    def _retry_in(self, node: Node) -> float:
+        return self._deadlines.retry_in(node.sn, self._clock())
+
+
+_EMITTERS: Final[Mapping[Effect, Emitter]] = {
+    Effect.SAVE: Effects._save,  # noqa: SLF001 (the table of the class's own methods)
+    Effect.REQUEST: Effects._request,  # noqa: SLF001
+    Effect.LOOKUP: Effects._lookup,  # noqa: SLF001
+    Effect.REENABLE: Effects._reenable,  # noqa: SLF001
+    Effect.STORE: Effects._store,  # noqa: SLF001
+    Effect.DELETE: Effects._delete,  # noqa: SLF001
+    Effect.SCHEDULE: Effects._schedule,  # noqa: SLF001
+    Effect.TELL_CIK: Effects._tell_cik,  # noqa: SLF001
+    Effect.TELL_PENDING: Effects._tell_pending,  # noqa: SLF001
+    Effect.TELL_REJECTED: Effects._tell_rejected,  # noqa: SLF001
+    Effect.TELL_BUSY: Effects._tell_busy,  # noqa: SLF001
+    Effect.TELL_INVALID: Effects._tell_invalid,  # noqa: SLF001
+    Effect.WARN_UNASKED: Effects._warn_unasked,  # noqa: SLF001
+    Effect.WARN_EXPIRY: Effects._warn_expiry,  # noqa: SLF001
+}
+
+
+def invalid(sn: str | None, message: str, response: ResponseTarget | None) -> list[Action]:
+    """An announce that cannot be acted on: a warning, and the node told why."""
+    actions: list[Action] = [
+        Log("invalid_request", logging.WARNING, f"announce ignored: {message}", sn)
+    ]
+    if sn is not None:
+        responses = (response,) if response is not None else ()
+        actions.append(Publish(replies.invalid(sn, message), responses))
+    return actions
+
+
+def forgotten(node: Node) -> str:
+    """What ``gatewayctl forget`` deleted of ``node``."""
+    return "record and CIK deleted" if node.state is State.ACTIVATED else "record deleted"

@@ -19,6 +19,7 @@ from gatewayd.core.protocol import (
     MAX_TOPIC_SN_CHARS,
     Topics,
     encode_answer,
+    not_an_announce,
     parse_announce,
     response_target,
 )
@@ -39,7 +40,10 @@ def parse(
     response_topic: str | None = None,
     correlation: bytes | None = None,
 ) -> Announced:
-    return parse_announce(TOPICS, topic, payload, pattern, response_topic, correlation)
+    sn = TOPICS.topic_sn(topic)
+    if sn is None:
+        raise not_an_announce(topic)
+    return parse_announce(TOPICS, sn, payload, pattern, response_topic, correlation)
 
 
 def refusal(topic: str = ANNOUNCE, payload: bytes = b"", **kwargs: object) -> InvalidRequest:

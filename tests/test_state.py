@@ -311,7 +311,7 @@ def fsyncs_during_saves(folder: Path, *, durable: bool, together: bool = False) 
         [
             "import contextlib, sys",
             "from pathlib import Path",
-            "from gatewayd.core.events import Node, State",
+            "from gatewayd.core.model import Node, State",
             "from gatewayd.adapters.state import StateDB",
             f"db = StateDB.in_dir(Path({str(folder)!r}))",
             "db.save(Node('WARM', 'v', 'm', State.ACTIVATING, 1.0))",

@@ -211,9 +211,15 @@ class ExositeClient:
                 log.debug(
                     "node %s: activation request sent to %s", sn, self._url, extra=logs.about(sn)
                 )
+                form = request_form(self._config, vendor, model, sn)
                 try:
                     client = client or Client(self._config.ca_file, context=self._tls)
-                    outcome = self._post(client, sn, vendor, model)
+                    answer = client.request(
+                        "POST", self._url, form=form, headers=_HEADERS, timeout=self._config.timeout
+                    )
+                    outcome = classify(answer.status, answer.body, answer.broken)
+                except HttpError as exc:
+                    outcome = Failed(str(exc), maybe_delivered=exc.reached)
                 except Exception as exc:  # a worker must answer every job it took
                     log.exception(
                         "node %s: activation request failed unexpectedly",
@@ -230,13 +236,3 @@ class ExositeClient:
         """Wait while paused (closing opens the gate); False once the client is stopping."""
         self._open.wait()
         return not self._stop.is_set()
-
-    def _post(self, client: Client, sn: str, vendor: str, model: str) -> Outcome:
-        form = request_form(self._config, vendor, model, sn)
-        try:
-            answer = client.request(
-                "POST", self._url, form=form, headers=_HEADERS, timeout=self._config.timeout
-            )
-        except HttpError as exc:
-            return Failed(str(exc), maybe_delivered=exc.reached)
-        return classify(answer.status, answer.body, answer.broken)

@@ -16,6 +16,8 @@ No message in this tree ever carries a CIK or another secret.
 
 from __future__ import annotations
 
+from gatewayd.core.model import ResponseTarget
+
 
 class GatewaydError(Exception):
     """Base of every error gatewayd raises on purpose."""
@@ -36,11 +38,15 @@ class InvalidRequest(GatewaydError):  # noqa: N818 (named after the `invalid_req
     """An announce that cannot be acted on.
 
     ``sn`` is the serial taken from the topic when the topic itself is well
-    formed, so that the node can still be answered on its credentials topic.
+    formed, so that the node can still be answered on its credentials topic;
+    ``response`` the announce's MQTT 5 response target, if it may be answered there.
     """
 
-    def __init__(self, message: str, sn: str | None = None) -> None:
+    def __init__(
+        self, message: str, sn: str | None = None, response: ResponseTarget | None = None
+    ) -> None:
         self.sn = sn
+        self.response = response
         super().__init__(message)
 
 

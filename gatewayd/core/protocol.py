@@ -70,26 +70,32 @@ class Topics:
 
 def parse_announce(
     topics: Topics,
-    topic: str,
+    sn: str,
     payload: bytes,
     sn_pattern: re.Pattern[str],
     response_topic: str | None = None,
     correlation: bytes | None = None,
 ) -> Announced:
-    """Check an announce and return it as an event, or raise InvalidRequest.
+    """Check the announce of ``sn`` (the serial level of its topic, :meth:`Topics.topic_sn`)
+    and return it as an event, or raise InvalidRequest.
 
     The serial is checked against ``sn_pattern`` before anything else. The
-    exception carries the serial whenever the node can be answered, and a
-    response topic only when it lies under the node's own subtree.
+    exception carries the serial, and the response target when it lies under
+    the node's own subtree, so that the node can be answered.
     """
-    sn = topics.topic_sn(topic)
-    if sn is None:
-        raise InvalidRequest(f"not an announce topic: {_clip(topic)}")
-    if not sn_pattern.fullmatch(sn):
-        raise InvalidRequest(f"serial {_clip(sn)!r} does not match sn_pattern", sn)
     response = response_target(topics, sn, response_topic, correlation)
-    model = _parse_payload(sn, payload)
+    if not sn_pattern.fullmatch(sn):
+        raise InvalidRequest(f"serial {_clip(sn)!r} does not match sn_pattern", sn, response)
+    try:
+        model = _parse_payload(sn, payload)
+    except InvalidRequest as exc:
+        raise InvalidRequest(str(exc), sn, response) from None
     return Announced(sn, model, response)
+
+
+def not_an_announce(topic: str) -> InvalidRequest:
+    """The refusal of a message on a topic that is no announce topic."""
+    return InvalidRequest(f"not an announce topic: {_clip(topic)}")
 
 
 def response_target(

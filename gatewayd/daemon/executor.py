@@ -1,5 +1,10 @@
 """Carries out the engine's actions, in order, on the daemon's main thread.
 
+What an action comes to that the engine must hear of (a CIK read from the
+keystore, a request not sent because its record could not be saved) is an
+event left in :attr:`Executor.followups`, for the daemon to hand to the engine
+next: the executor never calls the engine.
+
 A CIK is written to the keystore before anything else happens to its node.
 When the keystore cannot take it (disk full, read-only file system, a backend
 error), the CIK is kept in memory and the node is still answered, a CRITICAL
@@ -13,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
@@ -31,10 +35,9 @@ from gatewayd.core.actions import (
     SaveNode,
     StoreCik,
 )
-from gatewayd.core.engine import Engine
 from gatewayd.core.errors import KeystoreError, StateError
 from gatewayd.core.events import CikLookedUp, RequestUnsent
-from gatewayd.core.model import State
+from gatewayd.core.model import Node, State
 from gatewayd.core.timers import backoff_ceiling
 
 if TYPE_CHECKING:
@@ -52,7 +55,6 @@ STORE_RETRY_CAP: Final = 30.0
 class Executor:
     def __init__(
         self,
-        engine: Engine,
         keystore: Keystore,
         state: StateDB,
         exosite: ExositeClient,
@@ -60,7 +62,6 @@ class Executor:
         topics: protocol.Topics,
         reenable: Callable[[Reenable], None],
     ) -> None:
-        self._engine = engine
         self._keystore = keystore
         self._state = state
         self._exosite = exosite
@@ -78,6 +79,10 @@ class Executor:
         self._held: list[Activate | Reenable] | None = None
         self.results: list[Result] = []
         """What the operator's commands came to, for the control channel to collect."""
+        self.followups: list[CikLookedUp | RequestUnsent] = []
+        """Events for the engine that carrying out actions gave, in order."""
+        self._deferred: dict[str, Node] = {}
+        """The last record of each node whose CIK waits in memory: saved once it is stored."""
 
     def run(self, actions: Iterable[Action], stored: Callable[[], None] | None = None) -> bool:
         """Carry out ``actions`` in order; ``stored`` is called as soon as a CIK among them
@@ -86,20 +91,18 @@ class Executor:
         saved: dict[str, str | None] = {}
         """How the last save of each node's record in this run went: None if done, else
         the error, and then the request that follows it is not sent."""
-        todo = deque(actions)
-        while todo:
-            action = todo.popleft()
+        for action in actions:
             match action:
                 case StoreCik():
                     if self._store(action) and stored is not None and not called:
                         stored()
                         called = True
                 case SaveNode(node=node):
-                    saved[node.sn] = self._save(node.sn)
+                    saved[node.sn] = self._save(node)
                 case Activate() | Reenable():
-                    todo.extendleft(reversed(self._request(action, saved.pop(action.sn, None))))
+                    self._request(action, saved.pop(action.sn, None))
                 case LookupCik():
-                    todo.extendleft(reversed(self._engine.handle(self._lookup(action))))
+                    self.followups.append(self._lookup(action))
                 case Publish():
                     self._publish(action)
                 case Log():
@@ -121,8 +124,7 @@ class Executor:
             # the transaction is lost: none of its requests has a record on disk
             held, self._held = self._held, None
             self._state_failed(exc)
-            for action in held:
-                self.run(self._engine.handle(RequestUnsent(action.sn, str(exc))))
+            self.followups += [RequestUnsent(action.sn, str(exc)) for action in held]
             return
         except BaseException:
             self._held = None
@@ -133,13 +135,13 @@ class Executor:
         for action in held:
             self._send(action)
 
-    def _request(self, action: Activate | Reenable, unsaved: str | None) -> list[Action]:
+    def _request(self, action: Activate | Reenable, unsaved: str | None) -> None:
         """Send ``action``, unless the record written ahead of it failed to save (``unsaved``
-        says why): then it is not sent, and what the engine makes of that is returned."""
+        says why): then it is not sent, and the engine is told."""
         if unsaved is None:
             self._send(action)
-            return []
-        return self._engine.handle(RequestUnsent(action.sn, unsaved))
+        else:
+            self.followups.append(RequestUnsent(action.sn, unsaved))
 
     def _send(self, action: Activate | Reenable) -> None:
         if self._held is not None:
@@ -164,28 +166,30 @@ class Executor:
         if not self.unstored or self._store_retry_at is None or now < self._store_retry_at:
             return
         for sn, action in list(self.unstored.items()):
-            if not self._write(action):
+            if not self._store(action, held=True):
                 return
             del self.unstored[sn]
             logs.emit(Log("cik_stored_late", logging.WARNING, "CIK stored after retrying", sn))
-            self._save(sn)
+            deferred = self._deferred.pop(sn, None)
+            if deferred is not None:
+                self._save(deferred)
         self._store_failures = 0
         self._store_retry_at = None
         self._exosite.resume()
 
-    def _store(self, action: StoreCik) -> bool:
-        """Write the CIK; False if it is held in memory instead."""
-        if self.unstored or not self._write(action):
-            # keep the order of writes: a CIK is never stored behind one that waits
+    def _store(self, action: StoreCik, *, held: bool = False) -> bool:
+        """Write the CIK; False if it is kept in memory instead (``held``: it already is).
+
+        In the order received: a CIK is never stored behind one that waits.
+        """
+        if not held and self.unstored:
             self.unstored[action.sn] = action
             return False
-        return True
-
-    def _write(self, action: StoreCik) -> bool:
         try:
             store = self._keystore.store_unverified if action.unverified else self._keystore.store
             store(action.vendor, action.model, action.sn, action.cik)
         except Exception as exc:  # noqa: BLE001 (whatever a backend raises, the CIK stays)
+            self.unstored[action.sn] = action
             problem = str(exc) if isinstance(exc, KeystoreError) else type(exc).__name__
             self._exosite.pause()
             self._store_failures += 1
@@ -211,17 +215,16 @@ class Executor:
 
     # -------------------------------------------------------------- state, MQTT
 
-    def _save(self, sn: str) -> str | None:
+    def _save(self, node: Node) -> str | None:
         """Save the node's record; None once done, else what went wrong."""
+        sn = node.sn
         if sn in self.unstored:
+            self._deferred[sn] = node
             log.debug(
                 "node %s: record kept as written ahead until its CIK is stored",
                 sn,
                 extra=logs.about(sn),
             )
-            return None
-        node = self._engine.node(sn)
-        if node is None:
             return None
         try:
             # an activated record need not wait for the disk: its CIK is in the keystore,

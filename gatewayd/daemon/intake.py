@@ -86,40 +86,37 @@ class Intake:
         self._say_overflow()
         topics = self._topics
         sn = topics.topic_sn(message.topic)
-        if sn is not None:  # a serial outside sn_pattern too: it is answered, so it costs
-            verdict = self.limiter.allow(sn)
-            if not verdict.allowed:
-                if verdict.warn:
-                    log.warning(
-                        "node %s: announces faster than %g per second (bursts of %d): "
-                        "%d dropped; the next warning about it comes in %.0f s at the earliest",
-                        sn,
-                        self.limiter.rate,
-                        self.limiter.burst,
-                        verdict.dropped,
-                        WARN_WINDOW,
-                        extra=logs.about(sn),
-                    )
-                return None
-        if sn is not None and sn in self._reserved:
+        if sn is None:
+            return BadAnnounce(str(protocol.not_an_announce(message.topic)))
+        # a serial outside sn_pattern too: it is answered, so it costs
+        verdict = self.limiter.allow(sn)
+        if not verdict.allowed:
+            if verdict.warn:
+                log.warning(
+                    "node %s: announces faster than %g per second (bursts of %d): "
+                    "%d dropped; the next warning about it comes in %.0f s at the earliest",
+                    sn,
+                    self.limiter.rate,
+                    self.limiter.burst,
+                    verdict.dropped,
+                    WARN_WINDOW,
+                    extra=logs.about(sn),
+                )
+            return None
+        if sn in self._reserved:
             text = f"serial {sn!r} is this gateway's own broker user name: no node may have it"
             return BadAnnounce(text, sn)
         try:
             return protocol.parse_announce(
                 topics,
-                message.topic,
+                sn,
                 message.payload,
                 self.nodes.sn_pattern,
                 message.response_topic,
                 message.correlation,
             )
         except InvalidRequest as exc:
-            response = None
-            if exc.sn is not None:
-                response = protocol.response_target(
-                    topics, exc.sn, message.response_topic, message.correlation
-                )
-            return BadAnnounce(str(exc), exc.sn, response)
+            return BadAnnounce(str(exc), exc.sn, exc.response)
 
     def _say_overflow(self) -> None:
         now = time.monotonic()

@@ -1,9 +1,19 @@
-"""The daemon: one queue, one thread owning the engine, adapters around it.
+"""The daemon: one thread owning the engine, adapters around it.
 
-paho's network thread and the Exosite workers only put events on the queue.
-The main thread takes them one at a time, hands them to the engine and carries
-out the actions it returns, in order: a CIK is stored (fsynced) before its
-node's record says ``activated`` and before it is published.
+paho's network thread, the Exosite workers, the control server and the signal
+handlers only put items on a queue. The main thread takes them one at a time,
+hands them to the engine and carries out the actions it returns, in order: a
+CIK is stored (fsynced) before its node's record says ``activated`` and before
+it is published. What carrying them out gives back for the engine (a CIK read
+from the keystore, a request that could not be sent) goes to the engine next.
+
+There are two queues, both ``queue.SimpleQueue``: Exosite's answers, and
+everything else. An answer goes first, so that a CIK that has arrived never
+waits behind a storm of announces; SimpleQueue has no priorities, and it is
+the one queue of the standard library whose ``put`` may be called from a
+signal handler (a PriorityQueue's lock, taken by the main thread when the
+signal comes, would deadlock it). An answer put on its queue wakes the main
+thread with a marker on the other.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import queue
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -25,7 +36,7 @@ from gatewayd.adapters.systemd import Notifier
 from gatewayd.config import reload
 from gatewayd.config.load import Config, load
 from gatewayd.core import protocol
-from gatewayd.core.actions import Reenable
+from gatewayd.core.actions import Action, Reenable
 from gatewayd.core.engine import Engine
 from gatewayd.core.errors import ConfigError, GatewaydError
 from gatewayd.core.events import (
@@ -151,7 +162,6 @@ class Daemon:
 
             self._vendor = VendorClient(config.exosite, self._token)
         self._executor = Executor(
-            self._engine,
             self._keystore,
             self._state,
             self._exosite,
@@ -187,8 +197,8 @@ class Daemon:
             __version__,
             ", ".join(f"{n} {state}" for state, n in counts.items()),
         )
-        self._executor.run(unfinished)
-        self._executor.run(self._engine.handle(Tick()))
+        self._carry_out(unfinished)
+        self._handle(Tick())
         while not self._drained():
             item = self._next_item()
             self._dispatch(item)
@@ -269,7 +279,20 @@ class Daemon:
             for message in batch:
                 event = self._intake.announce(message)
                 if event is not None:
-                    self._executor.run(self._engine.handle(event))
+                    self._carry_out(self._engine.handle(event))
+        self._carry_out([])  # what a transaction that failed left for the engine
+
+    def _handle(self, event: Event) -> None:
+        self._carry_out(self._engine.handle(event))
+
+    def _carry_out(self, actions: list[Action], stored: Callable[[], None] | None = None) -> bool:
+        """Carry out ``actions``, then hand the engine what that gave back for it, until
+        nothing does; True if ``stored`` was called (a CIK among them is stored)."""
+        called = self._executor.run(actions, stored)
+        followups = self._executor.followups
+        while followups:
+            self._executor.run(self._engine.handle(followups.pop(0)))
+        return called
 
     def _drained(self) -> bool:
         """Stopping, no request on the wire (a 200 can no longer arrive), every CIK stored.
@@ -293,11 +316,11 @@ class Daemon:
                 self._executor.answered()
                 # the worker's slot is free once the CIK is safe: before its record and publish
                 free = functools.partial(self._exosite.handled, item)
-                if not self._executor.run(self._engine.handle(item), stored=free):
+                if not self._carry_out(self._engine.handle(item), stored=free):
                     free()
             case ReenableAnswered():
                 self._executor.answered()
-                self._executor.run(self._engine.handle(item))
+                self._handle(item)
             case Connected() | Disconnected():
                 self._link_event(item)
             case Stop(signal=signum):
@@ -306,9 +329,9 @@ class Daemon:
                 self._command(item)
             case Tick():
                 self._executor.retry_stores(time.monotonic())
-                self._executor.run(self._engine.handle(item))
+                self._handle(item)
             case _:
-                self._executor.run(self._engine.handle(item))
+                self._handle(item)
         self._reporter.report()
 
     def _link_event(self, event: Connected | Disconnected) -> None:
@@ -399,7 +422,7 @@ class Daemon:
             request.answer({"ok": False, "message": f"{sn}: {refusal}"})
             return
         self._executor.results.clear()
-        self._executor.run(self._engine.handle(COMMANDS[request.command](sn)))
+        self._handle(COMMANDS[request.command](sn))
         results = self._executor.results
         ok = bool(results) and all(r.ok for r in results)
         message = "; ".join(r.message for r in results) or f"{sn}: nothing was done"
@@ -421,7 +444,7 @@ class Daemon:
                 STORE_WAIT,
                 len(self._executor.unstored),
             )
-        self._executor.run(self._engine.handle(Drain()))
+        self._handle(Drain())
         self._exosite.close(timeout=0)
 
     def _reenable(self, action: Reenable) -> None:

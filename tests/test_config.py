@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatewayd.config import load as config
-from gatewayd.config.load import (
-    DEFAULT_PATH,
+from gatewayd.config import schema
+from gatewayd.config.load import DEFAULT_PATH, load, parse
+from gatewayd.config.schema import (
     Config,
     ExositeConfig,
     GatewayConfig,
@@ -22,8 +22,6 @@ from gatewayd.config.load import (
     MqttConfig,
     NodesConfig,
     TlsConfig,
-    load,
-    parse,
 )
 from gatewayd.core.errors import ConfigError
 
@@ -225,7 +223,7 @@ def test_a_bad_value_names_file_and_key_and_shows_the_value(
 def test_every_key_has_bad_values_checked() -> None:
     checked = {f"{section}.{key}" for section, key, _ in BAD}
     every = {
-        f"{name}.{f.name}" for name, cls in config.SECTIONS.items() for f in dataclasses.fields(cls)
+        f"{name}.{f.name}" for name, cls in schema.SECTIONS.items() for f in dataclasses.fields(cls)
     }
     assert checked == every
 
@@ -554,8 +552,8 @@ def uncommented_example() -> str:
 
 def test_the_example_documents_every_key_in_its_section() -> None:
     sections = example_sections()
-    assert set(sections) - {""} == set(config.SECTIONS)
-    for name, cls in config.SECTIONS.items():
+    assert set(sections) - {""} == set(schema.SECTIONS)
+    for name, cls in schema.SECTIONS.items():
         documented = {m[1] for line in sections[name] if (m := re.match(r"(?:# )?(\w+) = ", line))}
         assert documented == {f.name for f in dataclasses.fields(cls)}, name
 
@@ -586,7 +584,7 @@ def test_the_example_loads_with_the_defaults() -> None:
 
 def test_the_commented_values_are_the_defaults() -> None:
     cfg = parse(uncommented_example(), "example")
-    for name in config.SECTIONS:
+    for name in schema.SECTIONS:
         section, default = getattr(cfg, name), getattr(parse(toml_text()), name)
         for f in dataclasses.fields(section):
             value, expected = getattr(section, f.name), getattr(default, f.name)

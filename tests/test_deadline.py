@@ -23,7 +23,7 @@ from conftest import MODEL, VENDOR, WAIT, Gateway
 from gatewayd.adapters.exosite import ExositeClient
 from gatewayd.adapters.http import Client, HttpError
 from gatewayd.adapters.vendor import VendorApiError, VendorClient
-from gatewayd.config.load import ExositeConfig
+from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.events import ActivationAnswered, Failed, Issued
 from gatewayd.core.secret import Secret
 from gatewayd.sim import Fault, Simulator

@@ -21,7 +21,7 @@ from gatewayd.adapters.exosite import (
     classify,
     request_form,
 )
-from gatewayd.config.load import ExositeConfig
+from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Refused
 from gatewayd.core.secret import Secret
 from gatewayd.sim import DROP, Registry, Request, Response, Route, Simulator

@@ -28,7 +28,8 @@ from pki import Pki, make_pki
 from gatewayd.adapters.exosite import ExositeClient
 from gatewayd.adapters.http import Answer, Client, HttpError, proxy_for
 from gatewayd.adapters.vendor import SerialState, VendorClient
-from gatewayd.config.load import ExositeConfig, parse
+from gatewayd.config.load import parse
+from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.errors import ExositeError
 from gatewayd.core.events import ActivationAnswered, Issued
 from gatewayd.core.secret import Secret

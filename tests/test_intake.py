@@ -7,7 +7,7 @@ import queue
 
 import pytest
 
-from gatewayd.config.load import NodesConfig
+from gatewayd.config.schema import NodesConfig
 from gatewayd.core import protocol
 from gatewayd.core.events import BadAnnounce, LinkEvent, Message
 from gatewayd.daemon.intake import MAX_BACKLOG_BYTES, Intake

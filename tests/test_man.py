@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd.config import reload
-from gatewayd.config.load import SECTIONS
+from gatewayd.config.schema import SECTIONS
 from gatewayd.ctl.main import parser
 
 REPO = Path(__file__).resolve().parent.parent

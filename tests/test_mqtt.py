@@ -12,7 +12,7 @@ from conftest import WAIT, Broker
 from paho.mqtt.packettypes import PacketTypes
 
 from gatewayd.adapters.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
-from gatewayd.config.load import MqttConfig
+from gatewayd.config.schema import MqttConfig
 from gatewayd.sim.node import SimulatedNode
 
 pytestmark = pytest.mark.mqtt

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatewayd.config.load import NodesConfig
+from gatewayd.config.schema import NodesConfig
 from gatewayd.core.actions import Answer
 from gatewayd.core.errors import InvalidRequest
 from gatewayd.core.events import Announced

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.config.load import GatewayConfig
+from gatewayd.config.schema import GatewayConfig
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "gatewayd.service"

@@ -18,7 +18,7 @@ from conftest import FakeClock
 
 from gatewayd.adapters.http import HttpError
 from gatewayd.adapters.vendor import SerialState, SerialStatus, VendorApiError, VendorClient
-from gatewayd.config.load import ExositeConfig
+from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.errors import ExositeError
 from gatewayd.core.secret import Secret
 from gatewayd.sim import (

@@ -19,7 +19,7 @@ from typing import Final
 
 from gatewayd.adapters import logs
 from gatewayd.adapters.http import Client, HttpError, proxy_for, tls_context
-from gatewayd.config.load import ExositeConfig
+from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Refused
 from gatewayd.core.secret import Secret
 

@@ -24,7 +24,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gatewayd.config.load import MqttConfig
+from gatewayd.config.schema import MqttConfig
 from gatewayd.core.errors import MqttError
 from gatewayd.core.events import Connected, Disconnected, LinkEvent, Message
 from gatewayd.core.secret import Secret

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit
 
 from gatewayd.adapters import logs
 from gatewayd.adapters.http import Client, HttpError
-from gatewayd.config.load import ExositeConfig
+from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.errors import ExositeError
 from gatewayd.core.secret import Secret
 

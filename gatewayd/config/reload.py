@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Final
 
-from gatewayd.config.load import SECTIONS, Config
+from gatewayd.config.schema import SECTIONS, Config
 
 LIVE: Final = frozenset(
     {

@@ -52,11 +52,6 @@ from gatewayd.core.transitions import (
     trigger_of,
 )
 
-_REENABLING_REFUSAL: Final = {
-    Trigger.REPUBLISH: "gatewayd is re-enabling it at Exosite; its activation follows",
-    Trigger.RETRY: "gatewayd is re-enabling it at Exosite; its activation follows",
-    Trigger.FORGET: "a request about it is in flight; try again once it is answered",
-}
 _COMMANDS: Final[Mapping[type[Republish | Retry | Forget], Trigger]] = {
     Republish: Trigger.REPUBLISH,
     Retry: Trigger.RETRY,
@@ -212,9 +207,7 @@ class Engine:
         sn = command.sn
         node = self._book.get(sn)
         trigger = _COMMANDS[type(command)]
-        refusal = refused(node, trigger)
-        if node is not None and refusal is None and self._reenabling(node):
-            refusal = _REENABLING_REFUSAL[trigger]
+        refusal = refused(node, trigger, reenabling=node is not None and self._reenabling(node))
         if node is None or refusal is not None:
             return [Result(ok=False, message=f"{sn}: {refusal}")]
         actions: list[Action] = []

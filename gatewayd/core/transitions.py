@@ -193,16 +193,22 @@ def stopping(trigger: Trigger) -> Trigger:
     return Trigger.REENABLED_STOPPING if trigger is Trigger.REENABLED else Trigger.STOPPING
 
 
-def refused(node: Node | None, trigger: Trigger) -> str | None:
-    """Why an operator's command cannot act on ``node`` now, or None if it can."""
+def refused(node: Node | None, trigger: Trigger, *, reenabling: bool = False) -> str | None:
+    """Why an operator's command cannot act on ``node`` now, or None if it can;
+    ``reenabling``: gatewayd is re-enabling its serial."""
+    in_flight = "a request about it is in flight; try again once it is answered"
     if node is None:
         return "no such node"
     if (node.state, trigger) in TRANSITIONS:
-        return None
+        if not reenabling:
+            return None
+        if trigger is Trigger.FORGET:
+            return in_flight
+        return "gatewayd is re-enabling it at Exosite; its activation follows"
     if trigger is Trigger.REPUBLISH:
         return f"not activated (it is {node.state}): there are no credentials to republish"
     if trigger is Trigger.FORGET:
-        return "a request about it is in flight; try again once it is answered"
+        return in_flight
     if node.state is State.ACTIVATED:
         return "already activated: Exosite would refuse another activation"
     return f"a request about it is in flight (it is {node.state})"

@@ -25,7 +25,8 @@ from typing import Final
 from gatewayd import __version__
 from gatewayd.adapters.state import DB_NAME, StateDB
 from gatewayd.adapters.vendor import VendorClient
-from gatewayd.config.load import DEFAULT_PATH, Config, load
+from gatewayd.config.load import DEFAULT_PATH, load
+from gatewayd.config.schema import Config
 from gatewayd.core.errors import ConfigError, GatewaydError
 from gatewayd.core.model import Node
 from gatewayd.daemon import control

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Final
 
 from gatewayd.adapters import logs
-from gatewayd.config.load import NodesConfig
+from gatewayd.config.schema import NodesConfig
 from gatewayd.core import protocol
 from gatewayd.core.errors import InvalidRequest
 from gatewayd.core.events import BadAnnounce, Event, LinkEvent, Message

@@ -34,7 +34,8 @@ from gatewayd import __version__
 from gatewayd.adapters import logs
 from gatewayd.adapters.systemd import Notifier
 from gatewayd.config import reload
-from gatewayd.config.load import Config, load
+from gatewayd.config.load import load
+from gatewayd.config.schema import Config
 from gatewayd.core import protocol
 from gatewayd.core.actions import Action, Reenable
 from gatewayd.core.engine import Engine

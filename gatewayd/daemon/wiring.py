@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from gatewayd.adapters.keystore import Keystore, load_key, open_backend
-from gatewayd.config.load import Config
+from gatewayd.config.schema import Config
 from gatewayd.core.errors import ConfigError, ExositeError
 from gatewayd.core.model import Settings
 from gatewayd.core.secret import Secret

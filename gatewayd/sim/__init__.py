@@ -13,7 +13,7 @@ vendor management API: see :mod:`gatewayd.sim.server`.
 """
 
 from gatewayd.sim.devices import State
-from gatewayd.sim.registry import (
+from gatewayd.sim.model import (
     DROP,
     EXPIRY_SECONDS,
     Answer,
@@ -22,10 +22,11 @@ from gatewayd.sim.registry import (
     Fault,
     LogEntry,
     ManageAnswer,
-    Registry,
     device_rid,
 )
-from gatewayd.sim.server import Request, Response, Route, Simulator
+from gatewayd.sim.registry import Registry
+from gatewayd.sim.server import Simulator
+from gatewayd.sim.wire import Request, Response, Route
 
 __all__ = [
     "DROP",

@@ -10,109 +10,30 @@ holds at most one vendor token, valid for every vendor it knows.
 
 from __future__ import annotations
 
-import enum
-import hashlib
 import hmac
 import logging
-import math
 import random
 import secrets
-import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 from gatewayd.core.secret import Secret, remember
 from gatewayd.sim.devices import State, read_devices_file
+from gatewayd.sim.faults import Faults
+from gatewayd.sim.model import (
+    EXPIRY_SECONDS,
+    Answer,
+    Call,
+    Device,
+    Fault,
+    LogEntry,
+    ManageAnswer,
+)
 
 log = logging.getLogger(__name__)
-
-EXPIRY_SECONDS: Final = 24 * 60 * 60
-"""A device still pending this long after it was added has expired."""
-
-DROP: Final = 0
-"""A scripted status that closes the connection without answering."""
-
-
-class Fault(enum.StrEnum):
-    """A scripted answer that is not a plain status: what a proxy, a load balancer or a
-    broken link makes of Exosite's answer. ``ISSUED_*``: Exosite issues the CIK (when the
-    device may be activated), and the gateway gets no clean 200 with it."""
-
-    ISSUED_THEN_500 = "issued, then 500"
-    ISSUED_THEN_502 = "issued, then a proxy's 502"
-    ISSUED_THEN_504 = "issued, then a proxy's 504"
-    ISSUED_THEN_DROPPED = "issued, then the connection closed unanswered"
-    ISSUED_CUT_SHORT = "issued, the body cut after 10 of 40 bytes"
-    ISSUED_DRIBBLED = "issued, the headers sent a byte at a time, for ever"
-    ISSUED_AS_201 = "issued, answered 201"
-    ISSUED_AS_202 = "issued, answered 202"
-    ISSUED_WITH_NEWLINE = "issued, with a newline after the CIK"
-    ISSUED_EMPTY = "issued, answered 200 with an empty body"
-    PROXY_PAGE = "a proxy's HTML page, 200, the request never passed on"
-
-    @property
-    def issues(self) -> bool:
-        return self.name.startswith("ISSUED_")
-
-
-class Call(enum.StrEnum):
-    """What a logged request asked for."""
-
-    ACTIVATE = "activate"  # POST /provision/activate
-    STATUS = "status"  # GET /provision/manage/model/<model>/<sn>
-    REENABLE = "reenable"  # POST /provision/manage/model/<model>/<sn>, enable=true
-
-
-def device_rid(vendor: str, model: str, sn: str) -> str:
-    """A device's resource id: 40 hex digits, the same for the same device in every run."""
-    key = f"{vendor}\0{model}\0{sn}".encode()
-    return hashlib.blake2b(key, digest_size=20).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    vendor: str
-    model: str
-    sn: str
-    state: State
-    calls: int
-
-    @property
-    def rid(self) -> str:
-        return device_rid(self.vendor, self.model, self.sn)
-
-
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One request: when it came (by the registry's clock), for whom, the answer, what it asked."""
-
-    time: float
-    sn: str
-    status: int
-    call: Call = Call.ACTIVATE
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """How to answer one activation request: ``status`` :data:`DROP` closes without answering."""
-
-    status: int
-    cik: Secret | None = None
-    delay: float = 0.0
-    fault: Fault | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ManageAnswer:
-    """How to answer one management request; ``device`` is the device's view when it succeeded."""
-
-    status: int
-    device: Device | None = None
-    delay: float = 0.0
 
 
 @dataclass(slots=True)
@@ -121,7 +42,7 @@ class _Record:
     added_at: float
 
 
-class Registry:
+class Registry(Faults):
     """Devices keyed by (vendor, model, sn), the CIKs issued to them, and the faults to inject.
 
     Serials are case-sensitive. A vendor/model pair is known once it has been
@@ -139,8 +60,7 @@ class Registry:
         vendor_token: str | None = None,
     ) -> None:
         self._clock = clock
-        self._rng = rng if rng is not None else random.Random()  # noqa: S311 (faults, not secrets)
-        self._lock = threading.Lock()
+        super().__init__(rng)
         self._pairs: dict[tuple[str, str], None] = {}
         self._devices: dict[tuple[str, str, str], _Record] = {}
         self._issued: list[tuple[str, str]] = []
@@ -148,11 +68,6 @@ class Registry:
         self._manage_calls: Counter[str] = Counter()
         self._vendor_token: Secret | None = None
         self._log: list[LogEntry] = []
-        self._latency = 0.0
-        self._sn_latency: dict[str, float] = {}
-        self._scripts: dict[str, deque[int | Fault]] = {}
-        self._error_rate = 0.0
-        self._drop_rate = 0.0
         self.set_vendor_token(vendor_token)
 
     def set_vendor_token(self, token: str | None) -> None:
@@ -230,67 +145,6 @@ class Registry:
         with self._lock:
             return list(self._log)
 
-    @property
-    def latency(self) -> float:
-        with self._lock:
-            return self._latency
-
-    @latency.setter
-    def latency(self, seconds: float) -> None:
-        seconds = _check_range(seconds, "latency")
-        with self._lock:
-            self._latency = seconds
-
-    def set_latency(self, sn: str, seconds: float) -> None:
-        """Delay the answers for ``sn`` by ``seconds`` on top of the global latency (0 clears)."""
-        seconds = _check_range(seconds, "latency")
-        with self._lock:
-            if seconds:
-                self._sn_latency[sn] = seconds
-            else:
-                self._sn_latency.pop(sn, None)
-
-    @property
-    def error_rate(self) -> float:
-        with self._lock:
-            return self._error_rate
-
-    @error_rate.setter
-    def error_rate(self, rate: float) -> None:
-        rate = _check_range(rate, "error_rate", 1)
-        with self._lock:
-            self._error_rate = rate
-
-    @property
-    def drop_rate(self) -> float:
-        with self._lock:
-            return self._drop_rate
-
-    @drop_rate.setter
-    def drop_rate(self, rate: float) -> None:
-        rate = _check_range(rate, "drop_rate", 1)
-        with self._lock:
-            self._drop_rate = rate
-
-    def script(self, sn: str, statuses: Iterable[int | Fault]) -> None:
-        """Answer the next requests for ``sn`` with these statuses, replacing any earlier script.
-
-        200 means "behave normally", :data:`DROP` closes the connection without
-        answering, a :class:`Fault` answers as it says, any other status is
-        answered as it is. An empty list clears.
-        """
-        queue = deque(statuses)
-        for status in queue:
-            if isinstance(status, Fault):
-                continue
-            if status != DROP and not 100 <= status <= 599:
-                raise ValueError(f"scripted status {status} is not an HTTP status or DROP")
-        with self._lock:
-            if queue:
-                self._scripts[sn] = queue
-            else:
-                self._scripts.pop(sn, None)
-
     def activate(self, pair: tuple[str, str] | None, sn: str, *, murano: bool = False) -> Answer:
         """Count, answer and log one activation request.
 
@@ -338,23 +192,6 @@ class Registry:
         with self._lock:
             self._calls[sn] += 1
             self._log.append(LogEntry(self._clock(), sn, status))
-
-    def _fault(self, sn: str) -> int | Fault:
-        """The serial's next scripted answer, else a random fault, else 200."""
-        script = self._scripts.get(sn)
-        if script:
-            status = script.popleft()
-            if not script:
-                del self._scripts[sn]
-            return status
-        return self._random_fault()
-
-    def _random_fault(self) -> int:
-        if self._drop_rate and self._rng.random() < self._drop_rate:
-            return DROP
-        if self._error_rate and self._rng.random() < self._error_rate:
-            return 503
-        return 200
 
     def _activate(
         self, pair: tuple[str, str] | None, sn: str, *, murano: bool
@@ -409,9 +246,3 @@ def _check_names(**names: str) -> None:
     for name, value in names.items():
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string")
-
-
-def _check_range(value: float, name: str, upper: float = math.inf) -> float:
-    if not 0 <= value <= upper:
-        raise ValueError(f"{name} must be between 0 and {upper}, not {value}")
-    return float(value)

@@ -4,6 +4,7 @@ and fails when one is broken; the core imports the standard library and itself o
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -85,3 +86,31 @@ def test_breaking_a_layer_fails_the_lint(
     result = lint_imports(root)
     assert result.returncode != 0
     assert contract.replace("KEPT", "BROKEN") in result.stdout
+
+
+MAX_LINES = 300
+
+
+def test_no_module_is_over_300_lines() -> None:
+    over = {
+        str(path.relative_to(REPO)): n
+        for path in (REPO / "gatewayd").rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert over == {}
+
+
+def test_the_readme_layout_names_every_module_and_folder_of_the_package() -> None:
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    named = set(re.findall(r"^(gatewayd/\S*)", layout, flags=re.MULTILINE))
+    package = REPO / "gatewayd"
+    tree = {"gatewayd/sim/"}
+    for path in package.rglob("*.py"):
+        relative = path.relative_to(REPO)
+        if relative.parts[1] == "sim" or path.name == "__init__.py":
+            continue
+        tree.add(str(relative))
+    tree |= {f"gatewayd/{folder.name}/" for folder in package.iterdir() if folder.is_dir()}
+    tree.discard("gatewayd/__pycache__/")
+    assert named == tree

@@ -156,6 +156,17 @@ class Executor:
     def answered(self) -> None:
         self.outstanding -= 1
 
+    def lost(self) -> bool:
+        """At the end of a stop: whether CIKs the keystore never took are lost, said if so."""
+        if not self.unstored:
+            return False
+        log.critical(
+            "stopped with CIKs the keystore never took, for %s: they were delivered to "
+            "their nodes but are not kept here; re-enable those devices if the nodes lose them",
+            ", ".join(sorted(self.unstored)),
+        )
+        return True
+
     # ----------------------------------------------------------------- keystore
 
     def store_due(self) -> float | None:

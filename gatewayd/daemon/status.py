@@ -10,6 +10,7 @@ systemd's watchdog fire.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Final
@@ -17,6 +18,7 @@ from typing import Final
 from gatewayd import __version__
 from gatewayd.adapters.systemd import Notifier
 from gatewayd.core.engine import Engine
+from gatewayd.core.events import Connected, Disconnected
 from gatewayd.core.model import State
 
 _WAITING: Final = frozenset({State.PENDING, State.ACTIVATING, State.RECOVERING})
@@ -31,6 +33,9 @@ NOTIFY_INTERVAL: Final = 1.0
 def offline() -> bytes:
     """The retained status of a gateway that is not running (also its MQTT will)."""
     return json.dumps({"state": "offline", "version": __version__}, separators=(",", ":")).encode()
+
+
+log = logging.getLogger(__name__)
 
 
 class Reporter:
@@ -81,6 +86,17 @@ class Reporter:
         shown = [State.ACTIVATED, State.PENDING, State.REJECTED, State.NEEDS_REENABLE]
         parts = [f"{counts[s]} {s}" for s in shown if counts[s] or s is not State.NEEDS_REENABLE]
         return f"{broker}; {', '.join(parts)}"
+
+    def link(self, event: Connected | Disconnected, broker: str, subscribed_to: str) -> None:
+        """The broker link came up or went down: said in the log, and in the status."""
+        if isinstance(event, Disconnected):
+            if self.connected:
+                log.warning("disconnected from the broker (%s); reconnecting", event.reason)
+            self.connection(connected=False)
+            return
+        self.connection(connected=True)
+        if event.subscribed:
+            log.info("connected to broker %s, subscribed to %s", broker, subscribed_to)
 
     def connection(self, connected: bool) -> None:
         self.connected = connected

@@ -8,13 +8,16 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from gatewayd.adapters.keystore import Keystore, load_key, open_backend
 from gatewayd.config.schema import Config
+from gatewayd.core.actions import Reenable
 from gatewayd.core.errors import ConfigError, ExositeError
+from gatewayd.core.events import ReenableAnswered
 from gatewayd.core.model import Settings
 from gatewayd.core.secret import Secret
 
@@ -77,6 +80,26 @@ def _proxy_url(value: str) -> bool:
     except ValueError:
         return False
     return bool(parts.hostname)
+
+
+def reenabler(
+    config: Config, token: Secret | None, answer: Callable[[ReenableAnswered], None]
+) -> Callable[[Reenable], None]:
+    """How the daemon re-enables a serial: through the vendor API, on a thread of its own,
+    ``answer`` given the outcome; without a vendor token, at once with an error."""
+    if token is None:
+        return lambda action: answer(ReenableAnswered(action.sn, "no vendor token is configured"))
+    from gatewayd.adapters.vendor import VendorClient  # noqa: PLC0415 (requests, only if needed)
+
+    vendor = VendorClient(config.exosite, token)
+
+    def reenable(action: Reenable) -> None:
+        sn = action.sn
+        vendor.reenable_in_background(
+            action.model, sn, lambda error: answer(ReenableAnswered(sn, error))
+        )
+
+    return reenable
 
 
 def open_keystore(config: Config) -> Keystore:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gatewayd.sim import Registry, Simulator, tomlfile
-from gatewayd.sim.demo import Output, start_broker, stop
+from gatewayd.sim.demo import start_broker
+from gatewayd.sim.processes import Output, stop
 
 VENDOR = "acme"
 MODEL = "thermo-v1"
@@ -43,7 +44,7 @@ def separate_simulator(rig: Rig, devices: list[str], latency: float) -> str:
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    output = Output("simulator", process.stdout, rig.folder / "simulator.log", echo=False)
+    output = Output("simulator", process.stdout, rig.folder / "simulator.log")
     rig.stack.callback(stop, process, output)
     output.wait_for(r"listening on http://")
     line = next(line for line in output.lines if "listening on http://" in line)
@@ -140,7 +141,7 @@ class Rig:
             stderr=subprocess.PIPE,
             env=env,
         )
-        output = Output("gatewayd", process.stderr, self.folder / "gatewayd.log", echo=False)
+        output = Output("gatewayd", process.stderr, self.folder / "gatewayd.log")
         self.stack.callback(stop, process, output)
         made = Gatewayd(process, output, config, started)
         self.made.append(made)

@@ -10,22 +10,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import pytest
 
 from gatewayd.core import secret
 from gatewayd.sim import Registry, Simulator, tomlfile
+from gatewayd.sim.processes import Broker, Output
 
 if TYPE_CHECKING:  # paho, loaded only by the tests that start nodes
     from gatewayd.sim.node import SimulatedNode
@@ -49,104 +46,6 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         self.now += seconds
         return self.now
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class LineWatcher:
-    """Reads a process's stderr in a thread, keeps every line, wakes waiters."""
-
-    def __init__(self, stream: IO[bytes] | None, sink: Path) -> None:
-        assert stream is not None
-        self._stream = stream
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._sink = sink
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: IO[bytes]) -> None:
-        with self._sink.open("a", encoding="utf-8") as sink:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace")
-                sink.write(line)
-                sink.flush()
-                with self._cond:
-                    self.lines.append(line)
-                    self._cond.notify_all()
-
-    def wait_for(self, pattern: str, timeout: float = WAIT, start: int = 0) -> str:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines[start:]:
-                    if regex.search(line):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    tail = "".join(self.lines[-20:])
-                    raise TimeoutError(f"no line matching {pattern!r}; last lines:\n{tail}")
-                self._cond.wait(left)
-
-    def close(self) -> None:
-        """Wait for the end of the stream (the process has exited), then close it."""
-        self._thread.join(WAIT)
-        self._stream.close()
-
-
-class Broker:
-    """A mosquitto process on a fixed free port; can be stopped and restarted."""
-
-    def __init__(
-        self, folder: Path, *, anonymous: bool = True, listeners: str | None = None
-    ) -> None:
-        """``anonymous=False`` makes a broker that refuses every client (no accounts);
-        ``listeners`` replaces the plain listener on ``port`` with configuration text
-        of the test's own."""
-        self.port = free_port()
-        self.host = "127.0.0.1"
-        self.conf = folder / "mosquitto.conf"
-        plain = f"listener {self.port} 127.0.0.1\nallow_anonymous {str(anonymous).lower()}\n"
-        self.conf.write_text(
-            (plain if listeners is None else listeners + "\n") + "persistence false\n"
-            "log_dest stderr\n"
-            "log_type error\n"
-            "log_type warning\n"
-            "log_type notice\n"
-            "log_type information\n"
-            "max_queued_messages 100000\n"
-            # as root, mosquitto would switch to its own user, which cannot read tmp_path
-            f"user {'root' if os.geteuid() == 0 else 'mosquitto'}\n"
-        )
-        self.log_path = folder / "mosquitto.log"
-        self._process: subprocess.Popen[bytes] | None = None
-        self._watcher: LineWatcher
-
-    def start(self) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self._process = subprocess.Popen(
-            [binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        self._watcher = LineWatcher(self._process.stderr, self.log_path)
-        try:
-            self._watcher.wait_for(r"mosquitto version \S+ running")
-        except TimeoutError:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        if self._process.poll() is None:
-            self._process.terminate()
-        self._process.wait(WAIT)
-        self._watcher.close()
-        self._process = None
 
 
 class Gateway:
@@ -191,7 +90,7 @@ class Gateway:
         self.config = config
         self.rewrite(**sections)
         self.process: subprocess.Popen[bytes] | None = None
-        self.watcher: LineWatcher | None = None
+        self.watcher: Output | None = None
 
     def rewrite(self, **sections: dict[str, object]) -> None:
         """Change keys of the configuration file (a running daemon sees them on SIGHUP)."""
@@ -207,7 +106,7 @@ class Gateway:
             stderr=subprocess.PIPE,
             env=self.env,
         )
-        self.watcher = LineWatcher(self.process.stderr, self.log_path)
+        self.watcher = Output("gatewayd", self.process.stderr, self.log_path)
         if wait_connected:
             self.wait_for("subscribed to ")
 

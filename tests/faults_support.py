@@ -170,7 +170,7 @@ def wait_lines(gw: Gateway, pattern: str, count: int, timeout: float) -> int:
 
     with watcher._cond:
         if not watcher._cond.wait_for(enough, timeout):
-            tail = "".join(watcher.lines[-10:])
+            tail = "\n".join(watcher.lines[-10:])
             raise TimeoutError(f"{seen[1]} of {count} lines matching {pattern!r}; last:\n{tail}")
     return seen[1]
 

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from conftest import MODEL, VENDOR, WAIT, Broker
+from conftest import MODEL, VENDOR, WAIT
 from debroot import ROOT_PATH, SUITES, fresh_root, install, the_package
 
 from gatewayd.adapters import logs
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
+from gatewayd.sim.processes import Broker
 
 pytestmark = pytest.mark.deb
 

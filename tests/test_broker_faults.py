@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, VENDOR, Broker, Gateway
+from conftest import MODEL, VENDOR, Gateway
 
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
+from gatewayd.sim.processes import Broker
 
 pytestmark = pytest.mark.e2e
 

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, VENDOR, WAIT, Broker, Gateway, free_port
+from conftest import MODEL, VENDOR, WAIT, Gateway
 from pki import Pki, make_pki
 
 from gatewayd.adapters.mqtt import new_client
 from gatewayd.core import secret
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
+from gatewayd.sim.processes import Broker, free_port
 
 pytestmark = pytest.mark.e2e
 

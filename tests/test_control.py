@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, VENDOR, WAIT, Broker, Gateway
+from conftest import MODEL, VENDOR, WAIT, Gateway
 
 from gatewayd.adapters.keystore import FileKeyring, Keystore
 from gatewayd.adapters.state import DB_NAME
 from gatewayd.daemon.control import ControlError, ControlServer, Request, call
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
+from gatewayd.sim.processes import Broker
 
 MakeGateway = Callable[..., Gateway]
 MakeNode = Callable[..., SimulatedNode]

@@ -29,13 +29,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import KEYRING_BACKENDS, MODEL, VENDOR, WAIT, Broker, Gateway
+from conftest import KEYRING_BACKENDS, MODEL, VENDOR, WAIT, Gateway
 from crashpoints import SYSCALLS, WriteAheadProbe, calls_per_thread, traced
 from faults_support import read_keyring, read_records
 
 from gatewayd.core.model import State
 from gatewayd.sim import Simulator
 from gatewayd.sim.node import FINAL, NodeTimeoutError, SimulatedNode
+from gatewayd.sim.processes import Broker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, VENDOR, WAIT, Broker, LineWatcher
+from conftest import MODEL, VENDOR, WAIT
 from debroot import MIRROR, ROOT_PATH, SUITES, Root, fresh_root, install, run, the_package
 
 from gatewayd.adapters.keystore import FileKeyring, Keystore
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
+from gatewayd.sim.processes import Broker, Output
 
 pytestmark = pytest.mark.deb
 
@@ -132,7 +133,7 @@ def smoke_run(root: Root, broker: Broker, sim: Simulator, tmp_path: Path) -> str
         stderr=subprocess.PIPE,
         env={"PATH": ROOT_PATH, "PYTHONUNBUFFERED": "1"},
     )
-    log = LineWatcher(process.stderr, tmp_path / "gatewayd.log")
+    log = Output("gatewayd", process.stderr, tmp_path / "gatewayd.log")
     try:
         log.wait_for("subscribed to ")
         node = SimulatedNode(broker.host, broker.port, "SN-DEB1")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import KEYRING_BACKENDS, MODEL, VENDOR, Broker, Gateway
+from conftest import KEYRING_BACKENDS, MODEL, VENDOR, Gateway
 from faults_support import (
     ACTIVATED_LINE,
     Fleet,
@@ -35,6 +35,7 @@ from faults_support import (
 from gatewayd.core.model import State
 from gatewayd.sim import Registry
 from gatewayd.sim.node import FINAL
+from gatewayd.sim.processes import Broker
 
 pytestmark = pytest.mark.slow
 

@@ -16,12 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, VENDOR, WAIT, Broker, Gateway
+from conftest import MODEL, VENDOR, WAIT, Gateway
 
 from gatewayd.adapters.mqtt import new_client
 from gatewayd.core.protocol import MAX_ANNOUNCE_BYTES
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
+from gatewayd.sim.processes import Broker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import WAIT, LineWatcher, free_port
+from conftest import WAIT
 from pki import Pki, make_pki
 
 from gatewayd.adapters.exosite import ExositeClient
@@ -35,6 +35,7 @@ from gatewayd.core.events import ActivationAnswered, Issued
 from gatewayd.core.secret import Secret
 from gatewayd.daemon.wiring import check_exosite
 from gatewayd.sim import Registry, Simulator
+from gatewayd.sim.processes import Output, free_port
 
 pytestmark = pytest.mark.http
 
@@ -150,7 +151,7 @@ class Tinyproxy:
         self._process = subprocess.Popen(
             [binary, "-d", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        self._log = LineWatcher(self._process.stdout, folder / "tinyproxy.log")
+        self._log = Output("tinyproxy", self._process.stdout, folder / "tinyproxy.log")
         self._log.wait_for(r"Accepting connections")
 
     @property

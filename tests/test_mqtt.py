@@ -8,12 +8,13 @@ import queue
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import WAIT, Broker
+from conftest import WAIT
 from paho.mqtt.packettypes import PacketTypes
 
 from gatewayd.adapters.mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink
 from gatewayd.config.schema import MqttConfig
 from gatewayd.sim.node import SimulatedNode
+from gatewayd.sim.processes import Broker
 
 pytestmark = pytest.mark.mqtt
 

@@ -12,12 +12,13 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from conftest import MODEL, VENDOR, WAIT, Gateway, LineWatcher, messages_until
+from conftest import MODEL, VENDOR, WAIT, Gateway, messages_until
 
 from gatewayd.config.load import parse
 from gatewayd.config.reload import LIVE, plan
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
+from gatewayd.sim.processes import Output
 
 MakeGateway = Callable[..., Gateway]
 MakeNode = Callable[..., SimulatedNode]
@@ -164,7 +165,7 @@ def test_a_sighup_while_starting_is_a_reload_once_started_not_death(
         stderr=subprocess.PIPE,
         env=gw.env,
     )
-    watcher = LineWatcher(process.stderr, gw.log_path)
+    watcher = Output("gatewayd", process.stderr, gw.log_path)
     try:
         with fifo.open("w") as config:  # gatewayd is reading its configuration now
             process.send_signal(signal.SIGHUP)

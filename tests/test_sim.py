@@ -523,6 +523,22 @@ def test_cli_fault_options(tmp_path: Path) -> None:
                 proc.kill()
 
 
+def refused_usage(*args: str) -> str:
+    """Run ``python -m gatewayd.sim --port 0 ARGS``, which must exit 2 at once saying why
+    on stderr and nothing on stdout; its stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gatewayd.sim", "--port", "0", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    return result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -534,15 +550,29 @@ def test_cli_fault_options(tmp_path: Path) -> None:
 )
 def test_cli_usage_errors_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     (tmp_path / "bad.toml").write_text("[[device]\n")
-    args = tuple(arg.format(dir=tmp_path) for arg in args)
-    result = subprocess.run(
-        [sys.executable, "-m", "gatewayd.sim", "--port", "0", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert message.format(dir=tmp_path) in result.stderr
+    stderr = refused_usage(*(arg.format(dir=tmp_path) for arg in args))
+    assert message.format(dir=tmp_path) in stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        ("", "must be non-empty printable ASCII"),
+        ("  \n", "must be non-empty printable ASCII"),
+        ("first\nsecond\n", "must be non-empty printable ASCII"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_cli_bad_vendor_token_file_exits_2(
+    tmp_path: Path, content: str | bytes | None, message: str
+) -> None:
+    path = tmp_path / "token"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    stderr = refused_usage("--vendor-token-file", str(path))
+    assert stderr.startswith(f"gatewayd.sim: {path}: ")
+    assert message in stderr
+    assert "first" not in stderr

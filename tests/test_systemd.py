@@ -12,12 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, VENDOR, WAIT, Broker, Gateway, messages_until
+from conftest import MODEL, VENDOR, WAIT, Gateway, messages_until
 
 from gatewayd.adapters.state import DB_NAME
 from gatewayd.adapters.systemd import Notifier
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
+from gatewayd.sim.processes import Broker
 
 
 def test_without_notify_socket_nothing_is_sent() -> None:

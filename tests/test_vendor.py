@@ -599,39 +599,6 @@ def test_cli_vendor_token_file(tmp_path: Path) -> None:
     assert WRONG not in output
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (None, "cannot read"),
-        ("", "must be non-empty printable ASCII"),
-        ("  \n", "must be non-empty printable ASCII"),
-        ("first\nsecond\n", "must be non-empty printable ASCII"),
-        (b"\xff\xfe", "not UTF-8"),
-    ],
-)
-def test_cli_bad_vendor_token_file_exits_2(
-    tmp_path: Path, content: str | bytes | None, message: str
-) -> None:
-    path = tmp_path / "token"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    elif content is not None:
-        path.write_text(content)
-    result = subprocess.run(
-        [sys.executable, "-m", "gatewayd.sim", "--port", "0", "--vendor-token-file", str(path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr.startswith(f"gatewayd.sim: {path}: ")
-    assert message in result.stderr
-    assert "first" not in result.stderr
-
-
 def test_a_re_enable_that_fails_unexpectedly_is_still_reported(sim: Simulator) -> None:
     """The daemon counts every re-enable until its thread reports back: any ending counts."""
 

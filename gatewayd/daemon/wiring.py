@@ -87,11 +87,9 @@ def reenabler(
 ) -> Callable[[Reenable], None]:
     """How the daemon re-enables a serial: through the vendor API, on a thread of its own,
     ``answer`` given the outcome; without a vendor token, at once with an error."""
-    if token is None:
+    vendor = _vendor(config, token)
+    if vendor is None:
         return lambda action: answer(ReenableAnswered(action.sn, "no vendor token is configured"))
-    from gatewayd.adapters.vendor import VendorClient  # noqa: PLC0415 (requests, only if needed)
-
-    vendor = VendorClient(config.exosite, token)
 
     def reenable(action: Reenable) -> None:
         sn = action.sn
@@ -111,7 +109,11 @@ def open_keystore(config: Config) -> Keystore:
 def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
     """gatewayctl's vendor API client; None without a token. The token is read where it is
     (its file, the credential, the keyring), never written: the keyring is the daemon's."""
-    token = vendor_token(config, keystore, keep=False)
+    return _vendor(config, vendor_token(config, keystore, keep=False))
+
+
+def _vendor(config: Config, token: Secret | None) -> VendorClient | None:
+    """The vendor API client of ``token``; None without one."""
     if token is None:
         return None
     from gatewayd.adapters.vendor import VendorClient  # noqa: PLC0415 (requests, only where it is used)

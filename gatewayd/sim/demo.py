@@ -16,22 +16,18 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from subprocess import DEVNULL, PIPE
-from typing import IO, Final
+from typing import Final
 
 from gatewayd.sim.node import SimulatedNode
+from gatewayd.sim.processes import WAIT, Broker, Output, stop
 from gatewayd.sim.registry import Registry
 from gatewayd.sim.server import Simulator
-
-WAIT: Final = 30.0
-"""Upper bound for every wait; a healthy run needs well under a second for each."""
 
 VENDOR: Final = "acme"
 MODEL: Final = "thermo-v1"
@@ -48,60 +44,6 @@ def say(text: str = "") -> None:
         print(text, flush=True)
 
 
-class Output:
-    """Reads a child's stderr on a thread into a log file; keeps the lines, may echo them."""
-
-    def __init__(self, name: str, stream: IO[bytes] | None, sink: Path, *, echo: bool) -> None:
-        if stream is None:
-            raise DemoError(f"{name}: no stderr pipe")
-        self.name = name
-        self.lines: list[str] = []
-        self._ended = False
-        self._cond = threading.Condition()
-        self.thread = threading.Thread(target=self._read, args=(stream, sink, echo), daemon=True)
-        self.thread.start()
-
-    def _read(self, stream: IO[bytes], sink: Path, echo: bool) -> None:
-        with sink.open("w", encoding="utf-8") as file, stream:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip()
-                file.write(line + "\n")
-                if echo:  # the date adds nothing on a terminal; the log file keeps it
-                    say(f"  {self.name} | {_DATE.sub('', line, count=1)}")
-                with self._cond:
-                    self.lines.append(line)
-                    self._cond.notify_all()
-        with self._cond:
-            self._ended = True
-            self._cond.notify_all()
-
-    def wait_for(self, pattern: str, start: int = 0) -> None:
-        """Wait until a line from index ``start`` on matches; fail on timeout or end of output."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + WAIT
-        with self._cond:
-            while not any(regex.search(line) for line in self.lines[start:]):
-                left = deadline - time.monotonic()
-                if self._ended or left <= 0:
-                    what = "exited before logging" if self._ended else f"did not log in {WAIT:g} s"
-                    last = self.lines[-1] if self.lines else "(none)"
-                    raise DemoError(f"{self.name} {what} {pattern!r}; its last line: {last}")
-                self._cond.wait(left)
-
-
-def stop(process: subprocess.Popen[bytes], output: Output) -> int:
-    """SIGTERM (if still running), wait, SIGKILL if that takes too long; the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        code = process.wait(WAIT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        code = process.wait(WAIT)
-    output.thread.join(WAIT)
-    return code
-
-
 def spawn(
     name: str, command: list[str], folder: Path, stack: contextlib.ExitStack, *, echo: bool
 ) -> tuple[subprocess.Popen[bytes], Output]:
@@ -112,23 +54,21 @@ def spawn(
     process = subprocess.Popen(
         command, stdin=DEVNULL, stdout=DEVNULL, stderr=PIPE, env=env, start_new_session=True
     )  # its own session: Ctrl-C reaches only the demo, which stops it in order
-    output = Output(name, process.stderr, folder / f"{name}.log", echo=echo)
+
+    def shown(line: str) -> None:  # the date adds nothing on a terminal; the log file keeps it
+        say(f"  {name} | {_DATE.sub('', line, count=1)}")
+
+    output = Output(name, process.stderr, folder / f"{name}.log", shown if echo else None)
     stack.callback(stop, process, output)
     return process, output
 
 
 def start_broker(folder: Path, stack: contextlib.ExitStack) -> int:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        raise DemoError("mosquitto not found; install it: sudo apt-get install mosquitto")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    conf = folder / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n")
-    _, output = spawn("mosquitto", [binary, "-c", str(conf)], folder, stack, echo=False)
-    output.wait_for(r"mosquitto version \S+ running")
-    return port
+    """A private mosquitto, stopped by the stack; its port."""
+    broker = Broker(folder)
+    broker.start()
+    stack.callback(broker.stop)
+    return broker.port
 
 
 def write_config(folder: Path, sim_url: str, broker_port: int) -> Path:
@@ -152,7 +92,7 @@ def activate(node: SimulatedNode, log: Output) -> str:
         raise DemoError(
             f"{node.sn}: {body.get('status')} ({body.get('reason')}): {body.get('message')}"
         )
-    log.wait_for(rf"node {re.escape(node.sn)}: credentials activated", start)
+    log.wait_for(rf"node {re.escape(node.sn)}: credentials activated", start=start)
     cik = str(body["cik"])  # shown masked: whoever holds a CIK can act as the node
     say(f"    {node.sn}  activated  cik={cik[:4]}…({len(cik)} chars)  model={body.get('model')}")
     return cik
@@ -192,7 +132,7 @@ def run(count: int, folder: Path, keep: bool, stack: contextlib.ExitStack) -> No
     say(f"==> {first.sn} announces again, as after a reboot")
     start = len(log.lines)
     again = first.activate(timeout=WAIT)
-    log.wait_for(rf"node {re.escape(first.sn)}: credentials republished", start)
+    log.wait_for(rf"node {re.escape(first.sn)}: credentials republished", start=start)
     if again.get("cik") != ciks[first.sn] or registry.total_calls() != calls:
         raise DemoError(f"{first.sn}: the re-announce was not answered from the keyring")
     say(f"    {first.sn}  answered from the keyring: same CIK, Exosite calls still {calls}")
@@ -250,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             run(args.nodes, folder, args.keep, stack)
         say()
         say("Demo finished: every node was activated and everything stopped cleanly.")
-    except (DemoError, OSError, subprocess.SubprocessError) as exc:
-        say(f"demo failed: {exc}")
+    except (DemoError, OSError, subprocess.SubprocessError) as exc:  # TimeoutError included
+        say(f"demo failed: {str(exc).splitlines()[0]}")
         return 1
     except KeyboardInterrupt:
         say("demo interrupted")

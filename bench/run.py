@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import footprint
+import hops
 import paho.mqtt
+import requests
 import store
 import storm
 from support import DEBIAN_PYTHON
@@ -27,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 TARGETS = {
     "makespan_ratio": ("<=", 1.10),
     "reannounce_ratio": (">=", 0.5),
+    "cpu_ratio": ("<=", 1.5),
     "store_ratio": ("<=", 1.5),
     "read_ratio": ("<=", 1.5),
     "ready_s": ("<=", 0.3),
@@ -91,6 +94,14 @@ def report(results: dict[str, Any]) -> str:
         ),
         ("Boot storm announce to credentials", f"p50 {s['p50']:.2f} s, p99 {s['p99']:.2f} s", ""),
         (
+            "CPU per activation in the boot storm / baseline pipeline (bench/pipeline.py)",
+            (
+                f"{s['cpu_activation'] * 1000:.2f} ms / "
+                f"{s['cpu_activation_baseline'] * 1000:.2f} ms = {s['cpu_ratio']:.2f}"
+            ),
+            met("cpu_ratio", s["cpu_ratio"]),
+        ),
+        (
             "Re-announce / baseline throughput",
             (
                 f"{s['reannounce_throughput']:.0f}/s / "
@@ -138,6 +149,14 @@ def report(results: dict[str, Any]) -> str:
             met("rss_idle_mib", f["rss_idle_mib"]),
         ),
         ("Resident memory after the boot storm", f"{s['rss_after_storm']:.1f} MiB", ""),
+        (
+            "A new serial's announce to its credentials (bench/hops.py)",
+            (
+                f"{results['path']['functions']} functions in {results['path']['modules']} "
+                f"modules on {results['path']['threads']} threads"
+            ),
+            "",
+        ),
         *debian_rows(results.get("footprint_debian")),
         (
             f"CPU time over {f['idle_s']:.0f} s idle",
@@ -157,7 +176,7 @@ def report(results: dict[str, Any]) -> str:
             f"- Machine: {machine()}",
             (
                 f"- Python {platform.python_version()}, paho-mqtt {paho.mqtt.__version__}, "
-                f"gatewayd {__version__}"
+                f"requests {requests.__version__}, gatewayd {__version__}"
             ),
             (
                 f"- Boot storm: {s['n']} nodes within 1 s, simulator latency "
@@ -212,6 +231,7 @@ def main() -> int:
             results["footprint_debian"] = {
                 key: debian[key] for key in ("ready_s", "ready_all_s", "rss_idle_mib")
             }
+    results["path"] = {key: value for key, value in hops.measure().items() if key != "path"}
     text = report(results)
     print(text)
     if not args.quick:

@@ -8,13 +8,20 @@ Re-announce: the same N, activated, announce again as fast as one client can
 publish; gatewayd answers each from its keyring. The baseline is a minimal
 paho client that answers every announce with a fixed payload: the broker round
 trip with no work at all.
+
+CPU per activation: gatewayd's CPU time over the boot storm, per node, beside
+that of bench/pipeline.py over the same storm of other serials, in the same
+run: the least a gateway could do per activation with the same libraries.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from support import (
@@ -30,13 +37,17 @@ from support import (
 )
 
 from gatewayd.adapters.mqtt import new_client
+from gatewayd.sim.processes import Output, stop
+
+HERE = Path(__file__).resolve().parent
 
 
 class Fleet:
     """One client that announces for every serial and hears every answer."""
 
-    def __init__(self, port: int, serials: list[str]) -> None:
+    def __init__(self, port: int, serials: list[str], prefix: str = "gatewayd") -> None:
         self.serials = serials
+        self.prefix = prefix
         self.sent: dict[str, float] = {}
         self.answered: dict[str, float] = {}
         self.statuses: dict[str, str] = {}
@@ -45,7 +56,7 @@ class Fleet:
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
-        info = self.client.subscribe("gatewayd/nodes/+/credentials", qos=1)
+        info = self.client.subscribe(f"{prefix}/nodes/+/credentials", qos=1)
         ready = threading.Event()
         self.client.on_subscribe = lambda *_args: ready.set()
         ready.wait(5) if info[0] == 0 else None
@@ -71,7 +82,7 @@ class Fleet:
                 if delay > 0:
                     time.sleep(delay)
             self.sent[sn] = time.monotonic()
-            self.client.publish(f"gatewayd/nodes/{sn}/announce", b"{}", qos=1)
+            self.client.publish(f"{self.prefix}/nodes/{sn}/announce", b"{}", qos=1)
 
     def wait(self, timeout: float = WAIT) -> bool:
         with self._done:
@@ -136,12 +147,35 @@ def _makespan(figures: dict[str, Any]) -> float:
     return float(figures["makespan_ratio"])
 
 
+def pipeline_baseline(r: Rig, url: str, serials: list[str], concurrent: int) -> float:
+    """bench/pipeline.py's CPU time per activation over the same storm."""
+    command = [sys.executable, str(HERE / "pipeline.py"), "--port", str(r.broker_port)]
+    command += ["--url", url, "--folder", str(r.folder / "baseline"), "--workers", str(concurrent)]
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    output = Output("pipeline", process.stdout, r.folder / "pipeline.log")
+    r.stack.callback(stop, process, output)
+    output.wait_for("subscribed")
+    fleet = Fleet(r.broker_port, serials, prefix="baseline")
+    try:
+        before = cpu_seconds(process.pid)
+        fleet.announce(within=1.0)
+        if not fleet.wait():
+            raise RuntimeError(f"the pipeline answered {len(fleet.answered)} of {len(serials)}")
+        return (cpu_seconds(process.pid) - before) / len(serials)
+    finally:
+        fleet.close()
+
+
 def _once(n: int, latency: float, concurrent: int) -> dict[str, Any]:
     serials = [f"BENCH{i:05d}" for i in range(n)]
+    others = [f"BASE{i:05d}" for i in range(n)]
     with rig() as r:
-        url = separate_simulator(r, serials, latency)
+        url = separate_simulator(r, serials + others, latency)
         storm, again = _gatewayd_runs(r, url, serials, concurrent)
         baseline = echo_baseline(r.broker_port, serials)
+        pipeline = pipeline_baseline(r, url, others, concurrent)
     ideal = n * latency / concurrent
     return {
         "n": n,
@@ -155,6 +189,9 @@ def _once(n: int, latency: float, concurrent: int) -> dict[str, Any]:
         "steal": storm["steal"],
         "rss_after_storm": storm["rss"],
         "cpu_storm": storm["cpu"],
+        "cpu_activation": storm["cpu_activation"],
+        "cpu_activation_baseline": pipeline,
+        "cpu_ratio": storm["cpu_activation"] / pipeline,
         "reannounce_throughput": again["throughput"],
         "reannounce_p99": again["p99"],
         "baseline_throughput": baseline["throughput"],
@@ -176,11 +213,14 @@ def _gatewayd_runs(
     fleet = Fleet(r.broker_port, serials)
     try:
         before = cpu_times()
+        cpu_before = cpu_seconds(gw.pid)
         fleet.announce(within=1.0)
         if not fleet.wait():
             raise RuntimeError(f"only {len(fleet.answered)} of {len(serials)} nodes answered")
         steal = stolen(before, cpu_times())
-        storm = fleet.figures() | {"rss": rss_mib(gw.pid), "cpu": cpu_seconds(gw.pid)}
+        cpu = cpu_seconds(gw.pid)
+        storm = fleet.figures() | {"rss": rss_mib(gw.pid), "cpu": cpu}
+        storm["cpu_activation"] = (cpu - cpu_before) / len(serials)
         storm["steal"] = steal
         if set(fleet.statuses.values()) != {"activated"}:
             raise RuntimeError(f"not every node was activated: {set(fleet.statuses.values())}")

@@ -23,6 +23,12 @@ def test_every_benchmark_runs_on_a_tiny_fleet(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    for figure in ("Boot storm makespan / ideal", "Re-announce / baseline", "Start to READY=1"):
+    for figure in (
+        "Boot storm makespan / ideal",
+        "CPU per activation in the boot storm / baseline pipeline",
+        "Re-announce / baseline",
+        "Start to READY=1",
+        "A new serial's announce to its credentials",
+    ):
         assert figure in done.stdout
     assert not output.exists()  # a quick run never replaces the recorded results

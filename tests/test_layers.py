@@ -64,7 +64,7 @@ def copy_of_the_package(tmp_path: Path) -> Path:
 def test_the_contracts_are_kept(tmp_path: Path) -> None:
     result = lint_imports(copy_of_the_package(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -75,6 +75,7 @@ def test_the_contracts_are_kept(tmp_path: Path) -> None:
         ("adapters/state.py", "from gatewayd.daemon import wiring", "above core KEPT"),
         ("config/load.py", "from gatewayd.adapters import logs", "above core KEPT"),
         ("daemon/loop.py", "from gatewayd.ctl import main", "above core KEPT"),
+        ("sim/demo.py", "from gatewayd.daemon import loop", "never imports it KEPT"),
     ],
 )
 def test_breaking_a_layer_fails_the_lint(
@@ -114,3 +115,15 @@ def test_the_readme_layout_names_every_module_and_folder_of_the_package() -> Non
     tree |= {f"gatewayd/{folder.name}/" for folder in package.iterdir() if folder.is_dir()}
     tree.discard("gatewayd/__pycache__/")
     assert named == tree
+
+
+def test_only_the_simulator_speaks_http_by_hand() -> None:
+    """Every request gatewayd makes goes through requests (gatewayd.adapters.http)."""
+    package = REPO / "gatewayd"
+    users = {
+        str(path.relative_to(REPO))
+        for path in package.rglob("*.py")
+        if any(name.startswith("http.client") for name in imported(path))
+    }
+    assert users
+    assert all(user.startswith("gatewayd/sim/") for user in users), users

@@ -15,13 +15,17 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from gatewayd.adapters import logs
-from gatewayd.adapters.http import Client, HttpError, proxy_for, tls_context
 from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Refused
 from gatewayd.core.secret import Secret
+
+if TYPE_CHECKING:
+    import ssl
+
+    from gatewayd.adapters.http import Client
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +127,8 @@ class ExositeClient:
         self._config = config
         self._deliver = deliver
         self._url = activation_url(config)
-        proxy = proxy_for(self._url)
-        if proxy is not None:
-            log.info("exosite: requests go through the proxy %s", proxy)
-        # one TLS context for every worker, made here: a worker makes its client (and
-        # touches OpenSSL) only once it has a request to send
-        self._tls = tls_context(config.ca_file)
+        self._tls: ssl.SSLContext | None = None
+        self._setup = threading.Lock()
         self._jobs: queue.SimpleQueue[tuple[str, str, str] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._open = threading.Event()
@@ -213,26 +213,49 @@ class ExositeClient:
                 )
                 form = request_form(self._config, vendor, model, sn)
                 try:
-                    client = client or Client(self._config.ca_file, context=self._tls)
+                    client = client or self._client()
                     answer = client.request(
                         "POST", self._url, form=form, headers=_HEADERS, timeout=self._config.timeout
                     )
                     outcome = classify(answer.status, answer.body, answer.broken)
-                except HttpError as exc:
-                    outcome = Failed(str(exc), maybe_delivered=exc.reached)
-                except Exception as exc:  # a worker must answer every job it took
-                    log.exception(
-                        "node %s: activation request failed unexpectedly",
-                        sn,
-                        extra=logs.about(sn),
-                    )
-                    outcome = Failed(f"internal error: {type(exc).__name__}", maybe_delivered=True)
+                except Exception as exc:  # noqa: BLE001 (a worker must answer every job it took)
+                    outcome = _failure(exc, sn)
                 self._deliver(ActivationAnswered(sn, outcome))
         finally:
             if client is not None:
                 client.close()
 
+    def _client(self) -> Client:
+        """This worker's client, made for its first request: requests is loaded then, not at
+        start (a gateway whose nodes are all activated never loads it); the TLS context is
+        made, and the proxy said, once for every worker."""
+        from gatewayd.adapters import http  # noqa: PLC0415 (see above)
+
+        with self._setup:
+            if self._tls is None:
+                self._tls = http.tls_context(self._config.ca_file)
+                proxy = http.proxy_for(self._url)
+                if proxy is not None:
+                    log.info("exosite: requests go through the proxy %s", proxy)
+        return http.Client(self._config.ca_file, context=self._tls)
+
     def _gate(self) -> bool:
         """Wait while paused (closing opens the gate); False once the client is stopping."""
         self._open.wait()
         return not self._stop.is_set()
+
+
+def _failure(exc: Exception, sn: str) -> Failed:
+    """What a request that raised ``exc`` came to; one the HTTP client did not expect is
+    logged with its traceback, and may have reached Exosite."""
+    from gatewayd.adapters.http import HttpError  # noqa: PLC0415 (loaded with the client)
+
+    if isinstance(exc, HttpError):
+        return Failed(str(exc), maybe_delivered=exc.reached)
+    log.error(
+        "node %s: activation request failed unexpectedly",
+        sn,
+        exc_info=exc,
+        extra=logs.about(sn),
+    )
+    return Failed(f"internal error: {type(exc).__name__}", maybe_delivered=True)

@@ -1,6 +1,9 @@
-"""A local stand-in for Exosite's provisioning API, for tests and firmware development.
+"""A local stand-in for Exosite's provisioning API, for tests and firmware development,
+with a simulated node, the demo, and the child processes they start (a private
+mosquitto among them).
 
-The daemon never imports this package. Start one from Python::
+It imports the core and the adapters (the broker link's helpers), never the daemon;
+the daemon never imports it. Start one from Python::
 
     registry = Registry()
     registry.add("acme", "thermo-v1", "ABC123")

@@ -225,10 +225,10 @@ class ExositeClient:
             if client is not None:
                 client.close()
 
-    def _client(self) -> Client:
-        """This worker's client, made for its first request: requests is loaded then, not at
-        start (a gateway whose nodes are all activated never loads it); the TLS context is
-        made, and the proxy said, once for every worker."""
+    def prepare(self) -> None:
+        """Load the HTTP client (requests), make the TLS context and say the proxy, once:
+        now, or else with the first request (a gateway whose nodes are all activated need
+        never load it)."""
         from gatewayd.adapters import http  # noqa: PLC0415 (see above)
 
         with self._setup:
@@ -237,6 +237,12 @@ class ExositeClient:
                 proxy = http.proxy_for(self._url)
                 if proxy is not None:
                     log.info("exosite: requests go through the proxy %s", proxy)
+
+    def _client(self) -> Client:
+        """This worker's client, made for its first request."""
+        from gatewayd.adapters import http  # noqa: PLC0415 (loaded by prepare)
+
+        self.prepare()
         return http.Client(self._config.ca_file, context=self._tls)
 
     def _gate(self) -> bool:

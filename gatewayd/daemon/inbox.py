@@ -30,9 +30,11 @@ from gatewayd.core.events import (
 )
 from gatewayd.daemon.control import Request
 
-MAX_WAIT: Final = 0.5
-"""The longest the main thread waits for an item: a signal that another thread
-receives does not wake it, so it looks at least this often."""
+MAX_WAIT: Final = 5.0
+"""The longest the main thread waits for an item when nothing is due. Linux delivers
+a signal to the main thread, which blocks none, and that wakes it; this is the
+bound should another thread ever take one (its handler then runs on the next
+wake). Every timer's deadline wakes it on time."""
 
 
 @dataclass(frozen=True, slots=True)

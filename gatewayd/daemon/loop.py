@@ -36,6 +36,7 @@ from gatewayd.core.events import (
     ReenableAnswered,
     Tick,
 )
+from gatewayd.core.model import State
 from gatewayd.daemon import control, preflight, status
 from gatewayd.daemon.control import Request
 from gatewayd.daemon.executor import Executor
@@ -54,6 +55,8 @@ from gatewayd.daemon.wiring import (
 
 log = logging.getLogger(__name__)
 
+REQUESTS_AHEAD: Final = (State.ACTIVATING, State.PENDING, State.NEEDS_REENABLE)
+"""Stored states with an Exosite request ahead: the HTTP client is loaded at start then."""
 ANNOUNCE_BATCH: Final = 64
 """At most this many waiting announces are handled together (see Daemon._announces)."""
 STORE_WAIT: Final = 60.0
@@ -106,6 +109,9 @@ class Daemon:
 
         config = self.config
         self._exosite = ExositeClient(config.exosite, self._inbox.answer)
+        counts = self._engine.counts()
+        if not any(counts.values()) or any(counts[state] for state in REQUESTS_AHEAD):
+            self._exosite.prepare()  # nodes to activate, or none yet: the first request waits not
         self._link = MqttLink(
             config.mqtt,
             subscribe=self._topics.announce_filter,
@@ -183,8 +189,10 @@ class Daemon:
         self._inbox.put(Stop(signum))
 
     def _deadline(self) -> float | None:
-        """When something is next due: a retry, a warning, the status, a held CIK's write."""
-        due = (self._engine.next_deadline(), self._reporter.due(), self._executor.store_due())
+        """When something is next due: a retry, a warning, the status, a held CIK's write,
+        the end of a stop's wait for the keystore."""
+        stop = self._stop_deadline if self._stopping else None
+        due = (self._engine.next_deadline(), self._reporter.due(), self._executor.store_due(), stop)
         return min((d for d in due if d is not None), default=None)
 
     def _announces(self, first: Message) -> None:

@@ -21,6 +21,19 @@ IDLE_SECONDS = 60.0
 STARTS = 7
 
 
+def settle(pid: int, step: float = 0.5, most: float = 10.0) -> None:
+    """Wait until the process has used no CPU for ``step`` seconds (its start's tail: the
+    first status, the answer to its subscription), ``most`` seconds at the most."""
+    deadline = time.monotonic() + most
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(step)
+        now = cpu_seconds(pid)
+        if now == last:
+            return
+        last = now
+
+
 def python_start(python: str) -> float:
     """A Python, starting and doing nothing: the floor of any start-up."""
     started = time.monotonic()
@@ -51,6 +64,7 @@ def run(
         gw = r.gatewayd(config, notify=notify.path, python=python)
         readies.append(notify.wait_for("READY=1") - gw.started)
         gw.output.wait_for("subscribed to ")
+        settle(gw.pid)
         rss_idle = rss_mib(gw.pid)
         before = cpu_seconds(gw.pid)
         time.sleep(idle)  # the measurement itself: a minute of nothing to do

@@ -13,6 +13,7 @@ announces for gatewayd while it is down.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import ssl
@@ -49,6 +50,8 @@ RECONNECT_CAP: Final = 60.0
 RECONNECT_FLOOR: Final = 0.1
 SUBACK_FAILURE: Final = 0x80
 MAX_QUEUED: Final = 10_000
+LOOP_WAIT: Final = 5.0
+"""The longest paho's network thread waits for its socket (paho's own: 1 s)."""
 """QoS 1 messages paho keeps for a broker that is down; beyond it, publishes fail."""
 
 
@@ -67,6 +70,14 @@ def new_client(client_id: str, protocol: int = 5, *, persistent: bool = False) -
     if PAHO_2:
         kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2  # type: ignore[attr-defined]
     return paho.Client(**kwargs)
+
+
+def _network_loop(client: paho.Client, wait: float) -> None:
+    """The body of paho's network thread (``Client._thread_main``), with ``wait``."""
+    try:
+        client.loop_forever(timeout=wait, retry_first_connection=True)
+    finally:
+        setattr(client, "_thread", None)  # noqa: B010 (as paho's own thread body ends)
 
 
 def release(client: paho.Client) -> None:
@@ -136,6 +147,11 @@ class MqttLink:
             self._client.connect_async(self._config.host, self._config.port, **connect)
         except ValueError as exc:
             raise MqttError(f"cannot connect to {self._config.host}: {exc}") from exc
+        # paho's thread waits at most 1 s for the socket, which wakes an idle gateway once a
+        # second: it waits up to LOOP_WAIT (a publish from another thread, or anything from
+        # the broker, still wakes it at once; a disconnect ends it)
+        wait = min(LOOP_WAIT, self._config.keepalive / 2)
+        setattr(self._client, "_thread_main", functools.partial(_network_loop, self._client, wait))  # noqa: B010 (paho's thread body, by name)
         self._client.loop_start()
 
     def stop(self, last_topic: str, last_payload: bytes, timeout: float = 5.0) -> None:

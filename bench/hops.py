@@ -76,6 +76,7 @@ def measure() -> dict[str, Any]:
     from support import MODEL, VENDOR, WAIT, rig  # noqa: PLC0415 (not for the traced run)
 
     from gatewayd.sim.node import SimulatedNode  # noqa: PLC0415
+    from gatewayd.sim.processes import Output, stop  # noqa: PLC0415
 
     with rig() as r:
         r.registry.add(VENDOR, MODEL, SN)
@@ -84,17 +85,15 @@ def measure() -> dict[str, Any]:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
+        output = Output("gatewayd", process.stderr, r.folder / "gatewayd.log")
         try:
-            for raw in process.stderr or ():
-                if b"subscribed to" in raw:
-                    break
+            output.wait_for("subscribed to ")
             node = SimulatedNode("127.0.0.1", r.broker_port, SN)
             node.connect()
             with node:
                 answer = node.activate(timeout=WAIT)
         finally:
-            process.terminate()
-            process.wait(WAIT)
+            stop(process, output)
         if answer.get("status") != "activated":
             raise RuntimeError(f"{SN} was not activated: {answer}")
         return count(trace)

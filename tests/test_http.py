@@ -425,3 +425,38 @@ def test_a_bad_proxy_variable_is_named_and_its_password_never_shown(
     with pytest.raises(ValueError, match="https_proxy") as raised:
         proxy_for("https://m2.exosite.com/provision/activate")
     assert "s3cret-pw" not in str(raised.value)
+
+
+SECRET = "zz9f3c2a71be04d8a6c5e1f0b9d7a3c8e2f1a6b4"
+"""What a broken server sends where a chunk size or a status line belongs: a CIK, say."""
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        f"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{SECRET}\r\n".encode(),
+        f"{SECRET} 200 OK\r\n\r\n".encode(),
+    ],
+    ids=["chunk size", "status line"],
+)
+def test_what_the_server_sent_is_never_quoted_in_an_error(answer: bytes) -> None:
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+
+    broken = Listener(serve)
+    try:
+        url = f"http://127.0.0.1:{broken.port}/provision/activate"
+        try:
+            [got] = activate(url)
+        except HttpError as exc:
+            said = str(exc)
+        else:
+            assert got.broken is not None
+            said = got.broken
+    finally:
+        broken.close()
+    assert "could not be read" in said
+    assert SECRET not in said
+    assert SECRET[2:12] not in said

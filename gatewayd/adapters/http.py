@@ -17,7 +17,6 @@ proves it did not.
 
 from __future__ import annotations
 
-import logging
 import ssl
 import time
 from collections.abc import Mapping
@@ -31,8 +30,6 @@ from requests.adapters import HTTPAdapter
 
 from gatewayd import __version__
 from gatewayd.adapters import cutoff
-
-log = logging.getLogger(__name__)
 
 USER_AGENT: Final = f"gatewayd/{__version__}"
 KEEP_IDLE: Final = 4.0
@@ -65,8 +62,7 @@ def proxy_for(url: str) -> str | None:
     Raises ValueError naming the variable when it is no URL; the message never
     quotes it, for it may hold a password.
     """
-    proxies = requests.utils.get_environ_proxies(url)
-    proxy = requests.utils.select_proxy(url, proxies)
+    proxy = _environ_proxy(url)
     if proxy is None:
         return None
     try:
@@ -77,6 +73,12 @@ def proxy_for(url: str) -> str | None:
         scheme = url.partition(":")[0].lower()
         raise ValueError(f"{scheme}_proxy (or all_proxy) in the environment is not a proxy URL")
     return f"{parsed.scheme}://{parsed.host}:{parsed.port or 80}"
+
+
+def _environ_proxy(url: str) -> str | None:
+    """requests' reading of the proxy variables for ``url`` (``no_proxy`` included)."""
+    proxy: str | None = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    return proxy
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -200,7 +202,7 @@ class Client:
         key = "/".join(origin)
         found = self._proxies.get(key)
         if found is None:
-            proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+            proxy = _environ_proxy(url)
             scheme = origin[0].rstrip(":").lower()
             found = {scheme: proxy} if proxy else {}
             self._proxies[key] = found
@@ -243,8 +245,13 @@ def _innermost(exc: BaseException) -> BaseException:
 
 
 def cause_line(exc: BaseException) -> str:
-    """The innermost cause of an error, in one line, for a log or an answer."""
+    """The innermost cause of an error, in one line, for a log or an answer. Only an error
+    of the system (a socket, TLS, a proxy's refusal) is quoted: one of parsing an answer
+    (a status line, a chunk size) may quote what the server sent, a CIK among it, so
+    only its kind is named."""
     inner = _innermost(exc)
+    if not isinstance(inner, OSError):
+        return f"the answer could not be read ({type(inner).__name__})"
     text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
     return text[:200]
 

@@ -26,7 +26,7 @@ from typing import Final
 from urllib.parse import quote, urlsplit
 
 from gatewayd.adapters import logs
-from gatewayd.adapters.http import Client, HttpError
+from gatewayd.adapters.http import Client, HttpError, tls_context
 from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.errors import ExositeError
 from gatewayd.core.secret import Secret
@@ -79,6 +79,7 @@ class VendorClient:
         self._base = config.url.rstrip("/")
         self._timeout = config.timeout
         self._ca_file = config.ca_file
+        self._tls = tls_context(config.ca_file)
         if urlsplit(config.url).scheme.lower() == "http":
             log.warning(
                 "exosite.url %s is plain HTTP: the vendor token crosses the network "
@@ -143,7 +144,7 @@ class VendorClient:
         if form is not None:
             headers["Content-Type"] = FORM_CONTENT_TYPE
         log.debug("vendor API: %s for serial %s of model %s", what, sn, model, extra=logs.about(sn))
-        client = Client(self._ca_file, max_body=MAX_BODY + 1)
+        client = Client(self._ca_file, context=self._tls, max_body=MAX_BODY + 1)
         try:
             answer = client.request(method, url, form=form, headers=headers, timeout=self._timeout)
         except HttpError as exc:

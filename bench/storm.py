@@ -26,6 +26,8 @@ from typing import Any
 
 from support import (
     WAIT,
+    Emulating,
+    Gatewayd,
     Rig,
     cpu_seconds,
     cpu_times,
@@ -200,30 +202,66 @@ def _once(n: int, latency: float, concurrent: int) -> dict[str, Any]:
     }
 
 
-def _gatewayd_runs(
-    r: Rig, url: str, serials: list[str], concurrent: int
-) -> tuple[dict[str, float], dict[str, float]]:
+def emulated(emulation: Emulating, n: int, latency: float, concurrent: int) -> dict[str, Any]:
+    """The boot storm alone, gatewayd started under ``emulation`` (bench/pi.py)."""
+    serials = [f"BENCH{i:05d}" for i in range(n)]
+    with rig() as r:
+        url = separate_simulator(r, serials, latency)
+        gw = _started(r, url, serials, concurrent, emulation)
+        fleet = Fleet(r.broker_port, serials)
+        try:
+            figures = _storm(gw, fleet)
+        finally:
+            fleet.close()
+    ideal = n * latency / concurrent
+    return {
+        "n": n,
+        "ideal": ideal,
+        "makespan": figures["makespan"],
+        "makespan_ratio": figures["makespan"] / ideal,
+        "p99": figures["p99"],
+        "cpu_activation": figures["cpu_activation"],
+        "steal": figures["steal"],
+    }
+
+
+def _started(
+    r: Rig, url: str, serials: list[str], concurrent: int, emulation: Emulating | None = None
+) -> Gatewayd:
     config = r.config(
         url,
         exosite={"max_concurrent": concurrent, "max_rate": 10_000.0, "timeout": 30},
         nodes={"max_pending": 10 * len(serials)},
     )
-    gw = r.gatewayd(config)
+    gw = r.gatewayd(config, emulation=emulation)
     gw.output.wait_for("subscribed to ")
+    return gw
+
+
+def _storm(gw: Gatewayd, fleet: Fleet) -> dict[str, Any]:
+    """Every node of ``fleet`` announces within a second; the figures once all are answered."""
+    before = cpu_times()
+    cpu_before = cpu_seconds(gw.pid)
+    fleet.announce(within=1.0)
+    if not fleet.wait():
+        raise RuntimeError(f"only {len(fleet.answered)} of {len(fleet.serials)} nodes answered")
+    steal = stolen(before, cpu_times())
+    cpu = cpu_seconds(gw.pid)
+    storm: dict[str, Any] = fleet.figures() | {"rss": rss_mib(gw.pid), "cpu": cpu}
+    storm["cpu_activation"] = (cpu - cpu_before) / len(fleet.serials)
+    storm["steal"] = steal
+    if set(fleet.statuses.values()) != {"activated"}:
+        raise RuntimeError(f"not every node was activated: {set(fleet.statuses.values())}")
+    return storm
+
+
+def _gatewayd_runs(
+    r: Rig, url: str, serials: list[str], concurrent: int
+) -> tuple[dict[str, Any], dict[str, float]]:
+    gw = _started(r, url, serials, concurrent)
     fleet = Fleet(r.broker_port, serials)
     try:
-        before = cpu_times()
-        cpu_before = cpu_seconds(gw.pid)
-        fleet.announce(within=1.0)
-        if not fleet.wait():
-            raise RuntimeError(f"only {len(fleet.answered)} of {len(serials)} nodes answered")
-        steal = stolen(before, cpu_times())
-        cpu = cpu_seconds(gw.pid)
-        storm = fleet.figures() | {"rss": rss_mib(gw.pid), "cpu": cpu}
-        storm["cpu_activation"] = (cpu - cpu_before) / len(serials)
-        storm["steal"] = steal
-        if set(fleet.statuses.values()) != {"activated"}:
-            raise RuntimeError(f"not every node was activated: {set(fleet.statuses.values())}")
+        storm = _storm(gw, fleet)
         fleet.announce(within=0)
         if not fleet.wait():
             raise RuntimeError("not every re-announce was answered")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from gatewayd.sim import Registry, Simulator, tomlfile
 from gatewayd.sim.demo import start_broker
@@ -82,6 +83,10 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+class Emulating(Protocol):
+    def wrap(self, argv: list[str], env: dict[str, str]) -> list[str]: ...
+
+
 @dataclass
 class Gatewayd:
     process: subprocess.Popen[bytes]
@@ -123,9 +128,14 @@ class Rig:
         return path
 
     def gatewayd(
-        self, config: Path, notify: str | None = None, python: str = sys.executable
+        self,
+        config: Path,
+        notify: str | None = None,
+        python: str = sys.executable,
+        emulation: Emulating | None = None,
     ) -> Gatewayd:
-        """gatewayd on ``python``; another Python than this one gets this checkout on its path."""
+        """gatewayd on ``python``; another Python than this one gets this checkout on its path.
+        ``emulation`` wraps its command and adds to its environment (bench/pi.py)."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         for key in ("JOURNAL_STREAM", "INVOCATION_ID", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
             env.pop(key, None)
@@ -133,9 +143,12 @@ class Rig:
             env["NOTIFY_SOCKET"] = notify
         if python != sys.executable:
             env["PYTHONPATH"] = str(CHECKOUT)
+        argv = [python, "-m", "gatewayd", "--config", str(config)]
+        if emulation is not None:
+            argv = emulation.wrap(argv, env)
         started = time.monotonic()
         process = subprocess.Popen(
-            [python, "-m", "gatewayd", "--config", str(config)],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

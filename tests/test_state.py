@@ -303,27 +303,33 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
 SAVES = 20
 
 
-def fsyncs_during_saves(folder: Path, *, durable: bool, together: bool = False) -> int:
-    """The fsync and fdatasync calls a process makes while saving SAVES records (in one
-    transaction if ``together``)."""
-    block = "db.transaction()" if together else "contextlib.nullcontext()"
+def flushes_during_saves(folder: Path, *, deferred: bool, together: bool = False) -> list[str]:
+    """The fsync, fdatasync and syncfs calls a process makes while saving SAVES records
+    (in one transaction if ``together``; with commits left to a flush of the volume,
+    then that flush, if ``deferred``)."""
     script = "\n".join(
         [
-            "import contextlib, sys",
+            "import sys",
             "from pathlib import Path",
             "from gatewayd.core.model import Node, State",
+            "from gatewayd.adapters.disk import Volumes",
             "from gatewayd.adapters.state import StateDB",
-            f"db = StateDB.in_dir(Path({str(folder)!r}))",
+            f"folder = Path({str(folder)!r})",
+            "db = StateDB.in_dir(folder)",
+            "volumes = Volumes([folder])",
             "db.save(Node('WARM', 'v', 'm', State.ACTIVATING, 1.0))",
+            *(["db.defer_sync()"] if deferred else []),
             "sys.stdout.write('saving\\n'); sys.stdout.flush()",
-            f"with {block}:",
-            f"    for i in range({SAVES}):",
-            f"        db.save(Node(f'SN{{i}}', 'v', 'm', State.ACTIVATED, 1.0), durable={durable})",
+            *(["db.begin()"] if together else []),
+            f"for i in range({SAVES}):",
+            "    db.save(Node(f'SN{i}', 'v', 'm', State.ACTIVATING, 1.0))",
+            "db.commit()",
+            *(["volumes.sync()"] if deferred else []),
             "sys.stdout.write('saved\\n'); sys.stdout.flush()",
         ]
     )
     trace = folder / "strace.txt"
-    strace = ["strace", "-f", "-e", "trace=fsync,fdatasync,write", "-o", str(trace)]
+    strace = ["strace", "-f", "-e", "trace=fsync,fdatasync,syncfs,write", "-o", str(trace)]
     subprocess.run(
         [*strace, sys.executable, "-c", script],
         check=True,
@@ -333,51 +339,39 @@ def fsyncs_during_saves(folder: Path, *, durable: bool, together: bool = False) 
     lines = trace.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if '"saving\\n"' in line)
     end = next(i for i, line in enumerate(lines) if '"saved\\n"' in line)
-    return sum("fsync(" in line or "fdatasync(" in line for line in lines[start:end])
+    calls = ("fsync(", "fdatasync(", "syncfs(")
+    return [line.split(None, 1)[1] for line in lines[start:end] if any(c in line for c in calls)]
 
 
-def test_a_durable_save_waits_for_the_disk_and_a_non_durable_one_does_not(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "durable").mkdir()
-    (tmp_path / "fast").mkdir()
-    assert fsyncs_during_saves(tmp_path / "durable", durable=True) >= SAVES
-    assert fsyncs_during_saves(tmp_path / "fast", durable=False) == 0
+def test_each_save_waits_for_the_disk_by_default(tmp_path: Path) -> None:
+    assert len(flushes_during_saves(tmp_path, deferred=False)) >= SAVES
 
 
 def test_saves_in_one_transaction_wait_for_the_disk_once(tmp_path: Path) -> None:
-    assert 1 <= fsyncs_during_saves(tmp_path, durable=True, together=True) <= 2
+    assert 1 <= len(flushes_during_saves(tmp_path, deferred=False, together=True)) <= 2
+
+
+def test_deferred_commits_are_made_durable_by_one_flush_of_the_volume(tmp_path: Path) -> None:
+    (tmp_path / "apart").mkdir()
+    (tmp_path / "together").mkdir()
+    for folder, together in ((tmp_path / "apart", False), (tmp_path / "together", True)):
+        calls = flushes_during_saves(folder, deferred=True, together=together)
+        assert len(calls) == 1, calls
+        assert calls[0].startswith("syncfs("), calls
 
 
 def test_a_transaction_is_seen_whole_or_not_at_all(tmp_path: Path) -> None:
     with open_db(tmp_path) as db, open_db(tmp_path) as reader:
-        with db.transaction():
-            db.save(NODE)
-            db.save(dataclasses.replace(NODE, sn="SN-2"))
-            assert reader.get(NODE.sn) is None
-        assert reader.get(NODE.sn) == NODE
-        assert reader.get("SN-2") is not None
-
-
-def save_then_fail(db: StateDB) -> None:
-    with db.transaction():
+        db.defer_sync()
+        db.begin()
         db.save(NODE)
-        raise RuntimeError
-
-
-def test_a_transaction_left_by_an_exception_still_commits_what_was_saved(
-    tmp_path: Path,
-) -> None:
-    with open_db(tmp_path) as db, open_db(tmp_path) as reader:
-        with pytest.raises(RuntimeError):
-            save_then_fail(db)
+        db.begin()  # one is open: nothing changes
+        db.save(dataclasses.replace(NODE, sn="SN-2"))
+        assert reader.get(NODE.sn) is None
+        db.commit()
         assert reader.get(NODE.sn) == NODE
-        db.save(dataclasses.replace(NODE, sn="SN-2"))  # no transaction is left open
         assert reader.get("SN-2") is not None
-
-
-def test_a_non_durable_save_is_read_back_and_leaves_full_sync_on(tmp_path: Path) -> None:
-    with open_db(tmp_path) as db, open_db(tmp_path) as reader:
-        db.save(NODE, durable=False)
-        assert reader.get(NODE.sn) == NODE
-        assert db._db.execute("PRAGMA synchronous").fetchone() == (2,)
+        db.commit()  # none is open: nothing to do
+        db.save(dataclasses.replace(NODE, sn="SN-3"))  # no transaction is left open
+        assert reader.get("SN-3") is not None
+        assert db._db.execute("PRAGMA synchronous").fetchone() == (1,)

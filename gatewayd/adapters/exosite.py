@@ -134,10 +134,11 @@ class ExositeClient:
         self._open = threading.Event()
         self._open.set()
         self._limiter = RateLimiter(config.max_rate)
-        # a request holds a slot from before it is sent until the main thread has handled
-        # its answer (a CIK stored): so at most max_concurrent CIKs are ever on the wire or
-        # waiting in memory, the most a crash can lose, however slow the disk
-        self._slots = threading.Semaphore(config.max_concurrent)
+        # a request holds a slot from before it is sent until the main thread has carried
+        # out its answer (its CIK flushed): with max_concurrent requests on the wire, at
+        # most as many answers wait for the disk, so at most 2 x max_concurrent CIKs are
+        # ever on the wire or in memory (the most a crash can lose), however slow the disk
+        self._slots = threading.Semaphore(2 * config.max_concurrent)
         self._submit_lock = threading.Lock()
         if self._url.lower().startswith("http:"):
             log.warning(

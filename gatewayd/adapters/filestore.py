@@ -8,7 +8,11 @@ sealed with AES-256-GCM, with the header and the file name as associated data.
 Files are written atomically and durably: a 0600 temp file opened with
 ``O_EXCL``, fsync, rename, fsync of the folder. A temp file left by a stop
 between the fsync and the rename holds a complete entry: :meth:`FileStore.recover`
-puts it in place, and removes the ones that are not complete.
+puts it in place, and removes the ones that are not complete. A batch of entries
+is written with :meth:`FileStore.stage` (no fsync), made durable by one flush of
+the file system (:mod:`gatewayd.adapters.disk`), then renamed into place with
+:meth:`Staged.place`: a stop anywhere leaves each entry whole, in place or in
+its temp file.
 
 This module does not import the keyring library: the daemon uses the store
 directly. :class:`gatewayd.adapters.keystore.FileKeyring` is the same store as a keyring
@@ -17,8 +21,6 @@ backend, for keyring's API and command line.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hashlib
 import json
@@ -26,10 +28,11 @@ import logging
 import os
 import secrets
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from gatewayd.core.errors import KeystoreError
+from gatewayd.adapters.keyfile import KEY_SIZE
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -37,8 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_FOLDER: Final = Path("/var/lib/gatewayd/keyring")
-KEY_CREDENTIAL: Final = "gatewayd-keyring-key"
-KEY_SIZE: Final = 32
 _NONCE_SIZE: Final = 12
 _PLAIN: Final = b"GWKR\x01P"
 _SEALED: Final = b"GWKR\x01E"
@@ -51,6 +52,28 @@ class FileStoreError(Exception):
 
 class EntryMissing(FileStoreError):  # noqa: N818 (named for what it reports)
     """A delete found no such entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """An entry written to its temp file, to be renamed to its final name."""
+
+    temp: Path
+    final: Path
+
+    def place(self) -> None:
+        """Rename the entry into place (not flushed: the temp file already is)."""
+        try:
+            self.temp.replace(self.final)
+        except OSError as exc:
+            self.discard()
+            raise FileStoreError(
+                f"cannot write an entry in {self.final.parent}: {_why(exc)}"
+            ) from exc
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.temp.unlink()
 
 
 class FileStore:
@@ -179,26 +202,41 @@ class FileStore:
         return {field: entry[field] for field in _FIELDS}
 
     def _write(self, name: str, blob: bytes) -> None:
+        self._stage(name, blob, sync=True).place()
+        _fsync_folder(self._folder)
+
+    def stage(self, service: str, username: str, password: str) -> Staged:
+        """Write an entry to its temp file without waiting for the disk; :meth:`Staged.place`
+        puts it in place once the caller has flushed the file system (a stop before
+        that leaves a temp file, which :meth:`recover` completes)."""
+        name = _entry_name(service, username)
+        entry = dict(zip(_FIELDS, (service, username, password), strict=True))
+        blob = self._seal(name, json.dumps(entry).encode("ascii"))
+        try:
+            return self._stage(name, blob, sync=False)
+        except OSError as exc:
+            raise FileStoreError(f"cannot write an entry in {self._folder}: {_why(exc)}") from exc
+
+    def _stage(self, name: str, blob: bytes, *, sync: bool) -> Staged:
         if not self._folder_ready:
             self._ensure_folder()
-        temp = self._folder / f".{name}.{secrets.token_hex(8)}.tmp"
+        staged = Staged(self._folder / f".{name}.{secrets.token_hex(8)}.tmp", self._folder / name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(temp, flags, 0o600)
+            fd = os.open(staged.temp, flags, 0o600)
             try:
                 written = 0
                 while written < len(blob):
                     written += os.write(fd, blob[written:])
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
-            temp.replace(self._folder / name)
         except BaseException:
             self._folder_ready = False  # looked at again before the next write
-            with contextlib.suppress(OSError):
-                temp.unlink()
+            staged.discard()
             raise
-        _fsync_folder(self._folder)
+        return staged
 
     def _ensure_folder(self) -> None:
         """Make the folder, or tighten its mode; once, and again after a failed write."""
@@ -229,40 +267,3 @@ def _fsync_folder(folder: Path) -> None:
 
 def _why(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
-
-
-def load_key(key_file: Path | None, credentials_dir: str | None) -> bytes | None:
-    """The keystore key from ``key_file``, else from the systemd credential, else None."""
-    if key_file is not None:
-        path = key_file
-    elif credentials_dir:
-        path = Path(credentials_dir, KEY_CREDENTIAL)
-        if not path.exists():
-            return None
-    else:
-        return None
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KeystoreError(f"cannot read the keystore key {path}: {_why(exc)}") from exc
-    key = _parse_key(data)
-    if key is None:
-        raise KeystoreError(
-            f"{path}: expected a keystore key of {KEY_SIZE} raw bytes, {2 * KEY_SIZE} hex "
-            f"characters or the base64 of {KEY_SIZE} bytes; its {len(data)} bytes are none of these"
-        )
-    return key
-
-
-def _parse_key(data: bytes) -> bytes | None:
-    if len(data) == KEY_SIZE:
-        return data
-    text = data.strip()
-    try:
-        if len(text) == 2 * KEY_SIZE:
-            key = bytes.fromhex(text.decode("ascii"))
-        else:
-            key = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return key if len(key) == KEY_SIZE else None

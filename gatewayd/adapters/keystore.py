@@ -15,19 +15,19 @@ import contextlib
 import importlib
 import logging
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
 from gatewayd.adapters.filestore import (
     DEFAULT_FOLDER,
-    KEY_CREDENTIAL,
-    KEY_SIZE,
     EntryMissing,
     FileStore,
     FileStoreError,
-    load_key,
+    Staged,
 )
+from gatewayd.adapters.keyfile import KEY_CREDENTIAL, KEY_SIZE, load_key
 from gatewayd.core.errors import KeystoreError
 from gatewayd.core.secret import Secret
 
@@ -116,6 +116,7 @@ class Keystore:
     def __init__(self, backend: Backend, service_prefix: str = "gatewayd") -> None:
         self._backend = backend
         self._prefix = service_prefix
+        self._lock = threading.Lock()
         self._errors: tuple[type[Exception], ...] = (FileStoreError, OSError, ValueError)
         self._missing: type[Exception] = EntryMissing
         if not isinstance(backend, FileStore):  # a keyring backend: keyring is loaded already
@@ -148,6 +149,31 @@ class Keystore:
         with self._mapped("load the unverified answer for", sn):
             value = self._backend.get_password(self.service(vendor, model) + UNVERIFIED, sn)
         return None if value is None else Secret(value)
+
+    def stage(
+        self, vendor: str, model: str, sn: str, cik: Secret, *, unverified: bool = False
+    ) -> Staged | None:
+        """Write the CIK of ``sn`` without waiting for the disk: it is durable once the
+        keystore's folder is flushed, and readable once :meth:`place` has put it in place.
+        A backend other than gatewayd's own store takes it at once (durably or not, as
+        that backend does): then None."""
+        service = self.service(vendor, model) + (UNVERIFIED if unverified else "")
+        what = "keep the unverified answer for" if unverified else "store the CIK of"
+        with self._mapped(what, sn, cik.reveal()):
+            if isinstance(self._backend, FileStore):
+                return self._backend.stage(service, sn, cik.reveal())
+            self._backend.set_password(service, sn, cik.reveal())
+            return None
+
+    def place(self, staged: Staged, sn: str) -> None:
+        """Put the staged CIK of ``sn`` in place, once its folder is flushed."""
+        with self._mapped("store the CIK of", sn):
+            staged.place()
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of gatewayd's own store; None for another backend."""
+        return self._backend.folder if isinstance(self._backend, FileStore) else None
 
     def recover(self) -> None:
         """Put in place the entries a stop left half written (gatewayd's own store)."""
@@ -214,8 +240,11 @@ class Keystore:
 
     @contextlib.contextmanager
     def _mapped(self, action: str, sn: str, secret: str = "") -> Iterator[None]:
+        """One backend call at a time (the daemon's writer thread stages CIKs while its
+        main thread reads them), its errors as KeystoreError."""
         try:
-            yield
+            with self._lock:
+                yield
         except self._errors as exc:
             detail = f"{type(exc).__name__}: {exc}"
             if secret:

@@ -110,11 +110,6 @@ class StateDB:
         except sqlite3.Error as exc:
             raise StateError(f"cannot write to the state database {self.path}: {exc}") from exc
 
-    @property
-    def in_transaction(self) -> bool:
-        """Saves now are committed only when the enclosing :meth:`transaction` ends."""
-        return self._db.in_transaction
-
     def __enter__(self) -> Self:
         return self
 
@@ -149,47 +144,43 @@ class StateDB:
                     raise
                 cur.execute("COMMIT")
 
-    def save(self, node: Node, *, durable: bool = True) -> None:
-        """Insert or replace a node's record; on disk when it returns, if ``durable``.
+    def defer_sync(self) -> None:
+        """From now on a commit does not wait for the disk (``synchronous=NORMAL``: the
+        write-ahead log is synced only around checkpoints, which keeps the database
+        whole through a power cut): the caller makes commits durable by flushing the
+        file system (:class:`gatewayd.adapters.disk.Volumes`), one flush for many."""
+        self._db.execute("PRAGMA synchronous=NORMAL")
 
-        Otherwise the record is written without waiting for the disk (no fsync): a
-        crash of gatewayd keeps it, a power cut may lose it, and the next durable
-        save makes it durable too (the write-ahead log is written in order).
-        """
+    def save(self, node: Node) -> None:
+        """Insert or replace a node's record: within the transaction :meth:`begin` opened,
+        else committed at once."""
         row = tuple(_column(getattr(node, name)) for name in _FIELDS)
-        durable = durable or self._db.in_transaction  # the transaction's commit decides
         try:
-            if not durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                self._db.execute(_INSERT, row)
-            finally:
-                if not durable:
-                    self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_INSERT, row)
         except sqlite3.Error as exc:
             raise StateError(f"cannot save node {node.sn!r}: {exc}") from exc
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Saves and deletes in the block are committed together, with one fsync, when it
-        ends (even by an exception: every record written is a valid one). A failed commit
-        is rolled back and raised as StateError. Where no transaction can begin, the block
-        runs without one: each save commits by itself."""
+    def begin(self) -> None:
+        """Open a transaction, unless one is open: saves and deletes until :meth:`commit`
+        are committed together."""
+        if self._db.in_transaction:
+            return
         try:
             self._db.execute("BEGIN")
         except sqlite3.Error as exc:
-            log.warning("%s: no transaction (%s); records are written one by one", self.path, exc)
-            yield
+            raise StateError(f"cannot write to {self.path}: {exc}") from exc
+
+    def commit(self) -> None:
+        """Commit the open transaction, if any; a failed commit is rolled back (every
+        change since :meth:`begin` is lost) and raised as StateError."""
+        if not self._db.in_transaction:
             return
         try:
-            yield
-        finally:
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                raise StateError(f"cannot write to {self.path}: {exc}") from exc
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise StateError(f"cannot write to {self.path}: {exc}") from exc
 
     def delete(self, sn: str) -> bool:
         try:

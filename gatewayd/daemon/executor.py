@@ -5,21 +5,17 @@ keystore, a request not sent because its record could not be saved) is an
 event left in :attr:`Executor.followups`, for the daemon to hand to the engine
 next: the executor never calls the engine.
 
-A CIK is written to the keystore before anything else happens to its node.
-When the keystore cannot take it (disk full, read-only file system, a backend
-error), the CIK is kept in memory and the node is still answered, a CRITICAL
-line is logged, no new activation request starts, and the write is retried
-until it succeeds; only then is the node's record saved as ``activated``, so
-that a crash meanwhile leaves the write-ahead record that tells what was lost.
+A CIK is stored, and a write-ahead record saved, before anything that depends
+on it: what follows them in a list of actions waits for the batch that makes
+them durable (:mod:`gatewayd.daemon.batches`, :mod:`gatewayd.daemon.writer`).
+A CIK the keystore does not take is held in memory (:mod:`gatewayd.daemon.held`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from gatewayd.adapters import logs
 from gatewayd.core import protocol
@@ -38,18 +34,17 @@ from gatewayd.core.actions import (
 from gatewayd.core.errors import KeystoreError, StateError
 from gatewayd.core.events import CikLookedUp, RequestUnsent
 from gatewayd.core.model import Node, State
-from gatewayd.core.timers import backoff_ceiling
+from gatewayd.daemon.batches import Batch, Batches, subject
+from gatewayd.daemon.held import Held
 
 if TYPE_CHECKING:
     from gatewayd.adapters.exosite import ExositeClient
     from gatewayd.adapters.keystore import Keystore
     from gatewayd.adapters.mqtt import MqttLink
     from gatewayd.adapters.state import StateDB
+    from gatewayd.daemon.writer import Flushed
 
 log = logging.getLogger(__name__)
-
-STORE_RETRY_BASE: Final = 0.5
-STORE_RETRY_CAP: Final = 30.0
 
 
 class Executor:
@@ -61,6 +56,7 @@ class Executor:
         link: MqttLink,
         topics: protocol.Topics,
         reenable: Callable[[Reenable], None],
+        writer: Callable[[int, Sequence[StoreCik]], None],
     ) -> None:
         self._keystore = keystore
         self._state = state
@@ -70,82 +66,102 @@ class Executor:
         self._reenable = reenable
         self.outstanding = 0
         """Requests (activations and re-enables) sent and not answered yet."""
-        self.unstored: dict[str, StoreCik] = {}
-        """CIKs received that the keystore has not taken yet: they exist only here."""
+        self.held = Held(exosite.pause, exosite.resume)
+        self.batches = Batches(state, writer)
         self.state_failing = False
         """The last write to the state database failed: no request is sent meanwhile."""
-        self._store_failures = 0
-        self._store_retry_at: float | None = None
-        self._held: list[Activate | Reenable] | None = None
         self.results: list[Result] = []
         """What the operator's commands came to, for the control channel to collect."""
         self.followups: list[CikLookedUp | RequestUnsent] = []
         """Events for the engine that carrying out actions gave, in order."""
-        self._deferred: dict[str, Node] = {}
-        """The last record of each node whose CIK waits in memory: saved once it is stored."""
 
-    def run(self, actions: Iterable[Action], stored: Callable[[], None] | None = None) -> bool:
-        """Carry out ``actions`` in order; ``stored`` is called as soon as a CIK among them
-        is in the keystore (not when it is only held in memory). True if it was called."""
-        called = False
-        saved: dict[str, str | None] = {}
-        """How the last save of each node's record in this run went: None if done, else
-        the error, and then the request that follows it is not sent."""
-        for action in actions:
-            match action:
-                case StoreCik():
-                    if self._store(action) and stored is not None and not called:
-                        stored()
-                        called = True
-                case SaveNode(node=node):
-                    saved[node.sn] = self._save(node)
-                case Activate() | Reenable():
-                    self._request(action, saved.pop(action.sn, None))
-                case LookupCik():
-                    self.followups.append(self._lookup(action))
-                case Publish():
-                    self._publish(action)
-                case Log():
-                    logs.emit(action)
-                case DeleteNode() | Result():
-                    self._command(action)
-        return called
+    def run(
+        self,
+        actions: Sequence[Action],
+        done: Callable[[], None] | None = None,
+        unsaved: Mapping[str, str] | None = None,
+    ) -> None:
+        """Carry out ``actions`` in order, up to one that must wait for the disk: it and
+        the rest wait in the gathering batch. ``done`` is called once all are carried
+        out. ``unsaved``: nodes whose write-ahead records were lost, and why (their
+        requests are not sent)."""
+        saved: dict[str, str | None] = dict(unsaved or {})
+        """How the last save of each node's record went: None if done, else the error,
+        and then the request that follows it is not sent."""
+        wrote: set[str] = set()
+        for i, action in enumerate(actions):
+            sn = subject(action)
+            if wrote or (sn is not None and self.batches.waiting(sn)):
+                # what an operator's command came to is told at once, what it does in order
+                rest = [a for a in actions[i:] if not isinstance(a, Result)]
+                self.results += [a for a in actions[i:] if isinstance(a, Result)]
+                self.batches.defer(rest, done, frozenset(wrote))
+                return
+            if self._do(action, saved):
+                wrote.add(sn or "")
+        if done is not None:
+            done()
 
-    @contextlib.contextmanager
-    def requests_held(self) -> Iterator[None]:
-        """Requests the block asks for are sent when it ends, in order: after what encloses
-        it (a state transaction) has made their write-ahead records durable. A transaction
-        that fails (StateError) sends none of them: their nodes wait as pending. A block
-        left by another exception sends nothing either."""
-        self._held = []
-        try:
-            yield
-        except StateError as exc:
-            # the transaction is lost: none of its requests has a record on disk
-            held, self._held = self._held, None
-            self._state_failed(exc)
-            self.followups += [RequestUnsent(action.sn, str(exc)) for action in held]
-            return
-        except BaseException:
-            self._held = None
-            raise
-        held, self._held = self._held, None
-        if held:
+    def _do(self, action: Action, saved: dict[str, str | None]) -> bool:
+        """Carry out one action; True if it wrote what must be durable before the next."""
+        match action:
+            case StoreCik():
+                return self._store(action)
+            case SaveNode(node=node):
+                saved[node.sn] = error = self._save(node)
+                if error is None and node.state is not State.ACTIVATED:
+                    # an activated record need not wait for the disk: its CIK is
+                    # stored, and a record lost to a power cut is rebuilt from it
+                    self.batches.wrote(node.sn)
+                    return True
+            case Activate() | Reenable():
+                self._request(action, saved.pop(action.sn, None))
+            case LookupCik():
+                self.followups.append(self._lookup(action))
+            case Publish():
+                self._publish(action)
+            case Log():
+                logs.emit(action)
+            case DeleteNode() | Result():
+                self._command(action)
+        return False
+
+    def cut(self) -> None:
+        """Between two items of the inbox: commit the records written, and hand what
+        waits for the disk to the writer, unless it is busy."""
+        ready, failure = self.batches.cut()
+        if failure is not None:
+            self._state_failed(failure)
+        if ready is not None:
+            self._resume(ready, None)
+
+    def flushed(self, item: Flushed) -> None:
+        """The writer is done with a batch: what waited for it runs now."""
+        batch = self.batches.flushed(item.number)
+        for record in self.held.settled(item.stored, item.failed):
+            self._save(record)
+        error = batch.error or item.error
+        if error is not None and batch.durable:
+            self._state_failed(StateError(error))
+        elif batch.durable:
             self._state_ok()
-        for action in held:
-            self._send(action)
+        self._resume(batch, error)
+
+    def _resume(self, batch: Batch, error: str | None) -> None:
+        for later in batch.later:
+            unsaved = dict.fromkeys(later.wrote, error) if error is not None else None
+            self.run(later.actions, later.done, unsaved)
+
+    def retry_stores(self, now: float) -> None:
+        """Store the held CIKs again, once that is due."""
+        for action in self.held.retry(now):
+            self.batches.store(action)
 
     def _request(self, action: Activate | Reenable, unsaved: str | None) -> None:
         """Send ``action``, unless the record written ahead of it failed to save (``unsaved``
         says why): then it is not sent, and the engine is told."""
-        if unsaved is None:
-            self._send(action)
-        else:
+        if unsaved is not None:
             self.followups.append(RequestUnsent(action.sn, unsaved))
-
-    def _send(self, action: Activate | Reenable) -> None:
-        if self._held is not None:
-            self._held.append(action)
             return
         self.outstanding += 1
         if isinstance(action, Activate):
@@ -156,66 +172,19 @@ class Executor:
     def answered(self) -> None:
         self.outstanding -= 1
 
-    def lost(self) -> bool:
-        """At the end of a stop: whether CIKs the keystore never took are lost, said if so."""
-        if not self.unstored:
-            return False
-        log.critical(
-            "stopped with CIKs the keystore never took, for %s: they were delivered to "
-            "their nodes but are not kept here; re-enable those devices if the nodes lose them",
-            ", ".join(sorted(self.unstored)),
-        )
-        return True
-
     # ----------------------------------------------------------------- keystore
 
-    def store_due(self) -> float | None:
-        """When the next attempt to store the held CIKs is due, if any are held."""
-        return self._store_retry_at if self.unstored else None
-
-    def retry_stores(self, now: float) -> None:
-        if not self.unstored or self._store_retry_at is None or now < self._store_retry_at:
-            return
-        for sn, action in list(self.unstored.items()):
-            if not self._store(action, held=True):
-                return
-            del self.unstored[sn]
-            logs.emit(Log("cik_stored_late", logging.WARNING, "CIK stored after retrying", sn))
-            deferred = self._deferred.pop(sn, None)
-            if deferred is not None:
-                self._save(deferred)
-        self._store_failures = 0
-        self._store_retry_at = None
-        self._exosite.resume()
-
-    def _store(self, action: StoreCik, *, held: bool = False) -> bool:
-        """Write the CIK; False if it is kept in memory instead (``held``: it already is).
-
-        In the order received: a CIK is never stored behind one that waits.
-        """
-        if not held and self.unstored:
-            self.unstored[action.sn] = action
+    def _store(self, action: StoreCik) -> bool:
+        """Hand the CIK to the gathering batch (True); while CIKs are held, hold it behind
+        them instead (False: its node is answered with it, from memory)."""
+        if self.held:
+            self.held.queue(action)
             return False
-        try:
-            store = self._keystore.store_unverified if action.unverified else self._keystore.store
-            store(action.vendor, action.model, action.sn, action.cik)
-        except Exception as exc:  # noqa: BLE001 (whatever a backend raises, the CIK stays)
-            self.unstored[action.sn] = action
-            problem = str(exc) if isinstance(exc, KeystoreError) else type(exc).__name__
-            self._exosite.pause()
-            self._store_failures += 1
-            delay = backoff_ceiling(self._store_failures, STORE_RETRY_BASE, 2.0, STORE_RETRY_CAP)
-            self._store_retry_at = time.monotonic() + delay
-            text = (
-                f"CIK received but not stored ({problem}); kept in memory and retried in "
-                f"{delay:.1f} s; no new activation starts meanwhile"
-            )
-            logs.emit(Log("cik_unstored", logging.CRITICAL, text, action.sn))
-            return False
+        self.batches.store(action)
         return True
 
     def _lookup(self, action: LookupCik) -> CikLookedUp:
-        held = self.unstored.get(action.sn)
+        held = self.held.ciks.get(action.sn)
         if held is not None and not held.unverified:
             return CikLookedUp(action.sn, held.cik)
         try:
@@ -227,10 +196,11 @@ class Executor:
     # -------------------------------------------------------------- state, MQTT
 
     def _save(self, node: Node) -> str | None:
-        """Save the node's record; None once done, else what went wrong."""
+        """Write the node's record into the open transaction; None once done, else what
+        went wrong."""
         sn = node.sn
-        if sn in self.unstored:
-            self._deferred[sn] = node
+        if sn in self.held:
+            self.held.records[sn] = node
             log.debug(
                 "node %s: record kept as written ahead until its CIK is stored",
                 sn,
@@ -238,15 +208,11 @@ class Executor:
             )
             return None
         try:
-            # an activated record need not wait for the disk: its CIK is in the keystore,
-            # and a record lost to a power cut is rebuilt from it (the write-ahead says
-            # "activating", and recovery finds the CIK); every other record must
-            self._state.save(node, durable=node.state is not State.ACTIVATED)
+            self._state.begin()
+            self._state.save(node)
         except StateError as exc:
             self._state_failed(exc)
             return str(exc)
-        if not self._state.in_transaction:
-            self._state_ok()
         return None
 
     def _state_failed(self, exc: StateError) -> None:
@@ -273,6 +239,7 @@ class Executor:
         # the CIK first, then the record (a record left without its CIK is told rejected)
         try:
             self._keystore.delete(action.vendor, action.model, action.sn)
+            self._state.begin()
             self._state.delete(action.sn)
         except (KeystoreError, StateError) as exc:
             log.error(  # noqa: TRY400 (the message is the whole story)

@@ -1,4 +1,5 @@
-"""What the daemon's main thread takes its work from: Exosite's answers first, then
+"""What the daemon's main thread takes its work from: Exosite's answers (and the
+writer's flushes) first, then
 everything else in the order it came, and a :class:`~gatewayd.core.events.Tick`
 whenever something is due.
 
@@ -29,6 +30,7 @@ from gatewayd.core.events import (
     Tick,
 )
 from gatewayd.daemon.control import Request
+from gatewayd.daemon.writer import Flushed
 
 MAX_WAIT: Final = 5.0
 """The longest the main thread waits for an item when nothing is due. Linux delivers
@@ -49,8 +51,8 @@ class _Wake:
     """An answer waits in the answers queue."""
 
 
-Answered = ActivationAnswered | ReenableAnswered
-Item = Event | LinkEvent | Stop | Request
+Answered = ActivationAnswered | ReenableAnswered | Flushed
+Item = Event | LinkEvent | Stop | Request | Flushed
 
 
 class Inbox:
@@ -65,7 +67,8 @@ class Inbox:
         self._items.put(item)
 
     def answer(self, answer: Answered) -> None:
-        """From an Exosite worker or a re-enable thread: it is taken before anything else."""
+        """From an Exosite worker, a re-enable thread or the writer: it is taken before
+        anything else."""
         self._answers.put(answer)
         self._items.put(_Wake())
 

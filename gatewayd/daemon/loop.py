@@ -1,11 +1,12 @@
 """The daemon: one thread owning the engine, adapters around it.
 
 The main thread takes one item at a time from its :class:`~gatewayd.daemon.inbox.Inbox`
-(Exosite's answers first), hands it to the engine and carries out the actions
-it returns, in order: a CIK is stored (fsynced) before its node's record says
-``activated`` and before it is published. What carrying them out gives back for
-the engine (a CIK read from the keystore, a request that could not be sent)
-goes to the engine next.
+(Exosite's answers and the writer's flushes first), hands it to the engine and
+carries out the actions it returns, in order: a CIK is stored, and flushed, before
+its node's record says ``activated`` and before it is published. The writer thread
+flushes (:mod:`gatewayd.daemon.writer`) while the main thread goes on. What carrying
+out actions gives back for the engine (a CIK read from the keystore, a request that
+could not be sent) goes to the engine next.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ from gatewayd.daemon.wiring import (
     reenabler,
     tls_context,
     vendor_token,
+    writer,
 )
+from gatewayd.daemon.writer import Flushed
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,7 @@ class Daemon:
 
         config = self.config
         self._exosite = ExositeClient(config.exosite, self._inbox.answer)
+        self._writer = writer(config, self._keystore, self._state, self._inbox.answer)
         counts = self._engine.counts()
         if not any(counts.values()) or any(counts[state] for state in REQUESTS_AHEAD):
             self._exosite.prepare()  # nodes to activate, or none yet: the first request waits not
@@ -128,6 +132,7 @@ class Daemon:
             self._link,
             self._topics,
             reenabler(config, self._token, self._inbox.answer),
+            self._writer.submit,
         )
         self._operator = Operator(
             config,
@@ -142,8 +147,6 @@ class Daemon:
 
     def _publish_status(self, payload: bytes) -> None:
         self._link.publish(self._topics.status, payload, retain=True)
-
-    # ------------------------------------------------------------------ run
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -171,10 +174,13 @@ class Daemon:
         self._handle(Tick())
         while not self._drained():
             self._dispatch(self._inbox.take(self._deadline))
+            self._executor.cut()
+            self._follow_up()
         self._exosite.close(timeout=0)
         self._link.stop(self._topics.status, status.offline())
+        self._writer.close()
         self._close()
-        if self._executor.lost():
+        if self._executor.held.lost():
             return 1
         log.info("gatewayd stopped")
         return 0
@@ -192,33 +198,30 @@ class Daemon:
         """When something is next due: a retry, a warning, the status, a held CIK's write,
         the end of a stop's wait for the keystore."""
         stop = self._stop_deadline if self._stopping else None
-        due = (self._engine.next_deadline(), self._reporter.due(), self._executor.store_due(), stop)
+        due = (self._engine.next_deadline(), self._reporter.due(), self._executor.held.due(), stop)
         return min((d for d in due if d is not None), default=None)
 
     def _announces(self, first: Message) -> None:
-        """``first`` and the announces waiting behind it, up to ANNOUNCE_BATCH, handled in
-        one state transaction: a boot storm costs one fsync per batch, not one per node.
-        Their requests go out once the transaction is committed, so each request's
-        write-ahead record is on disk before it. A waiting answer ends the batch."""
-        batch = self._inbox.announces(first, ANNOUNCE_BATCH)
-        with self._executor.requests_held(), self._state.transaction():
-            for message in batch:
-                event = self._intake.announce(message)
-                if event is not None:
-                    self._carry_out(self._engine.handle(event))
-        self._carry_out([])  # what a transaction that failed left for the engine
+        """``first`` and the announces waiting behind it, up to ANNOUNCE_BATCH (a waiting
+        answer ends the batch); their requests go out once their records are flushed."""
+        for message in self._inbox.announces(first, ANNOUNCE_BATCH):
+            event = self._intake.announce(message)
+            if event is not None:
+                self._carry_out(self._engine.handle(event))
 
     def _handle(self, event: Event) -> None:
         self._carry_out(self._engine.handle(event))
 
-    def _carry_out(self, actions: list[Action], stored: Callable[[], None] | None = None) -> bool:
-        """Carry out ``actions``, then hand the engine what that gave back for it, until
-        nothing does; True if ``stored`` was called (a CIK among them is stored)."""
-        called = self._executor.run(actions, stored)
+    def _carry_out(self, actions: list[Action], done: Callable[[], None] | None = None) -> None:
+        """Carry out ``actions`` (then ``done``, maybe after a flush), and their follow-ups."""
+        self._executor.run(actions, done)
+        self._follow_up()
+
+    def _follow_up(self) -> None:
+        """Hand the engine what carrying out actions gave back for it, until nothing does."""
         followups = self._executor.followups
         while followups:
             self._executor.run(self._engine.handle(followups.pop(0)))
-        return called
 
     def _drained(self) -> bool:
         """Stopping, no request on the wire (a 200 can no longer arrive), every CIK stored.
@@ -230,9 +233,9 @@ class Daemon:
             return False
         if self._forced:
             return True
-        if self._executor.outstanding:
+        if self._executor.outstanding or self._executor.batches.busy:
             return False
-        return not self._executor.unstored or time.monotonic() >= self._stop_deadline
+        return not self._executor.held or time.monotonic() >= self._stop_deadline
 
     def _dispatch(self, item: Item) -> None:
         match item:
@@ -240,16 +243,16 @@ class Daemon:
                 self._announces(item)
             case ActivationAnswered():
                 self._executor.answered()
-                # the worker's slot is free once the CIK is safe: before its record and publish
+                # the worker's slot is free once the answer is carried out (its CIK flushed)
                 free = functools.partial(self._exosite.handled, item)
-                if not self._carry_out(self._engine.handle(item), stored=free):
-                    free()
+                self._carry_out(self._engine.handle(item), done=free)
+            case Flushed():
+                self._executor.flushed(item)  # what waited for it runs (then follow-ups)
             case ReenableAnswered():
                 self._executor.answered()
                 self._handle(item)
             case Connected() | Disconnected():
-                mqtt = self.config.mqtt
-                broker = f"{mqtt.host}:{mqtt.port}"
+                broker = f"{self.config.mqtt.host}:{self.config.mqtt.port}"
                 self._reporter.link(item, broker, self._topics.announce_filter)
             case Stop(signal=signum):
                 self._signal(signum)
@@ -272,7 +275,7 @@ class Daemon:
                 "signal %d again: stopping with %d requests in flight and %d CIKs unstored",
                 signum,
                 self._executor.outstanding,
-                len(self._executor.unstored),
+                len(self._executor.held.ciks),
             )
             self._forced = True
 
@@ -286,11 +289,11 @@ class Daemon:
             signum,
             self._executor.outstanding,
         )
-        if self._executor.unstored:
+        if self._executor.held:
             log.critical(
                 "waiting up to %.0f s for the keystore to take %d CIKs it has refused so far",
                 STORE_WAIT,
-                len(self._executor.unstored),
+                len(self._executor.held.ciks),
             )
         self._handle(Drain())
         self._exosite.close(timeout=0)

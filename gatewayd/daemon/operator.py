@@ -113,8 +113,10 @@ class Operator:
         refusal = None
         if self._stopping():
             refusal = "gatewayd is stopping"
-        elif sn in self._executor.unstored:
+        elif sn in self._executor.held:
             refusal = "its CIK is not stored yet (the keyring refuses it); see the journal"
+        elif self._executor.batches.waiting(sn):
+            refusal = "a write about it is under way; try again in a moment"
         if refusal is not None:
             request.answer({"ok": False, "message": f"{sn}: {refusal}"})
             return

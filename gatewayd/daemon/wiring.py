@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
+from gatewayd.adapters.disk import Volumes
 from gatewayd.adapters.keystore import Keystore, load_key, open_backend
+from gatewayd.adapters.state import StateDB
 from gatewayd.config.schema import Config
 from gatewayd.core.actions import Reenable
-from gatewayd.core.errors import ConfigError, ExositeError
+from gatewayd.core.errors import ConfigError, ExositeError, StateError
 from gatewayd.core.events import ReenableAnswered
 from gatewayd.core.model import Settings
 from gatewayd.core.secret import Secret
+from gatewayd.daemon.writer import Flushed, Writer
 
 if TYPE_CHECKING:
     from gatewayd.adapters.vendor import VendorClient
@@ -104,6 +107,22 @@ def open_keystore(config: Config) -> Keystore:
     key = load_key(config.keyring.key_file, os.environ.get("CREDENTIALS_DIRECTORY"))
     backend = open_backend(config.keyring.backend, config.gateway.state_dir / "keyring", key)
     return Keystore(backend, config.keyring.service)
+
+
+def writer(
+    config: Config, keystore: Keystore, state: StateDB, done: Callable[[Flushed], None]
+) -> Writer:
+    """The writer thread, flushing the file systems of the keystore and the state database
+    (whose commits it makes durable from now on)."""
+    folders = [config.gateway.state_dir]
+    if keystore.folder is not None:
+        folders.insert(0, keystore.folder)
+    try:
+        volumes = Volumes(folders)
+    except OSError as exc:
+        raise StateError(f"cannot open {exc.filename}: {exc.strerror}") from exc
+    state.defer_sync()
+    return Writer(keystore, volumes, done)
 
 
 def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:

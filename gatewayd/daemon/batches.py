@@ -1,0 +1,128 @@
+"""What waits for the disk: the batch being gathered and the one being flushed.
+
+The executor writes records to the state database within one open transaction
+and hands CIKs to the gathering batch. Actions that must not happen before
+those writes are durable (publishing a CIK, logging it as done, recording its
+node ``activated``, sending the request a write-ahead record announces) wait in
+the batch, in order, and so does anything later about the same node. When the
+writer is idle, :meth:`Batches.cut` commits the transaction and hands the batch
+to the writer; what waited runs once its :class:`~gatewayd.daemon.writer.Flushed`
+comes back. Work on other nodes (a re-announce answered from the keystore, a
+rejection, status) goes on meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gatewayd.core.actions import Action, Log, Publish, Result, SaveNode, StoreCik
+from gatewayd.core.errors import StateError
+
+if TYPE_CHECKING:
+    from gatewayd.adapters.state import StateDB
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """Actions waiting for a batch; ``done`` is called once they are carried out;
+    ``wrote``: the nodes whose records, written before them, the batch makes durable."""
+
+    actions: Sequence[Action]
+    done: Callable[[], None] | None
+    wrote: frozenset[str]
+
+
+@dataclass(slots=True)
+class Batch:
+    number: int
+    ciks: list[StoreCik] = field(default_factory=list)
+    later: list[Later] = field(default_factory=list)
+    nodes: set[str] = field(default_factory=set)
+    """The nodes with something in the batch: their later actions wait for it."""
+    durable: bool = False
+    """Records that must be durable were written (a CIK always must)."""
+    error: str | None = None
+    """Why the batch's records were not committed, if they were not."""
+
+    @property
+    def flush(self) -> bool:
+        return self.durable or bool(self.ciks)
+
+
+class Batches:
+    def __init__(self, state: StateDB, submit: Callable[[int, Sequence[StoreCik]], None]) -> None:
+        self._state = state
+        self._submit = submit
+        self.gathering = Batch(1)
+        self.flushing: Batch | None = None
+
+    def waiting(self, sn: str) -> bool:
+        """Whether something about ``sn`` waits for the disk."""
+        return sn in self.gathering.nodes or (
+            self.flushing is not None and sn in self.flushing.nodes
+        )
+
+    @property
+    def busy(self) -> bool:
+        """Something is being flushed, or waits to be."""
+        batch = self.gathering
+        return self.flushing is not None or batch.flush or bool(batch.later)
+
+    def store(self, action: StoreCik) -> None:
+        self.gathering.ciks.append(action)
+        self.gathering.nodes.add(action.sn)
+
+    def wrote(self, sn: str) -> None:
+        """A record that must be durable was written about ``sn``."""
+        self.gathering.durable = True
+        self.gathering.nodes.add(sn)
+
+    def defer(
+        self, actions: Sequence[Action], done: Callable[[], None] | None, wrote: frozenset[str]
+    ) -> None:
+        self.gathering.later.append(Later(actions, done, wrote))
+        self.gathering.nodes.update(sn for sn in map(subject, actions) if sn is not None)
+
+    def cut(self) -> tuple[Batch | None, StateError | None]:
+        """Unless a flush is under way: commit the transaction, and hand the gathered batch
+        to the writer if it needs a flush. Returns the batch if its waiting actions may
+        run at once (it needs no flush), and a failed commit's error."""
+        if self.flushing is not None:
+            return None, None
+        batch = self.gathering
+        failure = None
+        try:
+            self._state.commit()
+        except StateError as exc:
+            failure = exc
+            batch.error = str(exc)
+        if not batch.flush and not batch.later:
+            return None, failure
+        self.gathering = Batch(batch.number + 1)
+        if batch.flush:
+            self.flushing = batch
+            self._submit(batch.number, batch.ciks)
+            return None, failure
+        return batch, failure
+
+    def flushed(self, number: int) -> Batch:
+        batch = self.flushing
+        if batch is None or batch.number != number:
+            raise RuntimeError(f"batch {number} flushed, but it is not the one under way")
+        self.flushing = None
+        return batch
+
+
+def subject(action: Action) -> str | None:
+    """The node an action is about, if any."""
+    if isinstance(action, SaveNode):
+        return action.node.sn
+    if isinstance(action, Publish):
+        return action.answer.sn
+    if isinstance(action, Result):
+        return None
+    if isinstance(action, Log):
+        return action.sn
+    return action.sn

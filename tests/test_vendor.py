@@ -492,7 +492,10 @@ def test_a_closed_port_is_an_error_without_a_status() -> None:
     assert caught.value.http_status is None
     assert "connection error" in str(caught.value)
     assert isinstance(caught.value.__cause__, HttpError)
-    assert isinstance(caught.value.__cause__.__cause__, requests.ConnectionError)
+    refused = caught.value.__cause__.__cause__
+    while refused is not None and not isinstance(refused, ConnectionRefusedError):
+        refused = refused.__cause__ or refused.__context__
+    assert isinstance(refused, ConnectionRefusedError)
     assert no_token_in(caught.value)
 
 

@@ -11,7 +11,8 @@ The caller then sees an error from its HTTP library and asks
 :attr:`Deadline.passed` what it means; once the block has ended, its deadline
 touches nothing (a caller that keeps a connection checks ``passed`` after it).
 :data:`POOLS` are urllib3's connection pools whose connections attach their
-sockets to the current deadline and set :attr:`Deadline.connected`.
+sockets to the current deadline and set :attr:`Deadline.connected`; :class:`Adapter`
+is requests' adapter that makes them.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import contextlib
 import heapq
 import itertools
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -180,3 +183,27 @@ class _TLSPool(HTTPSConnectionPool):
 
 
 POOLS: Final = {"http": _Pool, "https": _TLSPool}
+
+
+class Adapter(HTTPAdapter):
+    """requests' adapter with gatewayd's TLS context, whose every new socket (to the
+    server, or to a proxy) is shut down when the request's deadline passes, and which
+    tells the deadline once a connection is up (from then on a failure may come after
+    the request reached the server)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__(max_retries=0)  # never sent twice: an activation is not idempotent
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 (requests' own)
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:  # noqa: ANN401 (requests' own)
+        if not proxy.lower().startswith("socks"):  # SOCKS proxies have pools of their own
+            kwargs["ssl_context"] = self._context
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = POOLS
+        return manager

@@ -24,8 +24,9 @@ from gatewayd.adapters.state import StateDB
 from gatewayd.core.model import State
 from gatewayd.sim import Request, Response, Route, Simulator
 
-SYSCALLS = ("write", "pwrite64", "fsync", "fdatasync", "rename", "sendto", "connect")
-"""The calls along an activation whose failure could lose a CIK or send a request early."""
+SYSCALLS = ("write", "pwrite64", "fsync", "fdatasync", "syncfs", "rename", "sendto", "connect")
+"""The calls along an activation whose failure could lose a CIK or send a request early
+(``syncfs`` is the writer's flush of a batch)."""
 _CALL = re.compile(r"^(\d+)\s+(\w+)\(")
 
 

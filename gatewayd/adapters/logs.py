@@ -109,6 +109,8 @@ def about(sn: str) -> dict[str, object]:
 
 def emit(event: Log) -> None:
     """Write a node event from the engine as one journal line with its fields."""
+    if not node_log.isEnabledFor(event.level):
+        return  # (a debug line per announce, in a storm: its fields are not even made)
     fields: dict[str, object] = {
         "MESSAGE_ID": MESSAGE_IDS.get(event.kind, MESSAGE_IDS["unexpected"])
     }

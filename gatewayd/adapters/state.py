@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import gc
 import logging
 import sqlite3
@@ -154,7 +153,7 @@ class StateDB:
     def save(self, node: Node) -> None:
         """Insert or replace a node's record: within the transaction :meth:`begin` opened,
         else committed at once."""
-        row = tuple(_column(getattr(node, name)) for name in _FIELDS)
+        row = _row(node)
         try:
             self._db.execute(_INSERT, row)
         except sqlite3.Error as exc:
@@ -225,12 +224,27 @@ def _why(exc: OSError | sqlite3.Error) -> str:
     return str(exc)
 
 
-def _column(value: object) -> object:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, bool):
-        return int(value)
-    return value
+def _row(node: Node) -> tuple[object, ...]:
+    """A node as a row, in the order of ``_COLUMNS``: written out, as :func:`_node` is
+    (it runs twice per activation)."""
+    return (
+        node.sn,
+        node.vendor,
+        node.model,
+        node.state.value,
+        node.first_seen,
+        node.attempts,
+        node.next_attempt,
+        node.last_error,
+        None if node.reason is None else node.reason.value,
+        node.http_status,
+        node.rejected_at,
+        node.activated_at,
+        int(node.expiry_warned),
+        node.request_started,
+        node.request_form,
+        int(node.uncertain),
+    )
 
 
 def _node(row: tuple[Any, ...]) -> Node:

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 VENV_DEB12 := .venv-deb12
 VENV_DEB13 := .venv-deb13
-APT_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config systemd man-db strace \
+APT_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config systemd man-db strace gcc libc6-dev \
 	tinyproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The releases Debian ships of the libraries whose APIs gatewayd adapts: paho-mqtt

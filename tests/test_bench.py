@@ -29,6 +29,8 @@ def test_every_benchmark_runs_on_a_tiny_fleet(tmp_path: Path) -> None:
         "Re-announce / baseline",
         "Start to READY=1",
         "A new serial's announce to its credentials",
+        "## Raspberry Pi emulation",
+        "fsync +10 ms and 25% of a core: start to READY=1",
     ):
         assert figure in done.stdout
     assert not output.exists()  # a quick run never replaces the recorded results

@@ -64,6 +64,7 @@ ANNOUNCE_BATCH: Final = 64
 """At most this many waiting announces are handled together (see Daemon._announces)."""
 STORE_WAIT: Final = 60.0
 """How long a stop waits for a failing keystore to take the CIKs it holds."""
+FORCED_WAIT: Final = 10.0  # how long a forced stop waits for a flush under way
 
 
 class Daemon:
@@ -178,7 +179,7 @@ class Daemon:
             self._follow_up()
         self._exosite.close(timeout=0)
         self._link.stop(self._topics.status, status.offline())
-        self._writer.close()
+        self._writer.close(timeout=FORCED_WAIT if self._forced else STORE_WAIT)
         self._close()
         if self._executor.held.lost():
             return 1

@@ -61,11 +61,18 @@ class Writer:
         to the volumes before this call, durable."""
         self._jobs.put((number, ciks))
 
-    def close(self) -> None:
+    def close(self, timeout: float) -> None:
         """Finish the batches submitted; flush once more (what was committed since, such as
-        the last records saved ``activated``), then stop."""
+        the last records saved ``activated``), then stop. A flush that does not end within
+        ``timeout`` seconds (a storage that hangs) is left behind: what it was writing is
+        in temp files the next start completes."""
         self._jobs.put(None)
-        self._thread.join()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.critical(
+                "the storage has not finished a flush in %.0f s: stopping without it", timeout
+            )
+            return
         try:
             self._volumes.sync()
         except OSError as exc:

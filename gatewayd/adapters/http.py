@@ -30,13 +30,13 @@ import urllib3
 
 from gatewayd import __version__
 from gatewayd.adapters import cutoff
+from gatewayd.adapters.http_errors import describe, overdue
 
 USER_AGENT: Final = f"gatewayd/{__version__}"
 KEEP_IDLE: Final = 4.0
 """A connection idle longer than this is not reused: servers close idle connections
 (Apache after 5 s), and a request sent just as the server closes is one that may or
 may not have been acted on."""
-_CHAIN_LIMIT: Final = 8
 
 
 class HttpError(Exception):
@@ -152,7 +152,7 @@ class Client:
                 answer = self._exchange(method, url, timeout, form, headers)
             except HttpError as exc:
                 if deadline.passed:
-                    raise HttpError(_overdue(timeout), reached=exc.reached) from exc
+                    raise HttpError(overdue(timeout), reached=exc.reached) from exc
                 raise
         if deadline.passed or answer.broken is not None:
             self.close()  # its socket may be shut down: never reused
@@ -192,7 +192,7 @@ class Client:
         if deadline is not None and deadline.passed and (answer.broken or delimited):
             # cut short by the deadline (a body delimited by the end of the connection
             # ends there, cut or not)
-            return Answer(answer.status, answer.body, _overdue(timeout))
+            return Answer(answer.status, answer.body, overdue(timeout))
         return answer
 
     def _headers_for(
@@ -261,47 +261,3 @@ class Client:
 def _reached() -> bool:
     deadline = cutoff.current()
     return deadline is None or deadline.connected
-
-
-def _overdue(timeout: float) -> str:
-    return f"timeout after {timeout:g} s"
-
-
-def describe(exc: BaseException, timeout: float) -> str:
-    """An HTTP error in a line, for a log or an answer; never a header value or a body."""
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError in 1.26
-        return f"connection error: {cause_line(exc)}"
-    if isinstance(exc, requests.exceptions.InvalidHeader):
-        return "request error: a header value was refused (not shown)"
-    if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError | ssl.SSLError):
-        return f"TLS error: {cause_line(exc)}"
-    if isinstance(_innermost(exc), TimeoutError) or isinstance(
-        exc, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError
-    ):
-        return _overdue(timeout)
-    if isinstance(
-        exc, requests.exceptions.ConnectionError | OSError | urllib3.exceptions.HTTPError
-    ):
-        return f"connection error: {cause_line(exc)}"
-    return f"request error: {cause_line(exc)}"
-
-
-def _innermost(exc: BaseException) -> BaseException:
-    for _ in range(_CHAIN_LIMIT):
-        inner = exc.__cause__ or exc.__context__
-        if inner is None:
-            break
-        exc = inner
-    return exc
-
-
-def cause_line(exc: BaseException) -> str:
-    """The innermost cause of an error, in one line, for a log or an answer. Only an error
-    of the system (a socket, TLS, a proxy's refusal) is quoted: one of parsing an answer
-    (a status line, a chunk size) may quote what the server sent, a CIK among it, so
-    only its kind is named."""
-    inner = _innermost(exc)
-    if not isinstance(inner, OSError):
-        return f"the answer could not be read ({type(inner).__name__})"
-    text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
-    return text[:200]

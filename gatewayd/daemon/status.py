@@ -120,17 +120,17 @@ class Reporter:
         if interval is not None and now >= self._watchdog_at:
             self.notifier.watchdog()
             self._watchdog_at = now + interval / 2
-        text = self.text()
-        if text != self._said and now >= self._said_at + NOTIFY_INTERVAL:
-            self.notifier.status(text)
-            self._said, self._said_at = text, now
+        if now >= self._said_at + NOTIFY_INTERVAL:  # (the counts are read only then)
+            text = self.text()
+            if text != self._said:
+                self.notifier.status(text)
+                self._said, self._said_at = text, now
+        if not self.connected or (self._sent is not None and now < self._sent_at + STATUS_INTERVAL):
+            return
         key = self._key()
-        if not self.connected or key == self._sent:
-            return
-        if self._sent is not None and now < self._sent_at + STATUS_INTERVAL:
-            return
-        self._sent, self._sent_at = key, now
-        self._publish(self.online())
+        if key != self._sent:
+            self._sent, self._sent_at = key, now
+            self._publish(self.online())
 
     def _key(self) -> tuple[object, ...]:
         return tuple(self._engine.counts().values())

@@ -13,7 +13,8 @@ rejection, status) goes on meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -57,12 +58,28 @@ class Batches:
         self._submit = submit
         self.gathering = Batch(1)
         self.flushing: Batch | None = None
+        self._resumed: set[str] | None = None
+        """While a flushed batch's actions run: the nodes of those that wait again."""
+        self._front = 0
 
     def waiting(self, sn: str) -> bool:
-        """Whether something about ``sn`` waits for the disk."""
+        """Whether something about ``sn`` waits for the disk (ahead of what asks)."""
+        if self._resumed is not None:
+            return sn in self._resumed
         return sn in self.gathering.nodes or (
             self.flushing is not None and sn in self.flushing.nodes
         )
+
+    @contextlib.contextmanager
+    def resuming(self) -> Iterator[None]:
+        """A flushed batch's actions run in the block. They came before everything in the
+        gathering batch: they wait only for what they write themselves, and what of them
+        waits again goes ahead of the gathering batch's own actions, in order."""
+        self._resumed, self._front = set(), 0
+        try:
+            yield
+        finally:
+            self._resumed = None
 
     @property
     def busy(self) -> bool:
@@ -72,18 +89,30 @@ class Batches:
 
     def store(self, action: StoreCik) -> None:
         self.gathering.ciks.append(action)
-        self.gathering.nodes.add(action.sn)
+        self._add(action.sn)
 
     def wrote(self, sn: str) -> None:
         """A record that must be durable was written about ``sn``."""
         self.gathering.durable = True
-        self.gathering.nodes.add(sn)
+        self._add(sn)
 
     def defer(
         self, actions: Sequence[Action], done: Callable[[], None] | None, wrote: frozenset[str]
     ) -> None:
-        self.gathering.later.append(Later(actions, done, wrote))
-        self.gathering.nodes.update(sn for sn in map(subject, actions) if sn is not None)
+        later = Later(actions, done, wrote)
+        if self._resumed is None:
+            self.gathering.later.append(later)
+        else:
+            self.gathering.later.insert(self._front, later)
+            self._front += 1
+        for sn in map(subject, actions):
+            if sn is not None:
+                self._add(sn)
+
+    def _add(self, sn: str) -> None:
+        self.gathering.nodes.add(sn)
+        if self._resumed is not None:
+            self._resumed.add(sn)
 
     def cut(self) -> tuple[Batch | None, StateError | None]:
         """Unless a flush is under way: commit the transaction, and hand the gathered batch

@@ -148,9 +148,10 @@ class Executor:
         self._resume(batch, error)
 
     def _resume(self, batch: Batch, error: str | None) -> None:
-        for later in batch.later:
-            unsaved = dict.fromkeys(later.wrote, error) if error is not None else None
-            self.run(later.actions, later.done, unsaved)
+        with self.batches.resuming():
+            for later in batch.later:
+                unsaved = dict.fromkeys(later.wrote, error) if error is not None else None
+                self.run(later.actions, later.done, unsaved)
 
     def retry_stores(self, now: float) -> None:
         """Store the held CIKs again, once that is due."""

@@ -101,7 +101,8 @@ class _Watcher:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="cutoff", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][2] is deadline:  # the watcher waits for a later one: wake it
+                self._cond.notify()
 
     def _run(self) -> None:
         while True:

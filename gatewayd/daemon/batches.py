@@ -7,8 +7,10 @@ node ``activated``, sending the request a write-ahead record announces) wait in
 the batch, in order, and so does anything later about the same node. When the
 writer is idle, :meth:`Batches.cut` commits the transaction and hands the batch
 to the writer; what waited runs once its :class:`~gatewayd.daemon.writer.Flushed`
-comes back. Work on other nodes (a re-announce answered from the keystore, a
-rejection, status) goes on meanwhile.
+comes back. The daemon cuts when nothing else waits in its inbox: what arrives
+together (and, on a slow core, what piled up meanwhile) shares one flush. Work on
+other nodes (a re-announce answered from the keystore, a rejection, status) goes on
+meanwhile.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gatewayd.core.actions import Action, Log, Publish, Result, SaveNode, StoreCik
 from gatewayd.core.errors import StateError
 
 if TYPE_CHECKING:
     from gatewayd.adapters.state import StateDB
+
+BATCH_MOST: Final = 64
+"""A batch is cut once the inbox is idle, or once it holds this many CIKs and waiting
+lists of actions (under a steady stream, the inbox may never be)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,11 @@ class Batches:
             yield
         finally:
             self._resumed = None
+
+    @property
+    def full(self) -> bool:
+        """The gathering batch is as large as a batch is let grow before it is cut."""
+        return len(self.gathering.ciks) + len(self.gathering.later) >= BATCH_MOST
 
     @property
     def busy(self) -> bool:

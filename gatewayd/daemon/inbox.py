@@ -76,6 +76,10 @@ class Inbox:
         """How many items wait (answers apart), roughly."""
         return self._items.qsize()
 
+    def idle(self) -> bool:
+        """Nothing waits to be taken: the main thread would wait for the next item."""
+        return self._items.empty() and self._answers.empty() and self._held is None
+
     def take(self, due: Callable[[], float | None]) -> Item:
         """The next item: an answer first; a Tick once ``due()`` (monotonic) has come, even
         while items keep coming."""

@@ -175,8 +175,9 @@ class Daemon:
         self._handle(Tick())
         while not self._drained():
             self._dispatch(self._inbox.take(self._deadline))
-            self._executor.cut()
-            self._follow_up()
+            if self._inbox.idle() or self._executor.batches.full:
+                self._executor.cut()
+                self._follow_up()
         self._exosite.close(timeout=0)
         self._link.stop(self._topics.status, status.offline())
         self._writer.close(timeout=FORCED_WAIT if self._forced else STORE_WAIT)
@@ -226,10 +227,8 @@ class Daemon:
 
     def _drained(self) -> bool:
         """Stopping, no request on the wire (a 200 can no longer arrive), every CIK stored.
-
-        The wait for the keystore is bounded; the wait for requests is not (each
-        is bounded by its timeout), unless a second signal forces the stop.
-        """
+        The wait for the keystore is bounded; the wait for requests is not (each is
+        bounded by its timeout), unless a second signal forces the stop."""
         if not self._stopping:
             return False
         if self._forced:

@@ -7,6 +7,7 @@ All of them are frozen, slotted dataclasses; adapters build them, the engine
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from gatewayd.core.model import ResponseTarget
@@ -83,6 +84,14 @@ class ActivationAnswered:
 
     sn: str
     outcome: Outcome
+
+
+class Verdict(enum.StrEnum):
+    """What Exosite said of a CIK when asked (:mod:`gatewayd.adapters.cikcheck`)."""
+
+    ACCEPTED = "accepted"  # 2xx
+    REFUSED = "refused"  # 401 or 403: no longer valid
+    UNKNOWN = "unknown"  # anything else, or no answer: nothing is decided
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,19 @@
 """The gatewayctl commands that ask someone: ``status``, ``republish``, ``retry``,
 ``forget`` and ``reload`` ask the running daemon over its control socket
 (:mod:`gatewayd.daemon.control`) and need none of its secrets; ``sn-status`` and
-``reenable`` call Exosite's vendor management API with the vendor token."""
+``reenable`` call Exosite's vendor management API with the vendor token; ``check``
+asks Exosite whether it accepts a node's stored CIK."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Final
 
 from gatewayd.adapters.vendor import VendorClient
 from gatewayd.config.schema import Config
+from gatewayd.core.events import Verdict
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from gatewayd.ctl.state import cell, moment_text, node_of, table
 from gatewayd.daemon import control
@@ -63,6 +66,38 @@ def cmd_reenable(config: Config, args: argparse.Namespace) -> int:
         "the node gets it at its next announce"
     )
     return EXIT_OK
+
+
+_CHECKED: Final = {
+    Verdict.ACCEPTED: "Exosite accepts its CIK",
+    Verdict.REFUSED: "Exosite refuses its CIK: the device was re-enabled or its CIK regenerated",
+    Verdict.UNKNOWN: "no verdict: nothing is decided; try again later",
+}
+
+
+def cmd_check(config: Config, args: argparse.Namespace) -> int:
+    """Check the node's stored CIK with Exosite; exit 0 only if Exosite accepts it."""
+    node = node_of(config, args.sn)
+    if node is None:
+        print(f"gatewayctl: {args.sn}: no such node", file=sys.stderr)
+        return EXIT_FAILURE
+    cik = open_keystore(config).load(node.vendor, node.model, node.sn)
+    if cik is None:
+        print(f"gatewayctl: {args.sn}: no CIK is stored for it", file=sys.stderr)
+        return EXIT_FAILURE
+    from gatewayd.adapters import cikcheck, http  # noqa: PLC0415 (requests, only here)
+
+    client = http.Client(config.exosite.ca_file)
+    try:
+        verdict, said = cikcheck.check(client, config.exosite, cik)
+    finally:
+        client.close()
+    if args.json:
+        record = {"sn": node.sn, "model": node.model, "verdict": str(verdict), "answer": said}
+        print(json.dumps(record, indent=2))
+    else:
+        print(f"{node.sn}: {_CHECKED[verdict]} ({said})")
+    return EXIT_OK if verdict is Verdict.ACCEPTED else EXIT_FAILURE
 
 
 def _ask(

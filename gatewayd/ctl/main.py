@@ -4,7 +4,8 @@
 database directly; ``show --reveal`` also reads the keyring. ``status``,
 ``republish``, ``retry`` and ``forget`` ask the running daemon, over its control
 socket (``gatewayd.daemon.control``), and need none of its secrets. ``sn-status`` and
-``reenable`` call Exosite's vendor management API with the vendor token.
+``reenable`` call Exosite's vendor management API with the vendor token; ``check``
+asks Exosite whether it accepts a node's CIK.
 Exit codes: 0 on success, 2 for a bad configuration or usage, 1 for anything
 else (a refused command included).
 """
@@ -77,6 +78,12 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--model", help="the model (default: the node's, else exosite.model)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(run=ask.cmd_sn_status)
+    checking = sub.add_parser(
+        "check", parents=[common], help="ask Exosite whether it accepts a node's CIK"
+    )
+    checking.add_argument("sn", help="the serial number")
+    checking.add_argument("--json", action="store_true", help="print JSON")
+    checking.set_defaults(run=ask.cmd_check)
     reenable = sub.add_parser(
         "reenable", parents=[common], help="re-enable a serial at Exosite (vendor API)"
     )
@@ -124,7 +131,8 @@ def privileged() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    reveals = args.command in {"reenable", "sn-status"} or (args.command == "show" and args.reveal)
+    secret = {"reenable", "sn-status", "check"}
+    reveals = args.command in secret or (args.command == "show" and args.reveal)
     if reveals and not privileged():
         what = "show --reveal" if args.command == "show" else args.command
         print(f"gatewayctl: {what} is for root and the {PRIVILEGED_USER} user", file=sys.stderr)

@@ -46,6 +46,7 @@ class Call(enum.StrEnum):
     ACTIVATE = "activate"  # POST /provision/activate
     STATUS = "status"  # GET /provision/manage/model/<model>/<sn>
     REENABLE = "reenable"  # POST /provision/manage/model/<model>/<sn>, enable=true
+    CHECK = "check"  # GET /onep:v1/stack/alias, X-Exosite-CIK: <cik>
 
 
 def device_rid(vendor: str, model: str, sn: str) -> str:

@@ -4,8 +4,9 @@ The HTTP server answers each request on its own thread, so every read and
 write here goes through one lock. Only :meth:`Registry.load` does I/O.
 
 Besides activation it models the vendor management API: asking about a serial
-(:attr:`Call.STATUS`) and re-enabling it (:attr:`Call.REENABLE`). The simulator
-holds at most one vendor token, valid for every vendor it knows.
+(:attr:`Call.STATUS`) and re-enabling it (:attr:`Call.REENABLE`), and a device's
+own API enough to check a CIK (:attr:`Call.CHECK`). The simulator holds at most
+one vendor token, valid for every vendor it knows.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from __future__ import annotations
 import hmac
 import logging
 import random
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gatewayd.core.secret import Secret, remember
+from gatewayd.core.secret import Secret
+from gatewayd.sim.ciks import CikBook
 from gatewayd.sim.devices import State, read_devices_file
 from gatewayd.sim.faults import Faults
 from gatewayd.sim.model import (
@@ -64,8 +65,10 @@ class Registry(Faults):
         self._pairs: dict[tuple[str, str], None] = {}
         self._devices: dict[tuple[str, str, str], _Record] = {}
         self._issued: list[tuple[str, str]] = []
+        self._ciks = CikBook()
         self._calls: Counter[str] = Counter()
         self._manage_calls: Counter[str] = Counter()
+        self._checks: Counter[str] = Counter()
         self._vendor_token: Secret | None = None
         self._log: list[LogEntry] = []
         self.set_vendor_token(vendor_token)
@@ -187,6 +190,36 @@ class Registry(Faults):
             self._log.append(LogEntry(self._clock(), sn, status, call))
         return ManageAnswer(status, device, delay)
 
+    def check(self, cik: str | None) -> ManageAnswer:
+        """Count, answer and log one check of a CIK: after the drop and error rates, 200
+        while it is its device's current CIK (the answer names the device), else 401."""
+        with self._lock:
+            key = None if cik is None else self._ciks.holder(cik)
+            sn = "" if key is None else key[2]
+            self._checks[sn] += 1
+            delay = self._latency + self._sn_latency.get(sn, 0.0)
+            status = self._random_fault()
+            device = None
+            if status == 200:
+                if key is None:
+                    status = 401
+                else:
+                    device = self._view(*key, self._devices[key])
+            self._log.append(LogEntry(self._clock(), sn, status, Call.CHECK))
+        return ManageAnswer(status, device, delay)
+
+    def regenerate(self, vendor: str, model: str, sn: str) -> None:
+        """Give the device a new CIK that no gateway holds: the one it had stops working
+        (as regenerating a CIK in Portals does); the device stays activated."""
+        with self._lock:
+            self._devices[vendor, model, sn]
+            self._ciks.issue((vendor, model, sn))
+
+    def checks(self, sn: str) -> int:
+        """Checks of a CIK of ``sn`` (a CIK that is nobody's counts under "")."""
+        with self._lock:
+            return self._checks[sn]
+
     def record(self, sn: str, status: int) -> None:
         """Count and log a request the server answered by itself (a malformed one)."""
         with self._lock:
@@ -204,10 +237,9 @@ class Registry(Faults):
         if self._state(record) is not State.PENDING:
             return 409, None
         record.state = State.ACTIVATED
-        cik = secrets.token_hex(20)
-        self._issued.append((sn, cik))
-        remember(cik)  # never logged, by gatewayd or the simulator
-        return 200, Secret(cik)
+        cik = self._ciks.issue((*pair, sn))
+        self._issued.append((sn, cik.reveal()))
+        return 200, cik
 
     def _manage(
         self, call: Call, model: str, sn: str, token: str | None, *, well_formed: bool
@@ -230,6 +262,7 @@ class Registry(Faults):
         if call is Call.REENABLE:
             record.state = State.PENDING
             record.added_at = self._clock()
+            self._ciks.retire((vendors[0], model, sn))  # its CIK stops working
             return 205, self._view(vendors[0], model, sn, record)
         return 200, self._view(vendors[0], model, sn, record)
 

@@ -15,6 +15,11 @@ The vendor management API, with header ``X-Exosite-Token: <vendor token>``
         205 empty body: the device is pending again, for a fresh 24 h
 
 ``<model>`` and ``<sn>`` are percent-decoded path segments.
+
+A device's own API, enough to check a CIK, with header ``X-Exosite-CIK: <cik>``::
+
+    GET  /onep:v1/stack/alias
+        200 empty body: the CIK is its device's current one; else 401
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ log = logging.getLogger(__name__)
 HTML: Final = "text/html; charset=utf-8"
 FORM: Final = "application/x-www-form-urlencoded"
 TOKEN_HEADER: Final = "X-Exosite-Token"  # noqa: S105 (a header name, not a secret)
+CIK_HEADER: Final = "X-Exosite-CIK"
+CHECK_PATH: Final = "/onep:v1/stack/alias"
 MANAGE_PATH: Final = re.compile(r"/provision/manage/model/(?P<model>[^/]+)/(?P<sn>[^/]+)")
 ONEP_STATUS: Final = MappingProxyType(
     {State.ACTIVATED: "activated", State.PENDING: "notactivated", State.EXPIRED: "expired"}
@@ -72,6 +79,7 @@ class Simulator:
             Route("POST", re.compile(r"/provision/activate"), self._activate),
             Route("GET", MANAGE_PATH, self._serial_status),
             Route("POST", MANAGE_PATH, self._reenable),
+            Route("GET", re.compile(re.escape(CHECK_PATH)), self._check),
             Route("GET", re.compile(r"/_sim/devices"), self._list_devices),
             Route("POST", re.compile(r"/_sim/devices"), self._add_device),
         )
@@ -166,6 +174,16 @@ class Simulator:
         shown = "dropped" if answer.status == DROP else answer.status
         log.info("%s model=%r sn=%r: %s", call, model, sn, shown)
         return _manage_response(answer)
+
+    def _check(self, request: Request) -> Response:
+        """Check a CIK; it is compared by the registry, never logged."""
+        answer = self.registry.check(request.headers.get(CIK_HEADER))
+        device = answer.device
+        shown = "dropped" if answer.status == DROP else answer.status
+        log.info("check sn=%r: %s", "" if device is None else device.sn, shown)
+        if answer.status == 200:
+            return Response(200, b"", TEXT, answer.delay)
+        return replace(Response.text(answer.status), delay=answer.delay)
 
     def _list_devices(self, _request: Request) -> Response:
         pairs = [{"vendor": vendor, "model": model} for vendor, model in self.registry.pairs()]

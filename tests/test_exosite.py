@@ -14,7 +14,6 @@ import pytest
 from conftest import MODEL, VENDOR, FakeClock
 
 from gatewayd.adapters.exosite import (
-    CIK_LENGTH,
     NOT_SENT,
     ExositeClient,
     RateLimiter,
@@ -23,6 +22,7 @@ from gatewayd.adapters.exosite import (
 )
 from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Refused
+from gatewayd.core.protocol import CIK_LENGTH
 from gatewayd.core.secret import Secret
 from gatewayd.sim import DROP, Registry, Request, Response, Route, Simulator
 

@@ -125,6 +125,38 @@ def test_announce_accepted(payload: bytes, model: str | None) -> None:
     assert parse(payload=payload) == Announced(SN, model, None)
 
 
+CIK = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_announce_may_say_its_cik_is_refused_and_offer_it() -> None:
+    payload = json.dumps({"cik_rejected": True, "cik": CIK}).encode()
+    announced = parse(payload=payload)
+    assert announced == Announced(SN, None, None, cik_rejected=True, cik=Secret(CIK))
+    assert CIK not in repr(announced)
+    assert parse(payload=b'{"cik_rejected": false}') == Announced(SN)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("cik_rejected", "yes", "'cik_rejected' must be true or false"),
+        ("cik_rejected", 1, "'cik_rejected' must be true or false"),
+        ("cik", 42, "'cik' is no CIK: not a string"),
+        ("cik", "", "'cik' is no CIK: empty"),
+        ("cik", CIK[:-1], "'cik' is no CIK: 39 bytes, not 40"),
+        ("cik", CIK[:-1] + "<", "'cik' is no CIK: not 40 visible ASCII characters without markup"),
+        ("cik", CIK[:-1] + " ", "'cik' is no CIK: not 40 visible ASCII characters without markup"),
+    ],
+)
+def test_a_malformed_cik_field_is_refused_without_quoting_it(
+    field: str, value: object, said: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse(payload=json.dumps({field: value}).encode())
+    assert str(caught.value) == said
+    assert caught.value.sn == SN
+
+
 def test_announce_of_the_maximum_size_is_accepted() -> None:
     payload = b'{"pad": "' + b"a" * (MAX_ANNOUNCE_BYTES - 11) + b'"}'
     assert len(payload) == MAX_ANNOUNCE_BYTES

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 from gatewayd.adapters import logs
 from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Refused
+from gatewayd.core.protocol import cik_shape
 from gatewayd.core.secret import Secret
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CIK_LENGTH: Final = 40
 ACTIVATE_PATH: Final = "/provision/activate"
 NOT_SENT: Final = "not sent: gatewayd is stopping"
 
@@ -40,8 +40,6 @@ _HEADERS: Final = {
     "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
     "Accept": "text/plain",
 }
-_CIK_CHARACTERS: Final = frozenset(chr(c) for c in range(0x21, 0x7F)) - set("<>&")
-"""Visible ASCII, without markup: what a CIK may be made of (Exosite's are hex)."""
 
 
 def classify(status: int, body: bytes, broken: str | None = None) -> Outcome:
@@ -73,13 +71,7 @@ def _problem(status: int, text: str, broken: str | None) -> str | None:
         return f"{len(text)} bytes arrived before the answer broke off ({broken})"
     if status != 200:
         return f"HTTP {status}, not 200"
-    if not text:
-        return "empty"
-    if len(text) != CIK_LENGTH:
-        return f"{len(text)} bytes, not {CIK_LENGTH}"
-    if not _CIK_CHARACTERS.issuperset(text):
-        return "not 40 visible ASCII characters without markup"
-    return None
+    return cik_shape(text)
 
 
 def activation_url(config: ExositeConfig) -> str:

@@ -67,6 +67,10 @@ class Announced:
     sn: str
     model: str | None = None
     response: ResponseTarget | None = None
+    cik_rejected: bool = False
+    """The node says Exosite refuses (401) the CIK it holds."""
+    cik: Secret | None = None
+    """The CIK the node holds, when it offers it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from gatewayd.core.actions import Answer
 from gatewayd.core.errors import InvalidRequest
 from gatewayd.core.events import Announced
 from gatewayd.core.model import ResponseTarget
+from gatewayd.core.secret import Secret
 
 MAX_ANNOUNCE_BYTES: Final = 4096
 """An announce larger than this is refused before it is parsed."""
@@ -30,6 +31,21 @@ MAX_TOPIC_SN_CHARS: Final = 256
 """A topic level longer than this is not answered, even with invalid_request."""
 
 _WILDCARDS: Final = re.compile(r"[+#\x00]")
+
+CIK_LENGTH: Final = 40
+CIK_CHARACTERS: Final = frozenset(chr(c) for c in range(0x21, 0x7F)) - set("<>&")
+"""Visible ASCII, without markup: what a CIK may be made of (Exosite's are hex)."""
+
+
+def cik_shape(text: str) -> str | None:
+    """What keeps ``text`` from being a CIK, in words that never quote it; None if nothing."""
+    if not text:
+        return "empty"
+    if len(text) != CIK_LENGTH:
+        return f"{len(text)} bytes, not {CIK_LENGTH}"
+    if not CIK_CHARACTERS.issuperset(text):
+        return f"not {CIK_LENGTH} visible ASCII characters without markup"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +103,10 @@ def parse_announce(
     if not sn_pattern.fullmatch(sn):
         raise InvalidRequest(f"serial {_clip(sn)!r} does not match sn_pattern", sn, response)
     try:
-        model = _parse_payload(sn, payload)
+        model, cik_rejected, cik = _parse_payload(sn, payload)
     except InvalidRequest as exc:
         raise InvalidRequest(str(exc), sn, response) from None
-    return Announced(sn, model, response)
+    return Announced(sn, model, response, cik_rejected, cik)
 
 
 def not_an_announce(topic: str) -> InvalidRequest:
@@ -118,11 +134,35 @@ def response_target(
     return ResponseTarget(response_topic, correlation)
 
 
-def _parse_payload(sn: str, payload: bytes) -> str | None:
+def _parse_payload(sn: str, payload: bytes) -> tuple[str | None, bool, Secret | None]:
+    """The model the payload names, whether it says its CIK is refused, the CIK it offers."""
     if len(payload) > MAX_ANNOUNCE_BYTES:
         raise InvalidRequest(f"announce payload over {MAX_ANNOUNCE_BYTES} bytes", sn)
     if not payload.strip():
-        return None
+        return None, False, None
+    document = _document(sn, payload)
+    body_sn = document.get("sn")
+    if body_sn is not None and body_sn != sn:
+        raise InvalidRequest("'sn' in the payload differs from the topic's serial", sn)
+    model = document.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise InvalidRequest("'model' must be a non-empty string", sn)
+    cik_rejected = document.get("cik_rejected", False)
+    if not isinstance(cik_rejected, bool):
+        raise InvalidRequest("'cik_rejected' must be true or false", sn)
+    cik = document.get("cik")
+    if cik is None:
+        return model, cik_rejected, None
+    if not isinstance(cik, str):
+        raise InvalidRequest("'cik' is no CIK: not a string", sn)
+    problem = cik_shape(cik)
+    if problem is not None:
+        raise InvalidRequest(f"'cik' is no CIK: {problem}", sn)  # never quoted
+    return model, cik_rejected, Secret(cik)
+
+
+def _document(sn: str, payload: bytes) -> dict[str, object]:
+    """The payload's JSON object, within the bounds on depth and keys."""
     if _depth(payload) > MAX_JSON_DEPTH:
         raise InvalidRequest(f"announce payload is nested deeper than {MAX_JSON_DEPTH}", sn)
     keys = 0
@@ -140,13 +180,7 @@ def _parse_payload(sn: str, payload: bytes) -> str | None:
         raise InvalidRequest("announce payload is not valid JSON", sn) from exc
     if not isinstance(document, dict):
         raise InvalidRequest("announce payload is not a JSON object", sn)
-    body_sn = document.get("sn")
-    if body_sn is not None and body_sn != sn:
-        raise InvalidRequest("'sn' in the payload differs from the topic's serial", sn)
-    model = document.get("model")
-    if model is not None and (not isinstance(model, str) or not model):
-        raise InvalidRequest("'model' must be a non-empty string", sn)
-    return model
+    return document
 
 
 def _depth(payload: bytes) -> int:

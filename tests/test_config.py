@@ -200,6 +200,7 @@ BAD = [
     ("keyring", "key_file", ['"keyring-key"', "1"]),
     ("nodes", "sn_pattern", ['"(("', '"[a-"', "1"]),
     ("nodes", "rejected_retry_after", ["-1", "-inf", "nan", "true", '"300"']),
+    ("nodes", "check_interval", ["0", "-1", "inf", "nan", "true", '"300"']),
     ("nodes", "announce_rate", ["0", "-1", '"fast"']),
     ("nodes", "announce_burst", ["0", "1001", "1.5"]),
     ("nodes", "max_pending", ["0", '"many"', "1000001"]),
@@ -277,6 +278,7 @@ GOOD = [
     ("keyring", "key_file", '"/run/credentials/k"', Path("/run/credentials/k")),
     ("nodes", "sn_pattern", '"^[0-9A-F]{12}$"', re.compile(r"^[0-9A-F]{12}$")),
     ("nodes", "rejected_retry_after", "0", 0.0),
+    ("nodes", "check_interval", "0.5", 0.5),
 ]
 
 

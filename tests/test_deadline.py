@@ -24,7 +24,7 @@ from gatewayd.adapters.exosite import ExositeClient
 from gatewayd.adapters.http import Client, HttpError
 from gatewayd.adapters.vendor import VendorApiError, VendorClient
 from gatewayd.config.schema import ExositeConfig
-from gatewayd.core.events import ActivationAnswered, Failed, Issued
+from gatewayd.core.events import ActivationAnswered, CikChecked, Failed, Issued
 from gatewayd.core.secret import Secret
 from gatewayd.sim import Fault, Simulator
 from gatewayd.sim.node import SimulatedNode
@@ -98,12 +98,13 @@ def config(url: str) -> ExositeConfig:
 
 def activate(url: str) -> tuple[ActivationAnswered, float]:
     """One activation request; its answer, and how long it took."""
-    answers: queue.Queue[ActivationAnswered] = queue.Queue()
+    answers: queue.Queue[ActivationAnswered | CikChecked] = queue.Queue()
     client = ExositeClient(config(url), answers.put)
     try:
         started = time.monotonic()
         client.submit("SN-T1", VENDOR, MODEL)
         answered = answers.get(timeout=WAIT)
+        assert isinstance(answered, ActivationAnswered)
         return answered, time.monotonic() - started
     finally:
         client.close(timeout=WAIT)

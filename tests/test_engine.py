@@ -29,6 +29,7 @@ from gatewayd.core.events import (
     ActivationAnswered,
     Announced,
     BadAnnounce,
+    CikChecked,
     CikLookedUp,
     Drain,
     Event,
@@ -41,6 +42,7 @@ from gatewayd.core.events import (
     RequestUnsent,
     Retry,
     Tick,
+    Verdict,
 )
 from gatewayd.core.model import Node, Reason, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
@@ -130,6 +132,7 @@ def _lost(engine: Engine, clock: Clock) -> list[Action]:
 
 AUTO_ROWS = {
     Trigger.CIK_LOST_AUTO,
+    Trigger.CIK_REVOKED_AUTO,
     Trigger.MALFORMED_AUTO,
     Trigger.UNSAVED,
     Trigger.ANNOUNCE_REENABLING,
@@ -368,6 +371,43 @@ MORE_SCENARIOS: dict[tuple[State | None, Trigger], Scenario] = {
     },
 }
 SCENARIOS |= MORE_SCENARIOS
+
+
+def _checking(e: Engine, c: Clock) -> list[Action]:
+    """SN1 activated, says Exosite refuses its CIK; the keyring's answer comes."""
+    _activated(e)
+    e.handle(Announced("SN1", cik_rejected=True))
+    return e.handle(CikLookedUp("SN1", CIK))
+
+
+def _verdict(verdict: Verdict) -> Scenario:
+    return lambda e, c: (_checking(e, c), e.handle(CikChecked("SN1", CIK, verdict, "HTTP")))[1]
+
+
+def _revoked(e: Engine, c: Clock) -> list[Action]:
+    """SN1's CIK refused, and the activation that follows answered 409, nothing stored."""
+    _verdict(Verdict.REFUSED)(e, c)
+    e.handle(ActivationAnswered("SN1", Refused(409)))
+    return e.handle(CikLookedUp("SN1", None))
+
+
+SCENARIOS |= {
+    (State.ACTIVATED, Trigger.ANNOUNCE_CHECK): lambda e, c: (
+        _activated(e),
+        e.handle(Announced("SN1", cik_rejected=True)),
+    )[1],
+    (State.ACTIVATED, Trigger.CHECK_FOUND): _checking,
+    (State.ACTIVATED, Trigger.CIK_ACCEPTED): _verdict(Verdict.ACCEPTED),
+    (State.ACTIVATED, Trigger.CHECK_UNKNOWN): _verdict(Verdict.UNKNOWN),
+    (State.ACTIVATED, Trigger.CIK_REFUSED): _verdict(Verdict.REFUSED),
+    (State.ACTIVATED, Trigger.STOPPING): lambda e, c: (
+        _checking(e, c),
+        e.handle(Drain()),
+        e.handle(CikChecked("SN1", CIK, Verdict.REFUSED, "HTTP 401")),
+    )[2],
+    (State.ACTIVATING, Trigger.CIK_REVOKED): _revoked,
+    (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): _revoked,
+}
 # the recovering record of the expiry row: started, its expiry then due
 ENGINES[(State.RECOVERING, Trigger.EXPIRY_DUE)] = ENGINES.pop(
     (State.ACTIVATING, Trigger.EXPIRY_DUE)
@@ -429,6 +469,14 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.PENDING, Trigger.EXPIRY_DUE): ["SaveNode"],
     (State.REJECTED, Trigger.EXPIRY_DUE): ["SaveNode"],
     (State.NEEDS_REENABLE, Trigger.EXPIRY_DUE): ["SaveNode"],
+    (State.ACTIVATED, Trigger.ANNOUNCE_CHECK): ["LookupCik"],
+    (State.ACTIVATED, Trigger.CHECK_FOUND): ["CheckCik"],
+    (State.ACTIVATED, Trigger.CIK_ACCEPTED): ["Publish"],
+    (State.ACTIVATED, Trigger.CHECK_UNKNOWN): ["Publish"],
+    (State.ACTIVATED, Trigger.CIK_REFUSED): ["RetireCik", "SaveNode", "Activate"],
+    (State.ACTIVATED, Trigger.STOPPING): ["RetireCik", "SaveNode"],
+    (State.ACTIVATING, Trigger.CIK_REVOKED): ["SaveNode", "Publish"],
+    (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): ["SaveNode", "Reenable"],
     **{(state, Trigger.ANNOUNCE_MODEL): ["Publish"] for state in BRING},
     **{(s, Trigger.ISSUED_UNASKED): ["StoreCik"] for s in BRING if s is not State.ACTIVATING},
     **{

@@ -16,12 +16,19 @@ from conftest import MODEL, VENDOR, FakeClock
 from gatewayd.adapters.exosite import (
     NOT_SENT,
     ExositeClient,
-    RateLimiter,
     classify,
     request_form,
 )
+from gatewayd.adapters.ratelimit import RateLimiter
 from gatewayd.config.schema import ExositeConfig
-from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Refused
+from gatewayd.core.events import (
+    ActivationAnswered,
+    CikChecked,
+    Failed,
+    Issued,
+    Outcome,
+    Refused,
+)
 from gatewayd.core.protocol import CIK_LENGTH
 from gatewayd.core.secret import Secret
 from gatewayd.sim import DROP, Registry, Request, Response, Route, Simulator
@@ -234,10 +241,14 @@ class Results:
 
     def __init__(self) -> None:
         self._queue: queue.Queue[ActivationAnswered] = queue.Queue()
+        self.checked: queue.Queue[CikChecked] = queue.Queue()
         self.client: ExositeClient | None = None
 
-    def __call__(self, answered: ActivationAnswered) -> None:
-        self._queue.put(answered)
+    def __call__(self, answered: ActivationAnswered | CikChecked) -> None:
+        if isinstance(answered, CikChecked):
+            self.checked.put(answered)
+        else:
+            self._queue.put(answered)
 
     def take(self, count: int, timeout: float = WAIT) -> list[ActivationAnswered]:
         deadline = time.monotonic() + timeout

@@ -31,7 +31,7 @@ from gatewayd.adapters.vendor import SerialState, VendorClient
 from gatewayd.config.load import parse
 from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.errors import ExositeError
-from gatewayd.core.events import ActivationAnswered, Issued
+from gatewayd.core.events import ActivationAnswered, CikChecked, Issued
 from gatewayd.core.secret import Secret
 from gatewayd.daemon.wiring import check_exosite
 from gatewayd.sim import Registry, Simulator
@@ -202,7 +202,8 @@ def activate_with_the_daemons_client(config: ExositeConfig, sn: str) -> Activati
     answers: list[ActivationAnswered] = []
     done = threading.Event()
 
-    def deliver(answer: ActivationAnswered) -> None:
+    def deliver(answer: ActivationAnswered | CikChecked) -> None:
+        assert isinstance(answer, ActivationAnswered)
         answers.append(answer)
         client.handled(answer)
         done.set()

@@ -526,3 +526,20 @@ def test_a_sealed_temp_file_that_cannot_be_checked_is_left_in_place(tmp_path: Pa
     temp = entry.rename(folder / f".{entry.name}.0123456789abcdef.tmp")
     Keystore(FileStore(folder)).recover()  # no key
     assert sorted(p.name for p in folder.iterdir()) == [temp.name]
+
+
+@pytest.mark.parametrize("key", [None, KEY])
+def test_a_retired_cik_is_kept_apart_and_never_read_back_as_the_cik(
+    tmp_path: Path, key: bytes | None
+) -> None:
+    store = Keystore(FileStore(tmp_path / "keyring", key))
+    first, second = new_cik(), new_cik()
+    assert not store.retire("acme", "thermo", "SN-1")  # nothing stored: nothing retired
+    store.store("acme", "thermo", "SN-1", first)
+    assert store.retire("acme", "thermo", "SN-1")
+    assert store.load("acme", "thermo", "SN-1") is None
+    assert store.load_retired("acme", "thermo", "SN-1") == first
+    store.store("acme", "thermo", "SN-1", second)
+    assert store.load("acme", "thermo", "SN-1") == second
+    assert store.load_retired("acme", "thermo", "SN-1") == first
+    assert len(entry_files(tmp_path / "keyring")) == 2

@@ -18,8 +18,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from gatewayd.adapters import logs
+from gatewayd.adapters.ratelimit import RateLimiter
 from gatewayd.config.schema import ExositeConfig
-from gatewayd.core.events import ActivationAnswered, Failed, Issued, Outcome, Refused
+from gatewayd.core.events import (
+    ActivationAnswered,
+    CikChecked,
+    Failed,
+    Issued,
+    Outcome,
+    Refused,
+    Verdict,
+)
 from gatewayd.core.protocol import cik_shape
 from gatewayd.core.secret import Secret
 
@@ -85,43 +94,20 @@ def request_form(config: ExositeConfig, vendor: str, model: str, sn: str) -> dic
     return {"vendor": vendor, "model": model, "sn": sn}
 
 
-class RateLimiter:
-    """Lets at most ``rate`` callers through per second, spaced evenly."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = 1.0 / rate
-        self._clock = clock
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def set_rate(self, rate: float) -> None:
-        with self._lock:
-            self._interval = 1.0 / rate
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Block until the caller's slot; False if ``stop`` was set meanwhile."""
-        with self._lock:
-            now = self._clock()
-            slot = max(now, self._next)
-            self._next = slot + self._interval
-        delay = slot - now
-        return not stop.wait(delay) if delay > 0 else not stop.is_set()
-
-
 class ExositeClient:
     """Sends activation requests without blocking the caller."""
 
     def __init__(
         self,
         config: ExositeConfig,
-        deliver: Callable[[ActivationAnswered], None],
+        deliver: Callable[[ActivationAnswered | CikChecked], None],
     ) -> None:
         self._config = config
         self._deliver = deliver
         self._url = activation_url(config)
         self._tls: ssl.SSLContext | None = None
         self._setup = threading.Lock()
-        self._jobs: queue.SimpleQueue[tuple[str, str, str] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._open = threading.Event()
         self._open.set()
@@ -147,11 +133,19 @@ class ExositeClient:
 
     def submit(self, sn: str, vendor: str, model: str) -> None:
         """Queue a request; once :meth:`close` was called it is reported unsent at once."""
+        self._queue((sn, vendor, model, None))
+
+    def check(self, sn: str, cik: Secret) -> None:
+        """Queue a check of ``cik`` (:mod:`gatewayd.adapters.cikcheck`), answered with a
+        :class:`CikChecked`; it takes a worker and a slot of the rate as a request does."""
+        self._queue((sn, "", "", cik))
+
+    def _queue(self, job: _Job) -> None:
         with self._submit_lock:
             if not self._stop.is_set():
-                self._jobs.put((sn, vendor, model))
+                self._jobs.put(job)
                 return
-        self._deliver(ActivationAnswered(sn, Failed(NOT_SENT)))
+        self._deliver(_unsent(job))
 
     def handled(self, answer: ActivationAnswered) -> None:
         """The main thread has carried out ``answer``: its worker may send another request."""
@@ -195,11 +189,17 @@ class ExositeClient:
                 job = self._jobs.get()
                 if job is None:
                     return
-                sn, vendor, model = job
+                sn, vendor, model, cik = job
                 self._slots.acquire()
                 if not self._gate() or not self._limiter.wait(self._stop):
                     self._slots.release()
-                    self._deliver(ActivationAnswered(sn, Failed(NOT_SENT)))
+                    self._deliver(_unsent(job))
+                    continue
+                if cik is not None:
+                    client = client or self._client()
+                    verdict, said = self._check(client, sn, cik)
+                    self._slots.release()  # no CIK comes of it: nothing to wait for
+                    self._deliver(CikChecked(sn, cik, verdict, said))
                     continue
                 log.debug(
                     "node %s: activation request sent to %s", sn, self._url, extra=logs.about(sn)
@@ -217,6 +217,16 @@ class ExositeClient:
         finally:
             if client is not None:
                 client.close()
+
+    def _check(self, client: Client, sn: str, cik: Secret) -> tuple[Verdict, str]:
+        from gatewayd.adapters import cikcheck  # noqa: PLC0415 (loaded with the client)
+
+        log.debug("node %s: CIK check sent", sn, extra=logs.about(sn))
+        try:
+            return cikcheck.check(client, self._config, cik)
+        except Exception as exc:
+            log.exception("node %s: CIK check failed unexpectedly", sn, extra=logs.about(sn))
+            return Verdict.UNKNOWN, f"internal error: {type(exc).__name__}"
 
     def prepare(self) -> None:
         """Load the HTTP client (requests), make the TLS context and say the proxy, once:
@@ -242,6 +252,17 @@ class ExositeClient:
         """Wait while paused (closing opens the gate); False once the client is stopping."""
         self._open.wait()
         return not self._stop.is_set()
+
+
+_Job = tuple[str, str, str, Secret | None]
+"""(sn, vendor, model, None) for an activation; (sn, "", "", cik) for a check."""
+
+
+def _unsent(job: _Job) -> ActivationAnswered | CikChecked:
+    sn, _vendor, _model, cik = job
+    if cik is None:
+        return ActivationAnswered(sn, Failed(NOT_SENT))
+    return CikChecked(sn, cik, Verdict.UNKNOWN, NOT_SENT)
 
 
 def _failure(exc: Exception, sn: str) -> Failed:

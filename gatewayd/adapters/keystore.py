@@ -53,6 +53,8 @@ FILE_KEYRING_NAMES: Final = frozenset({FILE_KEYRING, "gatewayd.keystore.FileKeyr
 """The file store's names in the configuration: the second is the one of gatewayd 0.1.0."""
 UNVERIFIED: Final = "/unverified"
 """Suffix of the service under which 2xx bodies that are no CIK are kept."""
+RETIRED: Final = "/retired"
+"""Suffix of the service under which a CIK Exosite refused is kept, never handed out."""
 TOKEN_USERNAME: Final = "vendor-token"  # noqa: S105 (a user name, not a secret)
 
 
@@ -220,6 +222,26 @@ class Keystore:
     def load_token(self, vendor: str) -> Secret | None:
         with self._mapped("load the vendor token of", vendor):
             value = self._backend.get_password(f"{self._prefix}/{vendor}", TOKEN_USERNAME)
+        return None if value is None else Secret(value)
+
+    def retire(self, vendor: str, model: str, sn: str) -> bool:
+        """Move the CIK of ``sn`` apart (Exosite refuses it): it stays in the node's history,
+        on disk when this returns, and is never read back as its CIK. False if there was
+        none."""
+        cik = self.load(vendor, model, sn)
+        if cik is None:
+            return False
+        service = self.service(vendor, model) + RETIRED
+        with self._mapped("retire the CIK of", sn, cik.reveal()):
+            self._backend.set_password(service, sn, cik.reveal())
+        self._delete(self.service(vendor, model), sn)
+        log.debug("retired the CIK of %s", sn)
+        return True
+
+    def load_retired(self, vendor: str, model: str, sn: str) -> Secret | None:
+        """The CIK of ``sn`` last retired, if any."""
+        with self._mapped("load the retired CIK of", sn):
+            value = self._backend.get_password(self.service(vendor, model) + RETIRED, sn)
         return None if value is None else Secret(value)
 
     def delete(self, vendor: str, model: str, sn: str) -> bool:

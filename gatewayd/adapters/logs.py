@@ -38,6 +38,8 @@ MESSAGE_IDS: Final[dict[str, uuid.UUID]] = {
         "operator",
         "forgotten",
         "unexpected",
+        "cik_checked",
+        "cik_refused",
     )
 }
 """One fixed 128-bit id per kind of node event (derived, so it never changes)."""

@@ -24,6 +24,7 @@ LIVE: Final = frozenset(
         "exosite.retry_cap",
         "nodes.sn_pattern",
         "nodes.rejected_retry_after",
+        "nodes.check_interval",
     }
 )
 """The keys a reload applies; a change to any other key needs a restart."""

@@ -227,6 +227,7 @@ class NodesConfig(Section):
     announce_rate: float = 1.0
     announce_burst: int = 5
     max_pending: int = 1000
+    check_interval: float = 300.0
 
     def __post_init__(self) -> None:
         pattern: object = self.sn_pattern
@@ -241,6 +242,7 @@ class NodesConfig(Section):
         self._float("announce_rate", "a number of announces per second greater than 0", _positive)
         self._int("announce_burst", 1, 1000)
         self._int("max_pending", 1, 1_000_000)
+        self._float("check_interval", "a number of seconds greater than 0", _positive)
 
 
 @dataclass(frozen=True, slots=True)

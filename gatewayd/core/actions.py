@@ -27,6 +27,8 @@ class Answer:
     reason: Reason | None = None
     http_status: int | None = None
     message: str | None = None
+    checked: bool = False
+    """The CIK was checked with Exosite for this answer, and accepted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,25 @@ class StoreCik:
 @dataclass(frozen=True, slots=True)
 class LookupCik:
     """Read the stored CIK and answer with a ``CikLookedUp`` event."""
+
+    sn: str
+    vendor: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCik:
+    """Ask Exosite whether it accepts ``cik``, and answer with a ``CikChecked`` event."""
+
+    sn: str
+    vendor: str
+    model: str
+    cik: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class RetireCik:
+    """Move the stored CIK apart, durably, before anything else: Exosite refuses it."""
 
     sn: str
     vendor: str
@@ -116,4 +137,16 @@ class Log:
     fields: tuple[tuple[str, str], ...] = field(default=())
 
 
-Action = Activate | StoreCik | LookupCik | Reenable | SaveNode | DeleteNode | Publish | Log | Result
+Action = (
+    Activate
+    | StoreCik
+    | LookupCik
+    | CheckCik
+    | RetireCik
+    | Reenable
+    | SaveNode
+    | DeleteNode
+    | Publish
+    | Log
+    | Result
+)

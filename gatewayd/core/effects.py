@@ -8,6 +8,7 @@ are taken from its book.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
@@ -17,11 +18,13 @@ from gatewayd.core.actions import (
     Action,
     Activate,
     Answer,
+    CheckCik,
     DeleteNode,
     Log,
     LookupCik,
     Publish,
     Reenable,
+    RetireCik,
     SaveNode,
 )
 from gatewayd.core.book import Book
@@ -99,6 +102,17 @@ class Effects:
         text = f"{step.trigger.value}: kept, and handed to nobody"
         return [Log("unexpected", logging.ERROR, text, node.sn, node.state)]
 
+    def _check(self, node: Node, step: Step) -> list[Action]:
+        assert step.cik is not None  # noqa: S101 (the lookup that found it carries it)
+        return [CheckCik(node.sn, node.vendor, node.model, step.cik)]
+
+    def _retire(self, node: Node, step: Step) -> list[Action]:
+        return [RetireCik(node.sn, node.vendor, node.model), replies.refused_log(node, step.detail)]
+
+    def _tell_checked(self, node: Node, step: Step) -> list[Action]:
+        answer = dataclasses.replace(replies.activated(node, step.cik), checked=True)
+        return [self._publish(answer), replies.checked_log(node)]
+
     def _warn_expiry(self, node: Node, _step: Step) -> list[Action]:
         hours = self._deadlines.waited(node.sn, self._clock()) / 3600
         return [replies.expiry_log(node, hours)]
@@ -125,6 +139,9 @@ _EMITTERS: Final[Mapping[Effect, Emitter]] = {
     Effect.TELL_INVALID: Effects._tell_invalid,  # noqa: SLF001
     Effect.WARN_UNASKED: Effects._warn_unasked,  # noqa: SLF001
     Effect.WARN_EXPIRY: Effects._warn_expiry,  # noqa: SLF001
+    Effect.CHECK: Effects._check,  # noqa: SLF001
+    Effect.RETIRE: Effects._retire,  # noqa: SLF001
+    Effect.TELL_CHECKED: Effects._tell_checked,  # noqa: SLF001
 }
 
 

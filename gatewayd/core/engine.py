@@ -15,18 +15,20 @@ record keeps; randomness (the jitter of retries) from the injected ``uniform``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Final
 
-from gatewayd.core import records, replies
+from gatewayd.core import commands, records, replies
 from gatewayd.core.actions import Action, Log, Result
 from gatewayd.core.book import Book
+from gatewayd.core.checks import VERDICTS, Checks
 from gatewayd.core.deadlines import Deadlines
-from gatewayd.core.effects import Effects, forgotten, invalid
+from gatewayd.core.effects import Effects, invalid
 from gatewayd.core.events import (
     ActivationAnswered,
     Announced,
     BadAnnounce,
+    CikChecked,
     CikLookedUp,
     Drain,
     Event,
@@ -40,23 +42,16 @@ from gatewayd.core.events import (
     Retry,
     Tick,
 )
-from gatewayd.core.model import Node, ResponseTarget, Settings, State
+from gatewayd.core.model import Node, Reason, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
 from gatewayd.core.transitions import (
     TRANSITIONS,
     Effect,
     Row,
     Trigger,
-    refused,
     stopping,
     trigger_of,
 )
-
-_COMMANDS: Final[Mapping[type[Republish | Retry | Forget], Trigger]] = {
-    Republish: Trigger.REPUBLISH,
-    Retry: Trigger.RETRY,
-    Forget: Trigger.FORGET,
-}
 
 
 class Engine:
@@ -81,6 +76,7 @@ class Engine:
         self._effects = Effects(self._book, self._deadlines, clock, lambda: self.settings)
         self._draining = False
         self._republishing: set[str] = set()
+        self._checks = Checks()
         for node in nodes:
             self._book.put(node)
             self._arm(None, node, self._wall())
@@ -95,8 +91,6 @@ class Engine:
             elif self._reenabling(node):
                 actions += self._fire(node.sn, Trigger.RESTARTED_REENABLING)
         return actions
-
-    # ------------------------------------------------------------ queries
 
     def node(self, sn: str) -> Node | None:
         return self._book.get(sn)
@@ -115,8 +109,6 @@ class Engine:
         """When :class:`Tick` next has something to do, or None."""
         return self._deadlines.next()
 
-    # ------------------------------------------------------------- events
-
     def handle(self, event: Event) -> list[Action]:
         match event:
             case Announced():
@@ -125,14 +117,13 @@ class Engine:
                 return invalid(event.sn, event.message, event.response)
             case ActivationAnswered():
                 return self._answered(event)
-            case RequestUnsent(sn=sn, error=error):
-                return self._fire(sn, Trigger.UNSAVED, outcome=Failed(f"not sent: {error}"))
+            case RequestUnsent() | ReenableAnswered():
+                return self._unsent_or_reenabled(event)
             case CikLookedUp():
                 return self._looked_up(event)
-            case ReenableAnswered(sn=sn, error=error):
-                failed = None if error is None else Failed(error)
-                trigger = Trigger.REENABLED if failed is None else Trigger.REENABLE_FAILED
-                return self._fire(sn, trigger, outcome=failed)
+            case CikChecked(sn=sn, cik=cik, verdict=verdict, detail=detail):
+                self._checks.done(sn)
+                return self._fire(sn, VERDICTS[verdict], cik=cik, detail=detail)
             case Tick():
                 return self._tick()
             case Drain():
@@ -159,7 +150,17 @@ class Engine:
             trigger = Trigger.ANNOUNCE_REENABLING
         elif node is not None and node.state in _HELD and self._hold_over(node):
             trigger = Trigger.ANNOUNCE_LATE
+        elif event.cik_rejected and _state(node) is State.ACTIVATED and self._check(sn):
+            trigger = Trigger.ANNOUNCE_CHECK
         return actions + self._fire(sn, trigger, model=model)
+
+    def _unsent_or_reenabled(self, event: RequestUnsent | ReenableAnswered) -> list[Action]:
+        if isinstance(event, RequestUnsent):
+            failed = Failed(f"not sent: {event.error}")
+            return self._fire(event.sn, Trigger.UNSAVED, outcome=failed)
+        failed_or_none = None if event.error is None else Failed(event.error)
+        trigger = Trigger.REENABLED if failed_or_none is None else Trigger.REENABLE_FAILED
+        return self._fire(event.sn, trigger, outcome=failed_or_none)
 
     def _tick(self) -> list[Action]:
         actions: list[Action] = []
@@ -185,6 +186,8 @@ class Engine:
         else:
             self._book.readable(sn)
             actions = self._fire(sn, self._found(node, event.cik), cik=event.cik)
+        if error is not None or event.cik is None:
+            self._checks.done(sn)  # nothing to check
         if sn in self._republishing:
             self._republishing.discard(sn)
             ok = event.cik is not None
@@ -193,39 +196,29 @@ class Engine:
         return actions
 
     def _found(self, node: Node | None, cik: Secret | None) -> Trigger:
+        if cik is not None and node is not None and self._checks.under_way(node.sn):
+            return Trigger.CHECK_FOUND
         if cik is not None:
             return Trigger.CIK_FOUND
+        if (
+            node is not None
+            and node.state is State.ACTIVATING
+            and node.reason is Reason.CIK_REVOKED
+        ):
+            # a 409 after a refused CIK: the device must be re-enabled before a new one
+            return Trigger.CIK_REVOKED_AUTO if self.settings.auto_reenable else Trigger.CIK_REVOKED
         if node is not None and node.state is State.ACTIVATING and node.uncertain:
             # a 409, nothing stored, and our own request may have been given the CIK: lost
             return Trigger.CIK_LOST_AUTO if self.settings.auto_reenable else Trigger.CIK_LOST
         return Trigger.CIK_MISSING
 
-    # ------------------------------------------------------------ commands
-
     def _command(self, command: Republish | Retry | Forget) -> list[Action]:
-        """``gatewayctl republish``, ``retry``, ``forget``: done, or refused saying why."""
-        sn = command.sn
-        node = self._book.get(sn)
-        trigger = _COMMANDS[type(command)]
-        refusal = refused(node, trigger, reenabling=node is not None and self._reenabling(node))
-        if node is None or refusal is not None:
-            return [Result(ok=False, message=f"{sn}: {refusal}")]
-        actions: list[Action] = []
-        if trigger is not Trigger.FORGET:
-            text = "operator asked to retry now" if trigger is Trigger.RETRY else "republishing"
-            actions.append(Log("operator", logging.INFO, text, sn, node.state))
-        if trigger is Trigger.REPUBLISH:
-            self._republishing.add(sn)  # the keyring's answer says how it went
-        actions += self._fire(sn, trigger)
-        after = self._book.get(sn)
-        if trigger is Trigger.RETRY:
-            done = "activation requested" if _state(after) is State.ACTIVATING else "queued"
-            return [*actions, Result(ok=True, message=f"{sn}: {done} (was {node.state})")]
-        if trigger is Trigger.FORGET:
-            what = forgotten(node)
-            said = f"{sn}: forgotten ({what}; it was {node.state})"
-            return [*actions, Result(ok=True, message=said)]
-        return actions
+        """``gatewayctl republish``, ``retry``, ``forget`` (:mod:`gatewayd.core.commands`)."""
+        node = self._book.get(command.sn)
+        reenabling = node is not None and self._reenabling(node)
+        return commands.carry_out(
+            command, node, self._fire, self._book.get, self._republishing, reenabling=reenabling
+        )
 
     # -------------------------------------------------------- transitions
 
@@ -277,6 +270,10 @@ class Engine:
     def _reenabling(self, node: Node) -> bool:
         """gatewayd itself is re-enabling this node's serial (a failure clears ``uncertain``)."""
         return node.state is State.NEEDS_REENABLE and node.uncertain and self.settings.auto_reenable
+
+    def _check(self, sn: str) -> bool:
+        """Whether a check of ``sn``'s CIK may start now (and it is started if so)."""
+        return self._checks.start(sn, self._clock(), self.settings.check_interval)
 
     def _busy(self) -> bool:
         """As many nodes wait for Exosite as ``max_pending`` allows: new ones must wait."""

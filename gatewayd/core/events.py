@@ -99,6 +99,16 @@ class Verdict(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CikChecked:
+    """Exosite was asked about ``cik``, the CIK of ``sn``; ``detail`` says what it answered."""
+
+    sn: str
+    cik: Secret
+    verdict: Verdict
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class CikLookedUp:
     """The keystore was read for ``sn``; ``cik`` is None when nothing is stored.
 
@@ -163,6 +173,7 @@ Event = (
     Announced
     | BadAnnounce
     | ActivationAnswered
+    | CikChecked
     | CikLookedUp
     | RequestUnsent
     | ReenableAnswered

@@ -29,6 +29,7 @@ class Reason(enum.StrEnum):
     NOT_ACTIVATABLE = "not_activatable"
     API_ERROR = "api_error"
     INVALID_REQUEST = "invalid_request"
+    CIK_REVOKED = "cik_revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,8 @@ class Settings:
     backoff_factor: float = 2.0
     backoff_cap: float = 15 * 60.0
     max_pending: int = 1000
+    check_interval: float = 300.0
+    """At most one check of a node's CIK with Exosite per this many seconds."""
 
 
 @dataclass(frozen=True, slots=True)

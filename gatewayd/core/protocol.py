@@ -219,6 +219,8 @@ def encode_answer(answer: Answer) -> bytes:
         "message": answer.message,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
+    if answer.checked:
+        body["checked"] = True
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -160,6 +160,17 @@ def _reenable_failed(_node: Node, step: Step, _settings: Settings, _uniform: obj
     return {"last_error": f"re-enabling failed ({error}); {replies.REENABLE_BY_HAND}"}
 
 
+def _revoked(_node: Node, step: Step, _settings: Settings, _uniform: object) -> Fields:
+    text = f"Exosite refuses the CIK ({step.detail}): retired, activating again"
+    return {"reason": Reason.CIK_REVOKED, "last_error": text, "http_status": None}
+
+
+def _revoked_active(node: Node, step: Step, settings: Settings, _uniform: object) -> Fields:
+    text = replies.revoked(node.sn, auto=settings.auto_reenable)
+    fields: Fields = {"reason": Reason.CIK_REVOKED, "last_error": text, "http_status": 409}
+    return fields | _rejected(step)
+
+
 def _expiry_warned(_node: Node, _step: Step, _settings: Settings, _uniform: object) -> Fields:
     return {"expiry_warned": True}
 
@@ -178,6 +189,8 @@ _CHANGES: Final[Mapping[Change, Maker]] = {
     Change.NOT_A_CIK: _not_a_cik,
     Change.REENABLE_FAILED: _reenable_failed,
     Change.EXPIRY_WARNED: _expiry_warned,
+    Change.REVOKED: _revoked,
+    Change.REVOKED_ACTIVE: _revoked_active,
 }
 
 

@@ -43,6 +43,22 @@ def cik_lost(sn: str) -> str:
     )
 
 
+def revoked(sn: str, *, auto: bool) -> str:
+    """A CIK Exosite refused (re-enabled or regenerated in Portals), the device still
+    activated there."""
+    then = "gatewayd is re-enabling the device" if auto else f"{REENABLE_BY_HAND} (serial {sn})"
+    return f"the CIK was revoked at Exosite, and the device is still activated there; {then}"
+
+
+def checked_log(node: Node) -> Log:
+    return Log("cik_checked", logging.INFO, "CIK checked: Exosite accepts it", node.sn, node.state)
+
+
+def refused_log(node: Node, detail: str) -> Log:
+    text = f"Exosite refuses the CIK ({detail}): it is retired, and the node activated again"
+    return Log("cik_refused", logging.WARNING, text, node.sn, node.state)
+
+
 def not_a_cik(sn: str, problem: str, *, auto: bool) -> str:
     then = "gatewayd is re-enabling the device" if auto else f"{REENABLE_BY_HAND} (serial {sn})"
     return (

@@ -52,6 +52,13 @@ class Trigger(enum.Enum):
     REPUBLISH = "the operator asks to republish"
     RETRY = "the operator asks to retry now"
     FORGET = "the operator asks to forget the node"
+    ANNOUNCE_CHECK = "announce saying Exosite refuses its CIK, a check due"
+    CHECK_FOUND = "CIK found, to be checked with Exosite"
+    CIK_ACCEPTED = "Exosite accepts the CIK"
+    CIK_REFUSED = "Exosite refuses the CIK"
+    CHECK_UNKNOWN = "no verdict on the CIK"
+    CIK_REVOKED = "409 after the CIK was refused, none stored"
+    CIK_REVOKED_AUTO = "409 after the CIK was refused, none stored, with auto_reenable"
 
 
 class Change(enum.Enum):
@@ -70,6 +77,8 @@ class Change(enum.Enum):
     REENABLE_FAILED = "why re-enabling failed"
     DUE_NOW = "the request put off, due at the next start"
     EXPIRY_WARNED = "warned of Exosite's expiry"
+    REVOKED = "the CIK refused by Exosite"
+    REVOKED_ACTIVE = "refused, and the device still activated: needs re-enabling"
 
 
 class Effect(enum.Enum):
@@ -87,6 +96,9 @@ class Effect(enum.Enum):
     TELL_INVALID = "publish invalid_request"
     WARN_UNASKED = "log an error: a 2xx nobody waited for"
     WARN_EXPIRY = "log a warning: Exosite expires the device soon"
+    CHECK = "check the CIK with Exosite"
+    RETIRE = "retire the stored CIK: kept apart, never handed out again"
+    TELL_CHECKED = "publish the credentials, checked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +189,15 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
     (PENDING,    T.RETRY_DUE):         Row(ACTIVATING, (C.REQUEST,), (SAVE, REQUEST)),
     **{(state,   T.EXPIRY_DUE):        Row(state, (C.EXPIRY_WARNED,), (SAVE, E.WARN_EXPIRY))
        for state in _WAITING},
+    # -- a node says Exosite refuses its CIK: checked, at most once per check_interval
+    (ACTIVATED,  T.ANNOUNCE_CHECK):    Row(ACTIVATED, (), (LOOKUP,)),
+    (ACTIVATED,  T.CHECK_FOUND):       Row(ACTIVATED, (), (E.CHECK,)),
+    (ACTIVATED,  T.CIK_ACCEPTED):      Row(ACTIVATED, (), (E.TELL_CHECKED,)),
+    (ACTIVATED,  T.CHECK_UNKNOWN):     Row(ACTIVATED, (), (TELL_CIK,)),
+    (ACTIVATED,  T.CIK_REFUSED): Row(ACTIVATING, (C.REVOKED, C.REQUEST), (E.RETIRE, SAVE, REQUEST)),
+    (ACTIVATED,  T.STOPPING):          Row(PENDING, (C.REVOKED, C.DUE_NOW), (E.RETIRE, SAVE)),
+    (ACTIVATING, T.CIK_REVOKED):       Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, TELL_REJECTED)),
+    (ACTIVATING, T.CIK_REVOKED_AUTO):  Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, E.REENABLE), SET),
     # -- the operator (gatewayctl republish, retry, forget)
     (ACTIVATED,  T.REPUBLISH):         Row(ACTIVATED, (), (LOOKUP,)),
     (PENDING,    T.RETRY):             Row(ACTIVATING, (C.REQUEST,), (SAVE, REQUEST)),

@@ -22,12 +22,14 @@ from gatewayd.core import protocol
 from gatewayd.core.actions import (
     Action,
     Activate,
+    CheckCik,
     DeleteNode,
     Log,
     LookupCik,
     Publish,
     Reenable,
     Result,
+    RetireCik,
     SaveNode,
     StoreCik,
 )
@@ -74,6 +76,8 @@ class Executor:
         """What the operator's commands came to, for the control channel to collect."""
         self.followups: list[CikLookedUp | RequestUnsent] = []
         """Events for the engine that carrying out actions gave, in order."""
+        self._unretired: dict[str, str] = {}
+        """Nodes whose refused CIK could not be retired: their next request is not sent."""
 
     def run(
         self,
@@ -118,6 +122,8 @@ class Executor:
                 self._request(action, saved.pop(action.sn, None))
             case LookupCik():
                 self.followups.append(self._lookup(action))
+            case CheckCik() | RetireCik():
+                self._check_or_retire(action)
             case Publish():
                 self._publish(action)
             case Log():
@@ -161,8 +167,9 @@ class Executor:
     def _request(self, action: Activate | Reenable, unsaved: str | None) -> None:
         """Send ``action``, unless the record written ahead of it failed to save (``unsaved``
         says why): then it is not sent, and the engine is told."""
-        if unsaved is not None:
-            self.followups.append(RequestUnsent(action.sn, unsaved))
+        unretired = self._unretired.pop(action.sn, None)
+        if unsaved is not None or unretired is not None:
+            self.followups.append(RequestUnsent(action.sn, unsaved or unretired or ""))
             return
         self.outstanding += 1
         if isinstance(action, Activate):
@@ -183,6 +190,25 @@ class Executor:
             return False
         self.batches.store(action)
         return True
+
+    def _check_or_retire(self, action: CheckCik | RetireCik) -> None:
+        """Ask Exosite about a CIK; or move a refused CIK apart, on disk before the request
+        that follows is sent (else a restart would find it and hand it out again): that
+        request is not sent if it cannot be."""
+        if isinstance(action, CheckCik):
+            self.outstanding += 1
+            self._exosite.check(action.sn, action.cik)
+            return
+        try:
+            self._keystore.retire(action.vendor, action.model, action.sn)
+        except KeystoreError as exc:
+            log.error(  # noqa: TRY400 (the message is the whole story)
+                "node %s: cannot retire its refused CIK: %s",
+                action.sn,
+                exc,
+                extra=logs.about(action.sn),
+            )
+            self._unretired[action.sn] = f"cannot retire its refused CIK: {exc}"
 
     def _lookup(self, action: LookupCik) -> CikLookedUp:
         held = self.held.ciks.get(action.sn)

@@ -23,6 +23,7 @@ from typing import Final
 
 from gatewayd.core.events import (
     ActivationAnswered,
+    CikChecked,
     Event,
     LinkEvent,
     Message,
@@ -51,7 +52,7 @@ class _Wake:
     """An answer waits in the answers queue."""
 
 
-Answered = ActivationAnswered | ReenableAnswered | Flushed
+Answered = ActivationAnswered | ReenableAnswered | CikChecked | Flushed
 Item = Event | LinkEvent | Stop | Request | Flushed
 
 

@@ -29,6 +29,7 @@ from gatewayd.core.engine import Engine
 from gatewayd.core.errors import GatewaydError
 from gatewayd.core.events import (
     ActivationAnswered,
+    CikChecked,
     Connected,
     Disconnected,
     Drain,
@@ -248,7 +249,7 @@ class Daemon:
                 self._carry_out(self._engine.handle(item), done=free)
             case Flushed():
                 self._executor.flushed(item)  # what waited for it runs (then follow-ups)
-            case ReenableAnswered():
+            case ReenableAnswered() | CikChecked():
                 self._executor.answered()
                 self._handle(item)
             case Connected() | Disconnected():

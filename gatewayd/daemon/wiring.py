@@ -44,6 +44,7 @@ def engine_settings(config: Config) -> Settings:
         backoff_base=config.exosite.retry_base,
         backoff_cap=config.exosite.retry_cap,
         max_pending=config.nodes.max_pending,
+        check_interval=config.nodes.check_interval,
     )
 
 

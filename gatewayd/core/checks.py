@@ -1,0 +1,44 @@
+"""Checks of a node's CIK with Exosite: when one may start, and what a verdict triggers.
+
+A node whose announce says Exosite refuses its CIK (``cik_rejected``) has its
+stored CIK checked: at most once per ``check_interval`` seconds (on the
+monotonic clock), and never two at once. Its other announces are answered
+from the keystore meanwhile, as any re-announce.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from gatewayd.core.events import Verdict
+from gatewayd.core.transitions import Trigger
+
+VERDICTS: Final = {
+    Verdict.ACCEPTED: Trigger.CIK_ACCEPTED,
+    Verdict.REFUSED: Trigger.CIK_REFUSED,
+    Verdict.UNKNOWN: Trigger.CHECK_UNKNOWN,
+}
+"""The trigger of each verdict."""
+
+
+class Checks:
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+        self._under_way: set[str] = set()
+
+    def start(self, sn: str, now: float, interval: float) -> bool:
+        """Start a check of ``sn``'s CIK, unless one is under way or started within
+        ``interval`` seconds of ``now``."""
+        last = self._started.get(sn)
+        if sn in self._under_way or (last is not None and now - last < interval):
+            return False
+        self._started[sn] = now
+        self._under_way.add(sn)
+        return True
+
+    def under_way(self, sn: str) -> bool:
+        """A check of ``sn``'s CIK has started and has no verdict yet."""
+        return sn in self._under_way
+
+    def done(self, sn: str) -> None:
+        self._under_way.discard(sn)

@@ -373,6 +373,20 @@ MORE_SCENARIOS: dict[tuple[State | None, Trigger], Scenario] = {
 SCENARIOS |= MORE_SCENARIOS
 
 
+NO_CIK = (None, State.REJECTED, State.NEEDS_REENABLE)
+OFFER = Announced("SN1", cik=CIK)
+
+
+def _adopted(state: State | None) -> Scenario:
+    """SN1 in ``state`` offers its CIK; Exosite accepts it."""
+
+    def scenario(e: Engine, c: Clock) -> list[Action]:
+        _then(state, OFFER)(e, c)
+        return e.handle(CikChecked("SN1", CIK, Verdict.ACCEPTED, "HTTP 200"))
+
+    return scenario
+
+
 def _checking(e: Engine, c: Clock) -> list[Action]:
     """SN1 activated, says Exosite refuses its CIK; the keyring's answer comes."""
     _activated(e)
@@ -407,6 +421,8 @@ SCENARIOS |= {
     )[2],
     (State.ACTIVATING, Trigger.CIK_REVOKED): _revoked,
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): _revoked,
+    **{(state, Trigger.ANNOUNCE_ADOPT): _then(state, OFFER) for state in NO_CIK},
+    **{(state, Trigger.ADOPTED): _adopted(state) for state in NO_CIK},
 }
 # the recovering record of the expiry row: started, its expiry then due
 ENGINES[(State.RECOVERING, Trigger.EXPIRY_DUE)] = ENGINES.pop(
@@ -477,6 +493,8 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.ACTIVATED, Trigger.STOPPING): ["RetireCik", "SaveNode"],
     (State.ACTIVATING, Trigger.CIK_REVOKED): ["SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): ["SaveNode", "Reenable"],
+    **{(state, Trigger.ANNOUNCE_ADOPT): ["CheckCik"] for state in NO_CIK},
+    **{(state, Trigger.ADOPTED): ["StoreCik", "SaveNode", "Publish"] for state in NO_CIK},
     **{(state, Trigger.ANNOUNCE_MODEL): ["Publish"] for state in BRING},
     **{(s, Trigger.ISSUED_UNASKED): ["StoreCik"] for s in BRING if s is not State.ACTIVATING},
     **{

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import MODEL, VENDOR, WAIT, Gateway
 
+from gatewayd.adapters.mqtt import new_client
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
 from gatewayd.sim.processes import Broker
@@ -120,3 +123,71 @@ def test_a_regenerated_cik_without_auto_reenable_waits_for_the_operator(
     assert answer["cik"] != old
     assert accepted(registry, answer["cik"])
     assert not any(cik == old for sn, cik in registry.issued()[1:])
+
+
+class Fleet:
+    """One MQTT client announcing for many serials and hearing every answer."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.answers: dict[str, dict[str, object]] = {}
+        self._done = threading.Condition()
+        self.client = new_client("lifecycle-fleet")
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_args: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.client.subscribe("gatewayd/nodes/+/credentials", qos=1)
+        assert subscribed.wait(WAIT)
+
+    def _on_message(self, _client: object, _userdata: object, message: Any) -> None:
+        body = json.loads(message.payload)
+        if body["status"] in {"activated", "rejected"}:
+            with self._done:
+                self.answers[str(body["sn"])] = body
+                self._done.notify_all()
+
+    def announce(self, sn: str, payload: dict[str, object]) -> None:
+        self.client.publish(f"gatewayd/nodes/{sn}/announce", json.dumps(payload), qos=1)
+
+    def wait(self, count: int) -> bool:
+        with self._done:
+            return self._done.wait_for(lambda: len(self.answers) >= count, WAIT)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_a_new_gateway_adopts_the_ciks_its_nodes_hold(
+    registry: Registry, gateway: MakeGateway, broker: Broker
+) -> None:
+    serials = [f"SN-AD{i:03d}" for i in range(200)]
+    held = {}
+    for sn in [*serials, "SN-WRONG"]:
+        registry.add(VENDOR, MODEL, sn)
+        answer = registry.activate((VENDOR, MODEL), sn)  # by the gateway that died
+        assert answer.cik is not None
+        held[sn] = answer.cik.reveal()
+    requests = registry.total_calls()
+    gw = gateway()  # an empty state folder
+    gw.start()
+    fleet = Fleet(broker)
+    try:
+        for sn in serials:
+            fleet.announce(sn, {"cik": held[sn]})
+        assert fleet.wait(len(serials)), f"{len(fleet.answers)} of {len(serials)} answered"
+    finally:
+        fleet.close()
+    for sn in serials:
+        body = fleet.answers[sn]
+        assert (body["status"], body["cik"], body.get("adopted")) == ("activated", held[sn], True)
+    assert sum(registry.checks(sn) for sn in serials) == len(serials)
+    assert registry.total_calls() == requests  # no activation request at all
+    wrong = rr(broker, "SN-WRONG", json.dumps({"cik": "f" * 40}))
+    assert (wrong["status"], wrong.get("cik"), wrong.get("adopted")) == ("rejected", None, None)
+    shown = json.loads(gw.ctl("show", "SN-WRONG", "--reveal", "--json").stdout)
+    assert shown.get("cik") is None
+    listed = json.loads(gw.ctl("list", "--json").stdout)
+    assert sum(r["state"] == "activated" for r in listed) == len(serials)
+    assert not any(cik in gw.log_text() for cik in held.values())

@@ -40,6 +40,7 @@ MESSAGE_IDS: Final[dict[str, uuid.UUID]] = {
         "unexpected",
         "cik_checked",
         "cik_refused",
+        "cik_adopted",
     )
 }
 """One fixed 128-bit id per kind of node event (derived, so it never changes)."""

@@ -29,6 +29,8 @@ class Answer:
     message: str | None = None
     checked: bool = False
     """The CIK was checked with Exosite for this answer, and accepted."""
+    adopted: bool = False
+    """The CIK is the one the node offered, checked with Exosite and kept."""
 
 
 @dataclass(frozen=True, slots=True)

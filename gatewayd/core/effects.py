@@ -113,6 +113,10 @@ class Effects:
         answer = dataclasses.replace(replies.activated(node, step.cik), checked=True)
         return [self._publish(answer), replies.checked_log(node)]
 
+    def _tell_adopted(self, node: Node, step: Step) -> list[Action]:
+        answer = dataclasses.replace(replies.activated(node, step.cik), adopted=True)
+        return [self._publish(answer), replies.adopted_log(node)]
+
     def _warn_expiry(self, node: Node, _step: Step) -> list[Action]:
         hours = self._deadlines.waited(node.sn, self._clock()) / 3600
         return [replies.expiry_log(node, hours)]
@@ -142,6 +146,7 @@ _EMITTERS: Final[Mapping[Effect, Emitter]] = {
     Effect.CHECK: Effects._check,  # noqa: SLF001
     Effect.RETIRE: Effects._retire,  # noqa: SLF001
     Effect.TELL_CHECKED: Effects._tell_checked,  # noqa: SLF001
+    Effect.TELL_ADOPTED: Effects._tell_adopted,  # noqa: SLF001
 }
 
 

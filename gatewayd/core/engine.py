@@ -14,11 +14,11 @@ record keeps; randomness (the jitter of retries) from the injected ``uniform``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
-from typing import Final
 
-from gatewayd.core import commands, records, replies
+from gatewayd.core import announces, commands, records, replies
 from gatewayd.core.actions import Action, Log, Result
 from gatewayd.core.book import Book
 from gatewayd.core.checks import VERDICTS, Checks
@@ -41,6 +41,7 @@ from gatewayd.core.events import (
     RequestUnsent,
     Retry,
     Tick,
+    Verdict,
 )
 from gatewayd.core.model import Node, Reason, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
@@ -77,6 +78,7 @@ class Engine:
         self._draining = False
         self._republishing: set[str] = set()
         self._checks = Checks()
+        self._guards = announces.Guards(self._busy, self._reenabling, self._hold_over, self._check)
         for node in nodes:
             self._book.put(node)
             self._arm(None, node, self._wall())
@@ -121,9 +123,8 @@ class Engine:
                 return self._unsent_or_reenabled(event)
             case CikLookedUp():
                 return self._looked_up(event)
-            case CikChecked(sn=sn, cik=cik, verdict=verdict, detail=detail):
-                self._checks.done(sn)
-                return self._fire(sn, VERDICTS[verdict], cik=cik, detail=detail)
+            case CikChecked():
+                return self._checked(event)
             case Tick():
                 return self._tick()
             case Drain():
@@ -143,16 +144,23 @@ class Engine:
         actions: list[Action] = [
             Log("announce", logging.DEBUG, "announce received", sn, _state(node))
         ]
-        trigger = Trigger.ANNOUNCE
-        if node is None and self._busy():
-            trigger = Trigger.ANNOUNCE_BUSY  # no record and no request: come back later
-        elif node is not None and self._reenabling(node):
-            trigger = Trigger.ANNOUNCE_REENABLING
-        elif node is not None and node.state in _HELD and self._hold_over(node):
-            trigger = Trigger.ANNOUNCE_LATE
-        elif event.cik_rejected and _state(node) is State.ACTIVATED and self._check(sn):
-            trigger = Trigger.ANNOUNCE_CHECK
-        return actions + self._fire(sn, trigger, model=model)
+        trigger = announces.trigger(event, node, self._guards)
+        if trigger is not Trigger.ANNOUNCE_ADOPT:
+            return actions + self._fire(sn, trigger, model=model)
+        self._checks.offers[sn] = event
+        return actions + self._fire(sn, trigger, model=model, cik=event.cik)
+
+    def _checked(self, event: CikChecked) -> list[Action]:
+        """Exosite's verdict on a stored CIK, or on one a node offered: adopted if accepted,
+        else the announce goes on as one without it."""
+        sn, verdict = event.sn, event.verdict
+        self._checks.done(sn)
+        offer = self._checks.offers.pop(sn, None)
+        if offer is None:
+            return self._fire(sn, VERDICTS[verdict], cik=event.cik, detail=event.detail)
+        if verdict is Verdict.ACCEPTED:
+            return self._fire(sn, Trigger.ADOPTED, cik=event.cik, model=offer.model)
+        return self._announced(dataclasses.replace(offer, cik=None, response=None))
 
     def _unsent_or_reenabled(self, event: RequestUnsent | ReenableAnswered) -> list[Action]:
         if isinstance(event, RequestUnsent):
@@ -286,10 +294,6 @@ class Engine:
         if held is None:  # a record without a rejection time: since it was first seen
             held = self._wall() - node.first_seen
         return held >= self.settings.rejected_retry_after
-
-
-_HELD: Final = frozenset({State.REJECTED, State.NEEDS_REENABLE})
-"""States a node is held in until ``rejected_retry_after`` has passed."""
 
 
 def _state(node: Node | None) -> State | None:

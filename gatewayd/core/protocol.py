@@ -221,6 +221,8 @@ def encode_answer(answer: Answer) -> bytes:
     body.update({key: value for key, value in optional.items() if value is not None})
     if answer.checked:
         body["checked"] = True
+    if answer.adopted:
+        body["adopted"] = True
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -171,6 +171,11 @@ def _revoked_active(node: Node, step: Step, settings: Settings, _uniform: object
     return fields | _rejected(step)
 
 
+def _adopted(_node: Node, step: Step, _settings: Settings, _uniform: object) -> Fields:
+    fields: Fields = {"activated_at": step.now, "next_attempt": None, "last_error": None}
+    return fields | {"http_status": None} | _unrejected()
+
+
 def _expiry_warned(_node: Node, _step: Step, _settings: Settings, _uniform: object) -> Fields:
     return {"expiry_warned": True}
 
@@ -191,6 +196,7 @@ _CHANGES: Final[Mapping[Change, Maker]] = {
     Change.EXPIRY_WARNED: _expiry_warned,
     Change.REVOKED: _revoked,
     Change.REVOKED_ACTIVE: _revoked_active,
+    Change.ADOPTED: _adopted,
 }
 
 

@@ -54,6 +54,11 @@ def checked_log(node: Node) -> Log:
     return Log("cik_checked", logging.INFO, "CIK checked: Exosite accepts it", node.sn, node.state)
 
 
+def adopted_log(node: Node) -> Log:
+    text = "CIK adopted from its node: Exosite accepts it"
+    return Log("cik_adopted", logging.INFO, text, node.sn, node.state)
+
+
 def refused_log(node: Node, detail: str) -> Log:
     text = f"Exosite refuses the CIK ({detail}): it is retired, and the node activated again"
     return Log("cik_refused", logging.WARNING, text, node.sn, node.state)

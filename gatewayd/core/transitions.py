@@ -59,6 +59,8 @@ class Trigger(enum.Enum):
     CHECK_UNKNOWN = "no verdict on the CIK"
     CIK_REVOKED = "409 after the CIK was refused, none stored"
     CIK_REVOKED_AUTO = "409 after the CIK was refused, none stored, with auto_reenable"
+    ANNOUNCE_ADOPT = "announce offering the node's CIK, none stored, a check due"
+    ADOPTED = "Exosite accepts the CIK the node offered"
 
 
 class Change(enum.Enum):
@@ -79,6 +81,7 @@ class Change(enum.Enum):
     EXPIRY_WARNED = "warned of Exosite's expiry"
     REVOKED = "the CIK refused by Exosite"
     REVOKED_ACTIVE = "refused, and the device still activated: needs re-enabling"
+    ADOPTED = "activated with the CIK its node offered"
 
 
 class Effect(enum.Enum):
@@ -99,6 +102,7 @@ class Effect(enum.Enum):
     CHECK = "check the CIK with Exosite"
     RETIRE = "retire the stored CIK: kept apart, never handed out again"
     TELL_CHECKED = "publish the credentials, checked"
+    TELL_ADOPTED = "publish the credentials, adopted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,8 @@ TELL_CIK, TELL_PENDING, TELL_REJECTED = E.TELL_CIK, E.TELL_PENDING, E.TELL_REJEC
 SET, CLEAR, KEEP = True, False, None
 
 _STATES: Final = (_NEW, ACTIVATING, RECOVERING, PENDING, ACTIVATED, REJECTED, REENABLE)
+_NO_CIK: Final = (_NEW, REJECTED, REENABLE)
+"""The states in which gatewayd holds no CIK for the node."""
 _WAITING: Final = (ACTIVATING, RECOVERING, PENDING, REJECTED, REENABLE)
 """The states a node may stay in until Exosite expires the device."""
 
@@ -198,6 +204,10 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
     (ACTIVATED,  T.STOPPING):          Row(PENDING, (C.REVOKED, C.DUE_NOW), (E.RETIRE, SAVE)),
     (ACTIVATING, T.CIK_REVOKED):       Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, TELL_REJECTED)),
     (ACTIVATING, T.CIK_REVOKED_AUTO):  Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, E.REENABLE), SET),
+    # -- a node offers its CIK where none is stored: checked, and adopted if accepted
+    **{(state,   T.ANNOUNCE_ADOPT):    Row(state, (), (E.CHECK,)) for state in _NO_CIK},
+    **{(state,   T.ADOPTED): Row(ACTIVATED, (C.MODEL, C.ADOPTED), (STORE, SAVE, E.TELL_ADOPTED),
+                                 CLEAR) for state in _NO_CIK},
     # -- the operator (gatewayctl republish, retry, forget)
     (ACTIVATED,  T.REPUBLISH):         Row(ACTIVATED, (), (LOOKUP,)),
     (PENDING,    T.RETRY):             Row(ACTIVATING, (C.REQUEST,), (SAVE, REQUEST)),

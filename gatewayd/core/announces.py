@@ -1,0 +1,52 @@
+"""Which trigger an announce is, for the node's state: the guards, in the order they apply.
+
+- a new serial while ``max_pending`` nodes wait: come back later;
+- a node whose serial gatewayd is re-enabling: pending;
+- a node offering its CIK (``"cik"``) when gatewayd holds none for it (a new
+  serial, a node rejected or needing a re-enable) and a check is due: the CIK is
+  checked with Exosite, and adopted if Exosite accepts it;
+- a rejected node after ``rejected_retry_after``: asked about again;
+- an activated node saying Exosite refuses its CIK (``"cik_rejected": true``) and
+  a check is due: its stored CIK is checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from gatewayd.core.events import Announced
+from gatewayd.core.model import Node, State
+from gatewayd.core.transitions import Trigger
+
+HELD: Final = frozenset({State.REJECTED, State.NEEDS_REENABLE})
+"""States a node is held in until ``rejected_retry_after`` has passed."""
+HOLDS_NO_CIK: Final = frozenset({None, State.REJECTED, State.NEEDS_REENABLE})
+"""States in which gatewayd holds no CIK for the node (None: no record)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Guards:
+    """The engine's answers to the questions a guard asks."""
+
+    busy: Callable[[], bool]
+    reenabling: Callable[[Node], bool]
+    held_over: Callable[[Node], bool]
+    check: Callable[[str], bool]
+    """Whether a check of the serial's CIK may start now; it is started if so."""
+
+
+def trigger(event: Announced, node: Node | None, guards: Guards) -> Trigger:
+    state = None if node is None else node.state
+    if node is None and guards.busy():
+        return Trigger.ANNOUNCE_BUSY  # no record and no request: come back later
+    if node is not None and guards.reenabling(node):
+        return Trigger.ANNOUNCE_REENABLING
+    if event.cik is not None and state in HOLDS_NO_CIK and guards.check(event.sn):
+        return Trigger.ANNOUNCE_ADOPT
+    if node is not None and node.state in HELD and guards.held_over(node):
+        return Trigger.ANNOUNCE_LATE
+    if event.cik_rejected and state is State.ACTIVATED and guards.check(event.sn):
+        return Trigger.ANNOUNCE_CHECK
+    return Trigger.ANNOUNCE

@@ -5,7 +5,8 @@ database directly; ``show --reveal`` also reads the keyring. ``status``,
 ``republish``, ``retry`` and ``forget`` ask the running daemon, over its control
 socket (``gatewayd.daemon.control``), and need none of its secrets. ``sn-status`` and
 ``reenable`` call Exosite's vendor management API with the vendor token; ``check``
-asks Exosite whether it accepts a node's CIK.
+asks Exosite whether it accepts a node's CIK. ``export`` and ``import`` move every
+record and CIK to another gateway, sealed with a passphrase (``gatewayd.ctl.bundle``).
 Exit codes: 0 on success, 2 for a bad configuration or usage, 1 for anything
 else (a refused command included).
 """
@@ -18,12 +19,12 @@ import pwd
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from gatewayd import __version__
 from gatewayd.config.load import DEFAULT_PATH, load
 from gatewayd.core.errors import ConfigError, GatewaydError
-from gatewayd.ctl import ask, state
+from gatewayd.ctl import ask, bundle, state
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_USAGE
 from gatewayd.daemon import control
 
@@ -38,6 +39,27 @@ def _seconds(text: str) -> float:
             f"a number of seconds above 0, at most {control.ANSWER_TIMEOUT:g}"
         )
     return value
+
+
+def _bundle_commands(sub: Any, common: argparse.ArgumentParser) -> None:  # noqa: ANN401
+    """``export`` and ``import``."""
+    export = sub.add_parser(
+        "export", parents=[common], help="every node record and CIK, sealed with a passphrase"
+    )
+    export.add_argument("output", type=Path, help="the bundle to write")
+    export.add_argument("--passphrase-file", type=Path, required=True, help="the passphrase")
+    export.set_defaults(run=bundle.cmd_export)
+    importing = sub.add_parser(
+        "import", parents=[common], help="read a bundle into this gateway (gatewayd stopped)"
+    )
+    importing.add_argument("input", type=Path, help="the bundle to read")
+    importing.add_argument("--passphrase-file", type=Path, required=True, help="the passphrase")
+    importing.add_argument(
+        "--prefer-bundle",
+        action="store_true",
+        help="replace a stored CIK that differs from the bundle's",
+    )
+    importing.set_defaults(run=bundle.cmd_import)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,6 +100,7 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--model", help="the model (default: the node's, else exosite.model)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(run=ask.cmd_sn_status)
+    _bundle_commands(sub, common)
     checking = sub.add_parser(
         "check", parents=[common], help="ask Exosite whether it accepts a node's CIK"
     )
@@ -131,7 +154,7 @@ def privileged() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    secret = {"reenable", "sn-status", "check"}
+    secret = {"reenable", "sn-status", "check", "export", "import"}
     reveals = args.command in secret or (args.command == "show" and args.reveal)
     if reveals and not privileged():
         what = "show --reveal" if args.command == "show" else args.command

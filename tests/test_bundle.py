@@ -1,0 +1,210 @@
+"""``gatewayctl export`` and ``import``: a gateway's records and CIKs moved to new hardware.
+
+The old gateway's state is made directly (records and CIKs, as activations leave
+them); the new gateway is a real gatewayd started on what the import wrote, its
+nodes played by one MQTT client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MODEL, THIRD_PARTY, VENDOR, WAIT, Gateway
+
+from gatewayd.adapters.mqtt import new_client
+from gatewayd.adapters.state import StateDB
+from gatewayd.config.load import load
+from gatewayd.core.model import Node, State
+from gatewayd.core.secret import Secret
+from gatewayd.ctl.main import main
+from gatewayd.daemon.wiring import open_keystore
+from gatewayd.sim import Registry
+from gatewayd.sim.processes import Broker
+
+pytestmark = pytest.mark.e2e
+
+MakeGateway = Callable[..., Gateway]
+
+
+def cik(i: int) -> str:
+    return f"{i:040x}"
+
+
+@contextlib.contextmanager
+def as_gateway(gw: Gateway) -> Iterator[None]:
+    """This process sees the gateway's keyring as its gatewayd does (a third-party backend
+    keeps it under XDG_DATA_HOME)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", gw.env["XDG_DATA_HOME"])
+        yield
+
+
+def filled(gw: Gateway, count: int) -> dict[str, str]:
+    """``count`` activated nodes in the gateway's state and keystore; their CIKs."""
+    with as_gateway(gw):
+        return _filled(gw, count)
+
+
+def _filled(gw: Gateway, count: int) -> dict[str, str]:
+    keystore = open_keystore(load(gw.config_path))
+    ciks = {f"SN-B{i:04d}": cik(i + 1) for i in range(count)}
+    with StateDB.in_dir(gw.state_dir) as db:
+        db.begin()
+        for i, (sn, value) in enumerate(ciks.items()):
+            keystore.store(VENDOR, MODEL, sn, Secret(value))
+            db.save(Node(sn, VENDOR, MODEL, State.ACTIVATED, 1_700_000_000.0 + i))
+        db.commit()
+    return ciks
+
+
+def ctl(capsys: pytest.CaptureFixture[str], gw: Gateway, *argv: str) -> tuple[int, str, str]:
+    with as_gateway(gw):
+        code = main(["--config", str(gw.config_path), *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def snapshot(gw: Gateway) -> dict[str, bytes]:
+    """Every file of the gateway's state folder, by path."""
+    if not gw.state_dir.exists():
+        return {}
+    return {str(p): p.read_bytes() for p in sorted(gw.state_dir.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def third_party_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gatewayctl runs in this process: the third-party backend must import here too."""
+    monkeypatch.syspath_prepend(str(THIRD_PARTY))
+
+
+@pytest.fixture
+def passphrase(tmp_path: Path) -> Path:
+    path = tmp_path / "passphrase"
+    path.write_text("correct horse battery staple\n")
+    return path
+
+
+def test_a_thousand_nodes_move_to_a_new_gateway(
+    tmp_path: Path,
+    gateway: MakeGateway,
+    registry: Registry,
+    broker: Broker,
+    passphrase: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old, new = gateway(), gateway()
+    ciks = filled(old, 1000)
+    bundle = tmp_path / "gateway.bundle"
+    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase)) == (
+        0,
+        f"1000 nodes exported to {bundle}, 1000 with their CIK\n",
+        "",
+    )
+    assert not any(value.encode() in bundle.read_bytes() for value in ciks.values())
+    code, out, err = ctl(capsys, new, "import", str(bundle), "--passphrase-file", str(passphrase))
+    assert (code, err) == (0, "")
+    assert out.startswith("1000 nodes imported")
+    new.start()
+    answers = reannounce(broker, list(ciks))
+    assert {sn: body["cik"] for sn, body in answers.items()} == ciks
+    assert registry.total_calls() == 0  # every answer from the keystore
+    assert registry.total_manage_calls() == 0
+
+
+def test_a_wrong_passphrase_or_a_flipped_byte_changes_nothing(
+    tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = gateway(), gateway()
+    filled(old, 3)
+    bundle = tmp_path / "gateway.bundle"
+    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
+    filled(new, 1)  # a target with something in it already
+    before = snapshot(new)
+    wrong = tmp_path / "wrong"
+    wrong.write_text("incorrect horse\n")
+    code, _, err = ctl(capsys, new, "import", str(bundle), "--passphrase-file", str(wrong))
+    assert (code, err) == (1, "gatewayctl: wrong passphrase, or the bundle is damaged\n")
+    blob = bytearray(bundle.read_bytes())
+    for at in (20, len(blob) // 2, len(blob) - 1):  # the salt, the content, the tag
+        flipped = tmp_path / f"flipped-{at}"
+        damaged = bytearray(blob)
+        damaged[at] ^= 0x01
+        flipped.write_bytes(damaged)
+        code, _, err = ctl(
+            capsys, new, "import", str(flipped), "--passphrase-file", str(passphrase)
+        )
+        assert (code, err) == (1, "gatewayctl: wrong passphrase, or the bundle is damaged\n")
+    assert snapshot(new) == before
+
+
+def test_a_stored_cik_that_differs_is_kept_unless_the_bundle_is_preferred(
+    tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = gateway(), gateway()
+    filled(old, 2)
+    bundle = tmp_path / "gateway.bundle"
+    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
+    with as_gateway(new):
+        keystore = open_keystore(load(new.config_path))
+        keystore.store(VENDOR, MODEL, "SN-B0000", Secret("e" * 40))
+    argv = ("import", str(bundle), "--passphrase-file", str(passphrase))
+    code, out, err = ctl(capsys, new, *argv)
+    assert (code, out) == (1, f"1 nodes imported into {new.state_dir}\n")
+    assert "1 nodes kept as stored" in err
+    assert "SN-B0000" in err
+    with as_gateway(new):
+        assert keystore.load(VENDOR, MODEL, "SN-B0000") == Secret("e" * 40)
+        assert keystore.load(VENDOR, MODEL, "SN-B0001") == Secret(cik(2))
+    assert ctl(capsys, new, *argv, "--prefer-bundle")[0] == 0
+    with as_gateway(new):
+        assert keystore.load(VENDOR, MODEL, "SN-B0000") == Secret(cik(1))
+
+
+def test_an_import_into_a_running_gatewayd_is_refused(
+    tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = gateway(), gateway()
+    filled(old, 1)
+    bundle = tmp_path / "gateway.bundle"
+    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
+    new.start()
+    code, _, err = ctl(capsys, new, "import", str(bundle), "--passphrase-file", str(passphrase))
+    assert code == 1
+    assert "gatewayd is running" in err
+
+
+def reannounce(broker: Broker, serials: list[str]) -> dict[str, dict[str, Any]]:
+    """Every serial announces once; the final answers, by serial."""
+    answers: dict[str, dict[str, Any]] = {}
+    done = threading.Condition()
+    subscribed = threading.Event()
+
+    def on_message(_client: object, _userdata: object, message: Any) -> None:
+        body = json.loads(message.payload)
+        if body["status"] in {"activated", "rejected"}:
+            with done:
+                answers[str(body["sn"])] = body
+                done.notify_all()
+
+    client = new_client("bundle-fleet")
+    client.on_message = on_message
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        client.subscribe("gatewayd/nodes/+/credentials", qos=1)
+        assert subscribed.wait(WAIT)
+        for sn in serials:
+            client.publish(f"gatewayd/nodes/{sn}/announce", b"{}", qos=1)
+        with done:
+            assert done.wait_for(lambda: len(answers) >= len(serials), WAIT), len(answers)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return answers

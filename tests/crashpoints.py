@@ -41,7 +41,8 @@ class Tracer:
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         self._attached = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         if not self._attached.wait(WAIT):  # "strace: Process N attached with K threads"
             self.close()
             raise TimeoutError(f"strace did not attach to {pid}")
@@ -61,6 +62,7 @@ class Tracer:
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait(WAIT)
+        self._reader.join(WAIT)  # at the end of strace's output: its pipe is closed only then
         if self._process.stderr is not None:
             self._process.stderr.close()
 

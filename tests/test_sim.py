@@ -341,6 +341,24 @@ def test_add_device_at_run_time(sim: Simulator, registry: Registry) -> None:
     assert registry.device("newco", "m1", "N-2").state is State.ACTIVATED
 
 
+def test_regenerating_a_cik_at_run_time_makes_the_old_one_refused(sim: Simulator) -> None:
+    body = {"vendor": "newco", "model": "m1", "sn": "N-3"}
+    assert requests.post(f"{sim.url}/_sim/devices", json=body, timeout=TIMEOUT).status_code == 201
+    response = activate(sim, "N-3", "newco", "m1")
+    assert response.status_code == 200
+    headers = {"X-Exosite-CIK": response.text}
+    check = f"{sim.url}/onep:v1/stack/alias"
+    assert requests.get(check, headers=headers, timeout=TIMEOUT).status_code == 200
+    regenerated = requests.post(f"{sim.url}/_sim/regenerate", json=body, timeout=TIMEOUT)
+    assert (regenerated.status_code, regenerated.json()) == (200, body)
+    assert requests.get(check, headers=headers, timeout=TIMEOUT).status_code == 401
+    unknown = {"vendor": "newco", "model": "m1", "sn": "N-404"}
+    assert (
+        requests.post(f"{sim.url}/_sim/regenerate", json=unknown, timeout=TIMEOUT).status_code
+        == 404
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

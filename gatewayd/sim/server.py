@@ -82,6 +82,7 @@ class Simulator:
             Route("GET", re.compile(re.escape(CHECK_PATH)), self._check),
             Route("GET", re.compile(r"/_sim/devices"), self._list_devices),
             Route("POST", re.compile(r"/_sim/devices"), self._add_device),
+            Route("POST", re.compile(r"/_sim/regenerate"), self._regenerate),
         )
         self._server = Server((host, port), self.dispatch)
         self._thread = threading.Thread(
@@ -189,6 +190,19 @@ class Simulator:
         pairs = [{"vendor": vendor, "model": model} for vendor, model in self.registry.pairs()]
         devices = [_device_json(device) for device in self.registry.devices()]
         return Response.json(200, {"pairs": pairs, "devices": devices})
+
+    def _regenerate(self, request: Request) -> Response:
+        """Regenerate a device's CIK, as in Portals: the one its node holds stops working."""
+        if request.headers.get_content_type() != JSON:
+            return Response.text(400, f"expected a {JSON} body")
+        try:
+            document = json.loads(request.body)
+            key = (document["vendor"], document["model"], document["sn"])
+            self.registry.regenerate(*key)
+        except (ValueError, KeyError, TypeError):
+            return Response.text(404, "expected vendor, model and sn of a known device")
+        log.info("regenerated the CIK of %s/%s sn=%r", *key)
+        return Response.json(200, {"vendor": key[0], "model": key[1], "sn": key[2]})
 
     def _add_device(self, request: Request) -> Response:
         if request.headers.get_content_type() != JSON:

@@ -41,6 +41,7 @@ from gatewayd.core.events import (
     Republish,
     RequestUnsent,
     Retry,
+    Rotate,
     Tick,
     Verdict,
 )
@@ -286,6 +287,12 @@ def _stopping(before: Callable[[Engine, Clock], object], then: Scenario) -> Scen
 
 
 ENGINES: dict[tuple[State | None, Trigger], Callable[[Clock], Engine]] = {
+    (State.ROTATING, Trigger.RESTARTED_ROTATING): lambda c: Engine(
+        SETTINGS,
+        [Node("SN1", "acme", "thermo-v1", State.ROTATING, c.now - 60, reason=Reason.ROTATION)],
+        c,
+        upper,
+    ),
     (None, Trigger.ANNOUNCE_BUSY): lambda c: Engine(
         dataclasses.replace(SETTINGS, max_pending=1), [], c, upper
     ),
@@ -309,6 +316,7 @@ BRING: dict[State | None, Callable[[Engine, Clock], object]] = {
     State.ACTIVATED: lambda e, c: _activated(e),
     State.REJECTED: lambda e, c: _rejected(e),
     State.NEEDS_REENABLE: _lost,
+    State.ROTATING: lambda e, c: (_activated(e), e.handle(Rotate("SN1"))),
 }
 """How a scenario brings SN1 to each state (RECOVERING: test_row's engine has it so)."""
 
@@ -422,6 +430,20 @@ SCENARIOS |= {
     (State.ACTIVATING, Trigger.CIK_REVOKED): _revoked,
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): _revoked,
     **{(state, Trigger.ANNOUNCE_ADOPT): _then(state, OFFER) for state in NO_CIK},
+    (State.ACTIVATED, Trigger.ROTATE): _then(State.ACTIVATED, Rotate("SN1")),
+    (State.ROTATING, Trigger.RESTARTED_ROTATING): lambda e, c: e.start(),
+    (State.ROTATING, Trigger.ANNOUNCE): _then(State.ROTATING, Announced("SN1")),
+    (State.ROTATING, Trigger.REENABLED): _then(State.ROTATING, ReenableAnswered("SN1")),
+    (State.ROTATING, Trigger.REENABLED_STOPPING): _stopping(
+        BRING[State.ROTATING], lambda e, c: e.handle(ReenableAnswered("SN1"))
+    ),
+    (State.ROTATING, Trigger.REENABLE_FAILED): _then(
+        State.ROTATING, ReenableAnswered("SN1", "HTTP 500")
+    ),
+    (State.ACTIVATING, Trigger.ISSUED_ROTATED): lambda e, c: (
+        _then(State.ROTATING, ReenableAnswered("SN1"))(e, c),
+        e.handle(ActivationAnswered("SN1", Issued(CIK))),
+    )[1],
     **{(state, Trigger.ADOPTED): _adopted(state) for state in NO_CIK},
 }
 # the recovering record of the expiry row: started, its expiry then due
@@ -494,6 +516,13 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.ACTIVATING, Trigger.CIK_REVOKED): ["SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): ["SaveNode", "Reenable"],
     **{(state, Trigger.ANNOUNCE_ADOPT): ["CheckCik"] for state in NO_CIK},
+    (State.ACTIVATED, Trigger.ROTATE): ["SaveNode", "Reenable", "Result"],
+    (State.ROTATING, Trigger.RESTARTED_ROTATING): ["Reenable"],
+    (State.ROTATING, Trigger.ANNOUNCE): ["Publish"],
+    (State.ROTATING, Trigger.REENABLED): ["RetireCik", "SaveNode", "Activate"],
+    (State.ROTATING, Trigger.REENABLED_STOPPING): ["RetireCik", "SaveNode"],
+    (State.ROTATING, Trigger.REENABLE_FAILED): ["SaveNode"],
+    (State.ACTIVATING, Trigger.ISSUED_ROTATED): ["StoreCik", "SaveNode", "Publish"],
     **{(state, Trigger.ADOPTED): ["StoreCik", "SaveNode", "Publish"] for state in NO_CIK},
     **{(state, Trigger.ANNOUNCE_MODEL): ["Publish"] for state in BRING},
     **{(s, Trigger.ISSUED_UNASKED): ["StoreCik"] for s in BRING if s is not State.ACTIVATING},

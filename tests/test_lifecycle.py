@@ -191,3 +191,37 @@ def test_a_new_gateway_adopts_the_ciks_its_nodes_hold(
     listed = json.loads(gw.ctl("list", "--json").stdout)
     assert sum(r["state"] == "activated" for r in listed) == len(serials)
     assert not any(cik in gw.log_text() for cik in held.values())
+
+
+def test_a_rotation_delivers_a_new_cik_to_a_connected_node(
+    tmp_path: Path, registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    gw, old = activated(tmp_path, registry, gateway, node, "SN-RO")
+    n = node("SN-RO")  # connected, subscribed to its credentials, announcing nothing
+    done = gw.ctl("rotate", "SN-RO")
+    assert done.returncode == 0, done.stderr
+    assert "rotation started" in done.stdout
+    answer = n.next_answer(WAIT)
+    assert answer.topic == n.credentials_topic
+    assert answer.body["status"] == "activated"
+    new = answer.body["cik"]
+    assert new != old
+    assert accepted(registry, new)
+    assert not accepted(registry, old)
+    gw.wait_for(r"INFO .*node SN-RO: credentials rotated")
+    listed = json.loads(gw.ctl("list", "--json").stdout)
+    assert [(r["sn"], r["state"], r["reason"]) for r in listed] == [("SN-RO", "activated", None)]
+    assert registry.manage_calls("SN-RO") == 1
+
+
+def test_a_rotation_without_a_vendor_token_is_refused(
+    registry: Registry, gateway: MakeGateway, node: MakeNode
+) -> None:
+    registry.add(VENDOR, MODEL, "SN-RN")
+    gw = gateway()
+    gw.start()
+    assert node("SN-RN").activate(timeout=WAIT)["status"] == "activated"
+    done = gw.ctl("rotate", "SN-RN")
+    assert done.returncode == 1
+    assert "a rotation needs the vendor token" in done.stderr
+    assert gw.ctl("rotate", "SN-NONE").returncode == 1

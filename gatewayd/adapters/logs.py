@@ -41,6 +41,7 @@ MESSAGE_IDS: Final[dict[str, uuid.UUID]] = {
         "cik_checked",
         "cik_refused",
         "cik_adopted",
+        "rotated",
     )
 }
 """One fixed 128-bit id per kind of node event (derived, so it never changes)."""

@@ -79,7 +79,8 @@ class Effects:
         return [replies.pending_log(node, self._retry_in(node))]
 
     def _tell_cik(self, node: Node, step: Step) -> list[Action]:
-        kind = "activated" if step.trigger is Trigger.ISSUED else "republished"
+        kinds = {Trigger.ISSUED: "activated", Trigger.ISSUED_ROTATED: "rotated"}
+        kind = kinds.get(step.trigger, "republished")
         answer = replies.activated(node, step.cik)
         return [self._publish(answer), replies.credentials_log(node, kind)]
 
@@ -107,7 +108,13 @@ class Effects:
         return [CheckCik(node.sn, node.vendor, node.model, step.cik)]
 
     def _retire(self, node: Node, step: Step) -> list[Action]:
-        return [RetireCik(node.sn, node.vendor, node.model), replies.refused_log(node, step.detail)]
+        rotation = step.trigger in {Trigger.REENABLED, Trigger.REENABLED_STOPPING}
+        said = replies.rotation_log(node) if rotation else replies.refused_log(node, step.detail)
+        return [RetireCik(node.sn, node.vendor, node.model), said]
+
+    def _warn_rotation(self, node: Node, _step: Step) -> list[Action]:
+        error = node.last_error or "rotation failed"
+        return [Log("rotated", logging.ERROR, error, node.sn, node.state)]
 
     def _tell_checked(self, node: Node, step: Step) -> list[Action]:
         answer = dataclasses.replace(replies.activated(node, step.cik), checked=True)
@@ -147,6 +154,7 @@ _EMITTERS: Final[Mapping[Effect, Emitter]] = {
     Effect.RETIRE: Effects._retire,  # noqa: SLF001
     Effect.TELL_CHECKED: Effects._tell_checked,  # noqa: SLF001
     Effect.TELL_ADOPTED: Effects._tell_adopted,  # noqa: SLF001
+    Effect.WARN_ROTATION: Effects._warn_rotation,  # noqa: SLF001
 }
 
 

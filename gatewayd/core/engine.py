@@ -18,8 +18,8 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 
-from gatewayd.core import announces, commands, records, replies
-from gatewayd.core.actions import Action, Log, Result
+from gatewayd.core import announces, commands, records
+from gatewayd.core.actions import Action, Log
 from gatewayd.core.book import Book
 from gatewayd.core.checks import VERDICTS, Checks
 from gatewayd.core.deadlines import Deadlines
@@ -40,6 +40,7 @@ from gatewayd.core.events import (
     Republish,
     RequestUnsent,
     Retry,
+    Rotate,
     Tick,
     Verdict,
 )
@@ -92,6 +93,8 @@ class Engine:
                 actions += self._fire(node.sn, Trigger.RESTARTED)
             elif self._reenabling(node):
                 actions += self._fire(node.sn, Trigger.RESTARTED_REENABLING)
+            elif node.state is State.ROTATING:
+                actions += self._fire(node.sn, Trigger.RESTARTED_ROTATING)
         return actions
 
     def node(self, sn: str) -> Node | None:
@@ -130,7 +133,7 @@ class Engine:
             case Drain():
                 self._draining = True
                 return []
-            case Republish() | Retry() | Forget():
+            case Republish() | Retry() | Forget() | Rotate():
                 return self._command(event)
 
     def _announced(self, event: Announced) -> list[Action]:
@@ -181,8 +184,11 @@ class Engine:
         outcome = event.outcome
         cik = outcome.cik if isinstance(outcome, Issued) else None
         trigger = trigger_of(outcome, auto_reenable=self.settings.auto_reenable)
-        if cik is not None and _state(self._book.get(event.sn)) is not State.ACTIVATING:
+        node = self._book.get(event.sn)
+        if cik is not None and _state(node) is not State.ACTIVATING:
             trigger = Trigger.ISSUED_UNASKED
+        elif trigger is Trigger.ISSUED and node is not None and node.reason is Reason.ROTATION:
+            trigger = Trigger.ISSUED_ROTATED
         return self._fire(event.sn, trigger, cik=cik, outcome=outcome)
 
     def _looked_up(self, event: CikLookedUp) -> list[Action]:
@@ -196,12 +202,7 @@ class Engine:
             actions = self._fire(sn, self._found(node, event.cik), cik=event.cik)
         if error is not None or event.cik is None:
             self._checks.done(sn)  # nothing to check
-        if sn in self._republishing:
-            self._republishing.discard(sn)
-            ok = event.cik is not None
-            said = "credentials published again" if ok else error or replies.CIK_MISSING
-            actions.append(Result(ok=ok, message=f"{sn}: {said}"))
-        return actions
+        return actions + commands.republished(self._republishing, sn, event.cik, error)
 
     def _found(self, node: Node | None, cik: Secret | None) -> Trigger:
         if cik is not None and node is not None and self._checks.under_way(node.sn):
@@ -216,19 +217,19 @@ class Engine:
             # a 409 after a refused CIK: the device must be re-enabled before a new one
             return Trigger.CIK_REVOKED_AUTO if self.settings.auto_reenable else Trigger.CIK_REVOKED
         if node is not None and node.state is State.ACTIVATING and node.uncertain:
-            # a 409, nothing stored, and our own request may have been given the CIK: lost
-            return Trigger.CIK_LOST_AUTO if self.settings.auto_reenable else Trigger.CIK_LOST
+            # a 409, nothing stored, and our own request may have been given the CIK: lost (a
+            # rotation re-enables the serial again: it has the vendor token)
+            auto = self.settings.auto_reenable or node.reason is Reason.ROTATION
+            return Trigger.CIK_LOST_AUTO if auto else Trigger.CIK_LOST
         return Trigger.CIK_MISSING
 
-    def _command(self, command: Republish | Retry | Forget) -> list[Action]:
-        """``gatewayctl republish``, ``retry``, ``forget`` (:mod:`gatewayd.core.commands`)."""
+    def _command(self, command: commands.Command) -> list[Action]:
+        """``gatewayctl republish``, ``retry``, ``forget``, ``rotate`` (:mod:`.commands`)."""
         node = self._book.get(command.sn)
         reenabling = node is not None and self._reenabling(node)
         return commands.carry_out(
             command, node, self._fire, self._book.get, self._republishing, reenabling=reenabling
         )
-
-    # -------------------------------------------------------- transitions
 
     def _fire(
         self,
@@ -268,8 +269,6 @@ class Engine:
         self._book.put(record)
         self._arm(node, record, step.now)
         return record
-
-    # --------------------------------------------------------------- guards
 
     def _arm(self, before: Node | None, node: Node, wall: float) -> None:
         """The deadlines a change of record calls for; ``wall``: the time it was made."""

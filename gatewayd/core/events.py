@@ -163,6 +163,13 @@ class Retry:
 
 
 @dataclass(frozen=True, slots=True)
+class Rotate:
+    """The operator replaces a node's CIK: re-enable, activate, store, publish, retire."""
+
+    sn: str
+
+
+@dataclass(frozen=True, slots=True)
 class Forget:
     """The operator deletes a node's record and CIK."""
 
@@ -182,6 +189,7 @@ Event = (
     | Republish
     | Retry
     | Forget
+    | Rotate
 )
 
 

@@ -19,6 +19,7 @@ class State(enum.StrEnum):
     ACTIVATED = "activated"  # the CIK is in the keyring
     REJECTED = "rejected"  # Exosite refused; answered from the record for a while
     NEEDS_REENABLE = "needs_reenable"  # 409 after our own request may have got the CIK: lost
+    ROTATING = "rotating"  # the operator rotates its CIK: the serial is being re-enabled
 
 
 class Reason(enum.StrEnum):
@@ -30,6 +31,7 @@ class Reason(enum.StrEnum):
     API_ERROR = "api_error"
     INVALID_REQUEST = "invalid_request"
     CIK_REVOKED = "cik_revoked"
+    ROTATION = "rotation"  # not a rejection: the activation under way replaces a rotated CIK
 
 
 @dataclass(frozen=True, slots=True)

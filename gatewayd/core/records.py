@@ -176,6 +176,15 @@ def _adopted(_node: Node, step: Step, _settings: Settings, _uniform: object) -> 
     return fields | {"http_status": None} | _unrejected()
 
 
+def _rotation(_node: Node, _step: Step, _settings: Settings, _uniform: object) -> Fields:
+    return {"reason": Reason.ROTATION, "last_error": None}
+
+
+def _rotation_failed(_node: Node, step: Step, _settings: Settings, _uniform: object) -> Fields:
+    error = step.outcome.error if isinstance(step.outcome, Failed) else "unknown"
+    return {"reason": None, "last_error": replies.rotation_failed(error)}
+
+
 def _expiry_warned(_node: Node, _step: Step, _settings: Settings, _uniform: object) -> Fields:
     return {"expiry_warned": True}
 
@@ -197,6 +206,8 @@ _CHANGES: Final[Mapping[Change, Maker]] = {
     Change.REVOKED: _revoked,
     Change.REVOKED_ACTIVE: _revoked_active,
     Change.ADOPTED: _adopted,
+    Change.ROTATION: _rotation,
+    Change.ROTATION_FAILED: _rotation_failed,
 }
 
 

@@ -54,6 +54,15 @@ def checked_log(node: Node) -> Log:
     return Log("cik_checked", logging.INFO, "CIK checked: Exosite accepts it", node.sn, node.state)
 
 
+def rotation_failed(error: str) -> str:
+    return f"rotation failed: re-enabling the serial failed ({error}); the CIK is unchanged"
+
+
+def rotation_log(node: Node) -> Log:
+    text = "rotation: re-enabled at Exosite, the old CIK retired; activating again"
+    return Log("rotated", logging.INFO, text, node.sn, node.state)
+
+
 def adopted_log(node: Node) -> Log:
     text = "CIK adopted from its node: Exosite accepts it"
     return Log("cik_adopted", logging.INFO, text, node.sn, node.state)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from gatewayd.core.events import Failed, Issued, Outcome, Refused
-from gatewayd.core.model import Node, State
+from gatewayd.core.model import State
 
 
 class Trigger(enum.Enum):
@@ -61,6 +61,9 @@ class Trigger(enum.Enum):
     CIK_REVOKED_AUTO = "409 after the CIK was refused, none stored, with auto_reenable"
     ANNOUNCE_ADOPT = "announce offering the node's CIK, none stored, a check due"
     ADOPTED = "Exosite accepts the CIK the node offered"
+    ROTATE = "the operator asks to rotate the CIK"
+    RESTARTED_ROTATING = "gatewayd starts while it rotates the CIK"
+    ISSUED_ROTATED = "200 for a rotation"
 
 
 class Change(enum.Enum):
@@ -82,6 +85,8 @@ class Change(enum.Enum):
     REVOKED = "the CIK refused by Exosite"
     REVOKED_ACTIVE = "refused, and the device still activated: needs re-enabling"
     ADOPTED = "activated with the CIK its node offered"
+    ROTATION = "a rotation: the activation to come replaces the CIK"
+    ROTATION_FAILED = "the rotation failed: the CIK is unchanged"
 
 
 class Effect(enum.Enum):
@@ -103,6 +108,7 @@ class Effect(enum.Enum):
     RETIRE = "retire the stored CIK: kept apart, never handed out again"
     TELL_CHECKED = "publish the credentials, checked"
     TELL_ADOPTED = "publish the credentials, adopted"
+    WARN_ROTATION = "log an error: the rotation failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +132,13 @@ UNSETTLED: Final = frozenset({State.PENDING, State.REJECTED, State.NEEDS_REENABL
 S = State
 ACTIVATING, RECOVERING, PENDING = S.ACTIVATING, S.RECOVERING, S.PENDING
 ACTIVATED, REJECTED, REENABLE = S.ACTIVATED, S.REJECTED, S.NEEDS_REENABLE
+ROTATING = S.ROTATING
 T, C, E = Trigger, Change, Effect
 SAVE, REQUEST, STORE, LOOKUP, SCHEDULE = E.SAVE, E.REQUEST, E.STORE, E.LOOKUP, E.SCHEDULE
 TELL_CIK, TELL_PENDING, TELL_REJECTED = E.TELL_CIK, E.TELL_PENDING, E.TELL_REJECTED
 SET, CLEAR, KEEP = True, False, None
 
-_STATES: Final = (_NEW, ACTIVATING, RECOVERING, PENDING, ACTIVATED, REJECTED, REENABLE)
+_STATES: Final = (_NEW, ACTIVATING, RECOVERING, PENDING, ACTIVATED, REJECTED, REENABLE, ROTATING)
 _NO_CIK: Final = (_NEW, REJECTED, REENABLE)
 """The states in which gatewayd holds no CIK for the node."""
 _WAITING: Final = (ACTIVATING, RECOVERING, PENDING, REJECTED, REENABLE)
@@ -208,6 +215,15 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
     **{(state,   T.ANNOUNCE_ADOPT):    Row(state, (), (E.CHECK,)) for state in _NO_CIK},
     **{(state,   T.ADOPTED): Row(ACTIVATED, (C.MODEL, C.ADOPTED), (STORE, SAVE, E.TELL_ADOPTED),
                                  CLEAR) for state in _NO_CIK},
+    # -- the operator rotates a CIK: re-enable, retire the old, activate, store, publish
+    (ACTIVATED,  T.ROTATE):            Row(ROTATING, (C.ROTATION,), (SAVE, E.REENABLE)),
+    (ROTATING,   T.RESTARTED_ROTATING): Row(ROTATING, (), (E.REENABLE,)),
+    (ROTATING,   T.ANNOUNCE):          Row(ROTATING, (), (TELL_PENDING,)),
+    (ROTATING,   T.REENABLED):      Row(ACTIVATING, (C.REQUEST,), (E.RETIRE, SAVE, REQUEST), CLEAR),
+    (ROTATING,   T.REENABLED_STOPPING): Row(PENDING, (C.DUE_NOW,), (E.RETIRE, SAVE), CLEAR),
+    (ROTATING,   T.REENABLE_FAILED):
+        Row(ACTIVATED, (C.ROTATION_FAILED,), (SAVE, E.WARN_ROTATION), CLEAR),
+    (ACTIVATING, T.ISSUED_ROTATED): Row(ACTIVATED, (C.ACTIVATED,), (STORE, SAVE, TELL_CIK), CLEAR),
     # -- the operator (gatewayctl republish, retry, forget)
     (ACTIVATED,  T.REPUBLISH):         Row(ACTIVATED, (), (LOOKUP,)),
     (PENDING,    T.RETRY):             Row(ACTIVATING, (C.REQUEST,), (SAVE, REQUEST)),
@@ -222,27 +238,6 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
 def stopping(trigger: Trigger) -> Trigger:
     """What ``trigger`` becomes while gatewayd stops, if its row would send a request."""
     return Trigger.REENABLED_STOPPING if trigger is Trigger.REENABLED else Trigger.STOPPING
-
-
-def refused(node: Node | None, trigger: Trigger, *, reenabling: bool = False) -> str | None:
-    """Why an operator's command cannot act on ``node`` now, or None if it can;
-    ``reenabling``: gatewayd is re-enabling its serial."""
-    in_flight = "a request about it is in flight; try again once it is answered"
-    if node is None:
-        return "no such node"
-    if (node.state, trigger) in TRANSITIONS:
-        if not reenabling:
-            return None
-        if trigger is Trigger.FORGET:
-            return in_flight
-        return "gatewayd is re-enabling it at Exosite; its activation follows"
-    if trigger is Trigger.REPUBLISH:
-        return f"not activated (it is {node.state}): there are no credentials to republish"
-    if trigger is Trigger.FORGET:
-        return in_flight
-    if node.state is State.ACTIVATED:
-        return "already activated: Exosite would refuse another activation"
-    return f"a request about it is in flight (it is {node.state})"
 
 
 def trigger_of(outcome: Outcome, *, auto_reenable: bool) -> Trigger:

@@ -159,6 +159,10 @@ def cmd_retry(config: Config, args: argparse.Namespace) -> int:
     return _said(_ask(config, "retry", args, args.sn), args)
 
 
+def cmd_rotate(config: Config, args: argparse.Namespace) -> int:
+    return _said(_ask(config, "rotate", args, args.sn), args)
+
+
 def cmd_forget(config: Config, args: argparse.Namespace) -> int:
     if not args.yes:
         if not sys.stdin.isatty():

@@ -128,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
         ("republish", ask.cmd_republish, "publish an activated node's credentials again"),
         ("retry", ask.cmd_retry, "clear a rejection or needs_reenable and ask Exosite now"),
         ("forget", ask.cmd_forget, "delete a node's record and CIK (asks first)"),
+        ("rotate", ask.cmd_rotate, "give a node a new CIK: re-enable, activate, publish"),
     ):
         command = sub.add_parser(name, parents=[asks], help=text)
         command.add_argument("sn", help="the node's serial number")

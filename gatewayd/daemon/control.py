@@ -29,7 +29,7 @@ from gatewayd.core.errors import GatewaydError
 
 log = logging.getLogger(__name__)
 
-COMMANDS: Final = frozenset({"status", "reload", "republish", "retry", "forget"})
+COMMANDS: Final = frozenset({"status", "reload", "republish", "retry", "forget", "rotate"})
 """What the daemon answers."""
 UNNAMED: Final = frozenset({"status", "reload"})
 """The commands that name no node."""

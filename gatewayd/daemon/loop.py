@@ -145,6 +145,7 @@ class Daemon:
             self._exosite,
             self._handle,
             lambda: self._stopping,
+            self._token is not None,
         )
 
     def _publish_status(self, payload: bytes) -> None:
@@ -198,8 +199,7 @@ class Daemon:
         self._inbox.put(Stop(signum))
 
     def _deadline(self) -> float | None:
-        """When something is next due: a retry, a warning, the status, a held CIK's write,
-        the end of a stop's wait for the keystore."""
+        """When a retry, a warning, the status, a held CIK's write or a stop's end is due."""
         stop = self._stop_deadline if self._stopping else None
         due = (self._engine.next_deadline(), self._reporter.due(), self._executor.held.due(), stop)
         return min((d for d in due if d is not None), default=None)

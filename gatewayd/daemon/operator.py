@@ -17,7 +17,7 @@ from gatewayd.config.load import load
 from gatewayd.config.schema import Config
 from gatewayd.core.engine import Engine
 from gatewayd.core.errors import ConfigError
-from gatewayd.core.events import Event, Forget, Republish, Retry
+from gatewayd.core.events import Event, Forget, Republish, Retry, Rotate
 from gatewayd.daemon.control import Request
 from gatewayd.daemon.executor import Executor
 from gatewayd.daemon.intake import Intake
@@ -29,10 +29,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COMMANDS: Final[dict[str, type[Republish | Retry | Forget]]] = {
+COMMANDS: Final[dict[str, type[Republish | Retry | Forget | Rotate]]] = {
     "republish": Republish,
     "retry": Retry,
     "forget": Forget,
+    "rotate": Rotate,
 }
 
 
@@ -51,6 +52,7 @@ class Operator:
         exosite: ExositeClient,
         handle: Callable[[Event], None],
         stopping: Callable[[], bool],
+        vendor_token: bool,
     ) -> None:
         self.config = config
         self._engine = engine
@@ -60,6 +62,7 @@ class Operator:
         self._exosite = exosite
         self._handle = handle
         self._stopping = stopping
+        self._vendor_token = vendor_token
 
     def reload(self) -> tuple[bool, str]:
         """Apply what can change live; keep the running configuration on any error.
@@ -115,6 +118,8 @@ class Operator:
             refusal = "gatewayd is stopping"
         elif sn in self._executor.held:
             refusal = "its CIK is not stored yet (the keyring refuses it); see the journal"
+        elif request.command == "rotate" and not self._vendor_token:
+            refusal = "a rotation needs the vendor token ([exosite] vendor_token_file)"
         elif self._executor.batches.waiting(sn):
             refusal = "a write about it is under way; try again in a moment"
         if refusal is not None:

@@ -1,0 +1,153 @@
+"""A rotation killed at every crash point ends with the node holding a working CIK.
+
+A baseline rotation (``gatewayctl rotate``), traced with strace, counts the calls of
+each syscall of :data:`CALLS` that one of gatewayd's threads makes while it
+rotates. Then, for every syscall and every N up to that count, a fresh gatewayd
+with a freshly activated node is killed (``signal=KILL``) at the N-th such call
+of the rotation; gatewayd starts again, the node re-announces until it is
+answered, and the CIK it ends with is one Exosite (the simulator) accepts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import KEYRING_BACKENDS, MODEL, VENDOR, WAIT, Gateway
+from crashpoints import calls_per_thread, traced
+
+from gatewayd.sim import Simulator
+from gatewayd.sim.node import SimulatedNode
+from gatewayd.sim.processes import Broker
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CALLS = ("fsync", "syncfs", "rename", "sendto", "connect")
+"""The calls along a rotation whose interruption could lose the old or the new CIK."""
+TOKEN = "tok-rotation-crash"
+SETTLE = 10.0
+
+
+class Point:
+    """One gatewayd, one activated node, one rotation (killed, or not), then the check."""
+
+    def __init__(
+        self, folder: Path, broker: Broker, sim: Simulator, node: Callable[..., SimulatedNode]
+    ) -> None:
+        token = folder / "vendor-token"
+        folder.mkdir(parents=True)
+        token.write_text(TOKEN + "\n")
+        self.sn = f"RC-{folder.name}"
+        sim.registry.add(VENDOR, MODEL, self.sn)
+        self.sim = sim
+        self.gw = Gateway(
+            folder,
+            broker,
+            sim,
+            gateway={"log_level": "info", "id": folder.name},
+            keyring={"backend": KEYRING_BACKENDS["file"]},
+            exosite={"vendor_token_file": str(token)},
+        )
+        self.gw.start()
+        self.node = node(self.sn)
+        body = self.node.activate(timeout=WAIT)
+        assert body["status"] == "activated"
+        self.old = str(body["cik"])
+
+    def rotate_under(self, inject: str | None, log: Path) -> None:
+        """Rotate with strace injecting ``inject``; until the node has its new CIK, or
+        gatewayd is dead."""
+        gw = self.gw
+        assert gw.process is not None
+        syscall = inject.split(":", 1)[0] if inject else ",".join(CALLS)
+        with traced(gw.process.pid, log, syscall, inject):
+            gw.ctl("rotate", self.sn)
+            deadline = time.monotonic() + SETTLE
+            while time.monotonic() < deadline and gw.process.poll() is None:
+                if self._answered(0.1) == "activated":
+                    return
+
+    def _answered(self, timeout: float) -> str | None:
+        try:
+            answer = self.node.next_answer(timeout)
+        except TimeoutError:
+            return None
+        if answer.topic != self.node.credentials_topic:
+            return None
+        return str(answer.body.get("status"))
+
+    @property
+    def killed(self) -> bool:
+        return self.gw.process is not None and self.gw.process.poll() is not None
+
+    def check(self) -> None:
+        """Start gatewayd again, cleanly; the node re-announces until answered, and the CIK
+        it ends with is one Exosite accepts."""
+        gw = self.gw
+        assert gw.process is not None
+        if gw.process.poll() is None:
+            gw.stop(signal.SIGTERM)
+        else:
+            gw.stop(signum=None)
+        gw.start()
+        body = self.node.activate(timeout=WAIT)
+        assert body["status"] == "activated", body
+        assert self.sim.registry.check(str(body["cik"])).status == 200, "a CIK that does not work"
+        assert gw.stop() == 0
+
+    def close(self) -> None:
+        self.node.close()
+        self.gw.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def points(
+    tmp_path: Path, broker: Broker, simulator: Simulator, node: Callable[..., SimulatedNode]
+) -> Iterator[Callable[[], Point]]:
+    simulator.registry.set_vendor_token(TOKEN)
+    made: list[Point] = []
+    count = itertools.count()
+
+    def make() -> Point:
+        made.append(Point(tmp_path / f"p{next(count)}", broker, simulator, node))
+        return made[-1]
+
+    yield make
+    for point in made:
+        point.close()
+
+
+def test_every_crash_point_of_a_rotation_ends_with_a_working_cik(
+    tmp_path: Path,
+    points: Callable[[], Point],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    baseline = points()
+    log = tmp_path / "baseline.strace"
+    baseline.rotate_under(None, log)
+    baseline.check()
+    counts = calls_per_thread(log)
+    assert counts.get("syncfs", 0) >= 2, counts  # the record saying rotating; the new CIK
+    injected = [
+        f"{syscall}:signal=KILL:when={n}"
+        for syscall, count in sorted(counts.items())
+        for n in range(1, count + 1)
+    ]
+    killed = 0
+    for inject in injected:
+        point = points()
+        point.rotate_under(inject, tmp_path / "point.strace")
+        killed += point.killed
+        point.check()
+        point.close()
+    said = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+    with capsys.disabled():  # the figure belongs in the CI log
+        print(
+            f"\nrotation: {len(injected)} crash points covered, {killed} of them killing "
+            f"gatewayd ({said} calls per thread)"
+        )
+    assert killed == len(injected)

@@ -395,6 +395,17 @@ def _adopted(state: State | None) -> Scenario:
     return scenario
 
 
+OTHER = Secret("b" * 40)
+
+
+def _replacing(e: Engine, c: Clock) -> tuple[list[Action], list[Action]]:
+    """SN1 activated offers another CIK than the stored one, which Exosite refuses."""
+    _activated(e)
+    e.handle(Announced("SN1", cik=OTHER))
+    e.handle(CikLookedUp("SN1", CIK))
+    return [], e.handle(CikChecked("SN1", CIK, Verdict.REFUSED, "HTTP 401"))
+
+
 def _checking(e: Engine, c: Clock) -> list[Action]:
     """SN1 activated, says Exosite refuses its CIK; the keyring's answer comes."""
     _activated(e)
@@ -431,6 +442,11 @@ SCENARIOS |= {
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): _revoked,
     **{(state, Trigger.ANNOUNCE_ADOPT): _then(state, OFFER) for state in NO_CIK},
     (State.ACTIVATED, Trigger.ROTATE): _then(State.ACTIVATED, Rotate("SN1")),
+    (State.ACTIVATED, Trigger.CHECK_OFFERED): lambda e, c: _replacing(e, c)[1],
+    (State.ACTIVATED, Trigger.ADOPTED): lambda e, c: (
+        _replacing(e, c),
+        e.handle(CikChecked("SN1", OTHER, Verdict.ACCEPTED, "HTTP 200")),
+    )[1],
     (State.ROTATING, Trigger.RESTARTED_ROTATING): lambda e, c: e.start(),
     (State.ROTATING, Trigger.ANNOUNCE): _then(State.ROTATING, Announced("SN1")),
     (State.ROTATING, Trigger.REENABLED): _then(State.ROTATING, ReenableAnswered("SN1")),
@@ -517,6 +533,8 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): ["SaveNode", "Reenable"],
     **{(state, Trigger.ANNOUNCE_ADOPT): ["CheckCik"] for state in NO_CIK},
     (State.ACTIVATED, Trigger.ROTATE): ["SaveNode", "Reenable", "Result"],
+    (State.ACTIVATED, Trigger.CHECK_OFFERED): ["CheckCik"],
+    (State.ACTIVATED, Trigger.ADOPTED): ["RetireCik", "StoreCik", "SaveNode", "Publish"],
     (State.ROTATING, Trigger.RESTARTED_ROTATING): ["Reenable"],
     (State.ROTATING, Trigger.ANNOUNCE): ["Publish"],
     (State.ROTATING, Trigger.REENABLED): ["RetireCik", "SaveNode", "Activate"],
@@ -1100,3 +1118,24 @@ def test_the_readme_shows_the_transition_table() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert as_table() in readme, "run python -m gatewayd.core.transitions and paste its table"
     assert as_table().count("\n") == len(TRANSITIONS) + 2
+
+
+def test_a_node_offering_the_very_cik_stored_causes_no_check(engine: Engine) -> None:
+    _activated(engine)
+    assert kinds(engine.handle(Announced("SN1", cik=CIK))) == ["LookupCik"]
+    assert kinds(engine.handle(CikLookedUp("SN1", CIK))) == ["Publish"]
+
+
+def test_the_offered_cik_refused_too_activates_the_node_again(engine: Engine, clock: Clock) -> None:
+    _replacing(engine, clock)
+    actions = engine.handle(CikChecked("SN1", OTHER, Verdict.REFUSED, "HTTP 401"))
+    assert kinds(actions) == ["RetireCik", "SaveNode", "Activate"]
+    node = engine.node("SN1")
+    assert node is not None
+    assert node.reason is Reason.CIK_REVOKED
+
+
+def test_an_offered_cik_not_adopted_goes_on_as_a_plain_announce(engine: Engine) -> None:
+    engine.handle(Announced("SN1", cik=OTHER))
+    actions = engine.handle(CikChecked("SN1", OTHER, Verdict.REFUSED, "HTTP 401"))
+    assert kinds(actions) == ["SaveNode", "Activate"]

@@ -225,3 +225,22 @@ def test_a_rotation_without_a_vendor_token_is_refused(
     assert done.returncode == 1
     assert "a rotation needs the vendor token" in done.stderr
     assert gw.ctl("rotate", "SN-NONE").returncode == 1
+
+
+def test_a_node_s_own_cik_replaces_a_stored_one_only_once_exosite_refuses_the_stored(
+    tmp_path: Path, registry: Registry, gateway: MakeGateway, node: MakeNode, broker: Broker
+) -> None:
+    gw, stored = activated(tmp_path, registry, gateway, node, "SN-OWN")
+    offered = json.dumps({"cik": "c" * 40})  # a CIK Exosite never issued
+    answer = rr(broker, "SN-OWN", offered)  # the stored one is accepted: it stays
+    assert (answer["cik"], answer.get("adopted")) == (stored, None)
+    assert registry.checks("SN-OWN") == 1
+    gw.rewrite(nodes={"check_interval": 0.001})
+    gw.send(1)  # SIGHUP
+    gw.wait_for("configuration reloaded")
+    current = registry.regenerate(VENDOR, MODEL, "SN-OWN").reveal()  # the node got it elsewhere
+    answer = rr(broker, "SN-OWN", json.dumps({"cik": current}))
+    assert (answer["status"], answer["cik"], answer.get("adopted")) == ("activated", current, True)
+    assert registry.total_calls() == 1  # no new activation: the first one only
+    again = rr(broker, "SN-OWN", "{}")
+    assert again["cik"] == current

@@ -47,6 +47,7 @@ def trigger(event: Announced, node: Node | None, guards: Guards) -> Trigger:
         return Trigger.ANNOUNCE_ADOPT
     if node is not None and node.state in HELD and guards.held_over(node):
         return Trigger.ANNOUNCE_LATE
-    if event.cik_rejected and state is State.ACTIVATED and guards.check(event.sn):
+    asks = event.cik_rejected or event.cik is not None
+    if asks and state is State.ACTIVATED and guards.check(event.sn):
         return Trigger.ANNOUNCE_CHECK
     return Trigger.ANNOUNCE

@@ -1,17 +1,22 @@
 """Checks of a node's CIK with Exosite: when one may start, and what a verdict triggers.
 
-A node whose announce says Exosite refuses its CIK (``cik_rejected``) has its
-stored CIK checked; a node that offers its CIK (``cik``) when gatewayd holds none
-has that one checked. At most once per ``check_interval`` seconds (on the
+A node whose announce says Exosite refuses its CIK (``cik_rejected``), or offers
+another CIK (``cik``) than the one stored, has the stored CIK checked; if
+Exosite refuses it, the offered one is checked next and adopted if Exosite
+accepts it. A node that offers its CIK when gatewayd holds none has that one
+checked, and adopted if accepted; if not, its announce goes on as one without
+it. At most one check is started per ``check_interval`` seconds (on the
 monotonic clock) per node, and never two at once; its other announces are
 answered meanwhile as if they said nothing of the kind.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Final
 
-from gatewayd.core.events import Announced, Verdict
+from gatewayd.core.events import Announced, CikChecked, Verdict
+from gatewayd.core.secret import Secret
 from gatewayd.core.transitions import Trigger
 
 VERDICTS: Final = {
@@ -26,9 +31,15 @@ class Checks:
     def __init__(self) -> None:
         self._started: dict[str, float] = {}
         self._under_way: set[str] = set()
-        self.offers: dict[str, Announced] = {}
-        """The announces whose offered CIK is being checked, to go on with if it is not
-        adopted."""
+        self._offers: dict[str, Announced] = {}
+        """Announces whose offered CIK is checked where none is stored: gone on with if it
+        is not adopted."""
+        self._second: dict[str, tuple[Secret, bool]] = {}
+        """The CIK a node offered beside the stored one being checked, and whether it said
+        its CIK is refused."""
+        self._replacing: dict[str, str] = {}
+        """Nodes whose stored CIK Exosite refused (and why) while their offered one is
+        checked."""
 
     def start(self, sn: str, now: float, interval: float) -> bool:
         """Start a check of ``sn``'s CIK, unless one is under way or started within
@@ -46,3 +57,48 @@ class Checks:
 
     def done(self, sn: str) -> None:
         self._under_way.discard(sn)
+        self._second.pop(sn, None)
+
+    def announced(self, event: Announced, adopt: bool) -> Secret | None:
+        """Note an announce whose check was just started; the CIK to check now (the offered
+        one, when there is none stored to check first)."""
+        if adopt:
+            self._offers[event.sn] = event
+            return event.cik
+        if event.cik is not None and self.under_way(event.sn):
+            self._second[event.sn] = (event.cik, event.cik_rejected)
+        return None
+
+    def needed(self, sn: str, stored: Secret) -> bool:
+        """Whether the stored CIK must be checked: the node says it is refused, or offers
+        another."""
+        second = self._second.get(sn)
+        if second is None or second[1] or second[0] != stored:
+            return True
+        self.done(sn)
+        return False
+
+    def after(
+        self, event: CikChecked
+    ) -> Announced | tuple[Trigger, Secret | None, str, str | None]:
+        """What a verdict leads to: the trigger to fire (with the CIK, the detail and the
+        model that go with it), or the announce to go on with, its offered CIK set aside."""
+        sn, verdict = event.sn, event.verdict
+        second = self._second.get(sn)
+        self._under_way.discard(sn)
+        self._second.pop(sn, None)
+        offer = self._offers.pop(sn, None)
+        if offer is not None:
+            if verdict is Verdict.ACCEPTED:
+                return Trigger.ADOPTED, event.cik, "", offer.model
+            return dataclasses.replace(offer, cik=None, response=None)
+        refusal = self._replacing.pop(sn, None)
+        if refusal is not None:  # the stored CIK was refused; this is the node's own
+            if verdict is Verdict.ACCEPTED:
+                return Trigger.ADOPTED, event.cik, refusal, None
+            return Trigger.CIK_REFUSED, None, refusal, None
+        if verdict is Verdict.REFUSED and second is not None and second[0] != event.cik:
+            self._replacing[sn] = event.detail
+            self._under_way.add(sn)
+            return Trigger.CHECK_OFFERED, second[0], "", None
+        return VERDICTS[verdict], event.cik, event.detail, None

@@ -108,8 +108,11 @@ class Effects:
         return [CheckCik(node.sn, node.vendor, node.model, step.cik)]
 
     def _retire(self, node: Node, step: Step) -> list[Action]:
-        rotation = step.trigger in {Trigger.REENABLED, Trigger.REENABLED_STOPPING}
-        said = replies.rotation_log(node) if rotation else replies.refused_log(node, step.detail)
+        if step.trigger in {Trigger.REENABLED, Trigger.REENABLED_STOPPING}:
+            said = replies.rotation_log(node)
+        else:
+            adopted = step.trigger is Trigger.ADOPTED
+            said = replies.refused_log(node, step.detail, adopted=adopted)
         return [RetireCik(node.sn, node.vendor, node.model), said]
 
     def _warn_rotation(self, node: Node, _step: Step) -> list[Action]:

@@ -14,14 +14,13 @@ record keeps; randomness (the jitter of retries) from the injected ``uniform``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 
 from gatewayd.core import announces, commands, records
 from gatewayd.core.actions import Action, Log
 from gatewayd.core.book import Book
-from gatewayd.core.checks import VERDICTS, Checks
+from gatewayd.core.checks import Checks
 from gatewayd.core.deadlines import Deadlines
 from gatewayd.core.effects import Effects, invalid
 from gatewayd.core.events import (
@@ -42,7 +41,6 @@ from gatewayd.core.events import (
     Retry,
     Rotate,
     Tick,
-    Verdict,
 )
 from gatewayd.core.model import Node, Reason, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
@@ -148,22 +146,16 @@ class Engine:
             Log("announce", logging.DEBUG, "announce received", sn, _state(node))
         ]
         trigger = announces.trigger(event, node, self._guards)
-        if trigger is not Trigger.ANNOUNCE_ADOPT:
-            return actions + self._fire(sn, trigger, model=model)
-        self._checks.offers[sn] = event
-        return actions + self._fire(sn, trigger, model=model, cik=event.cik)
+        cik = self._checks.announced(event, trigger is Trigger.ANNOUNCE_ADOPT)
+        return actions + self._fire(sn, trigger, model=model, cik=cik)
 
     def _checked(self, event: CikChecked) -> list[Action]:
-        """Exosite's verdict on a stored CIK, or on one a node offered: adopted if accepted,
-        else the announce goes on as one without it."""
-        sn, verdict = event.sn, event.verdict
-        self._checks.done(sn)
-        offer = self._checks.offers.pop(sn, None)
-        if offer is None:
-            return self._fire(sn, VERDICTS[verdict], cik=event.cik, detail=event.detail)
-        if verdict is Verdict.ACCEPTED:
-            return self._fire(sn, Trigger.ADOPTED, cik=event.cik, model=offer.model)
-        return self._announced(dataclasses.replace(offer, cik=None, response=None))
+        """Exosite's verdict on a CIK (:meth:`gatewayd.core.checks.Checks.after`)."""
+        after = self._checks.after(event)
+        if isinstance(after, Announced):  # an offered CIK not adopted: as if never offered
+            return self._announced(after)
+        trigger, cik, detail, model = after
+        return self._fire(event.sn, trigger, cik=cik, detail=detail, model=model)
 
     def _unsent_or_reenabled(self, event: RequestUnsent | ReenableAnswered) -> list[Action]:
         if isinstance(event, RequestUnsent):
@@ -206,6 +198,8 @@ class Engine:
 
     def _found(self, node: Node | None, cik: Secret | None) -> Trigger:
         if cik is not None and node is not None and self._checks.under_way(node.sn):
+            if not self._checks.needed(node.sn, cik):  # it offered the very CIK stored
+                return Trigger.CIK_FOUND
             return Trigger.CHECK_FOUND
         if cik is not None:
             return Trigger.CIK_FOUND

@@ -68,8 +68,9 @@ def adopted_log(node: Node) -> Log:
     return Log("cik_adopted", logging.INFO, text, node.sn, node.state)
 
 
-def refused_log(node: Node, detail: str) -> Log:
-    text = f"Exosite refuses the CIK ({detail}): it is retired, and the node activated again"
+def refused_log(node: Node, detail: str, *, adopted: bool = False) -> Log:
+    then = "the CIK the node offered is adopted" if adopted else "the node activated again"
+    text = f"Exosite refuses the CIK ({detail}): it is retired, and {then}"
     return Log("cik_refused", logging.WARNING, text, node.sn, node.state)
 
 

@@ -61,6 +61,7 @@ class Trigger(enum.Enum):
     CIK_REVOKED_AUTO = "409 after the CIK was refused, none stored, with auto_reenable"
     ANNOUNCE_ADOPT = "announce offering the node's CIK, none stored, a check due"
     ADOPTED = "Exosite accepts the CIK the node offered"
+    CHECK_OFFERED = "the stored CIK refused, the node's own to be checked"
     ROTATE = "the operator asks to rotate the CIK"
     RESTARTED_ROTATING = "gatewayd starts while it rotates the CIK"
     ISSUED_ROTATED = "200 for a rotation"
@@ -208,6 +209,9 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
     (ACTIVATED,  T.CIK_ACCEPTED):      Row(ACTIVATED, (), (E.TELL_CHECKED,)),
     (ACTIVATED,  T.CHECK_UNKNOWN):     Row(ACTIVATED, (), (TELL_CIK,)),
     (ACTIVATED,  T.CIK_REFUSED): Row(ACTIVATING, (C.REVOKED, C.REQUEST), (E.RETIRE, SAVE, REQUEST)),
+    (ACTIVATED,  T.CHECK_OFFERED):     Row(ACTIVATED, (), (E.CHECK,)),
+    (ACTIVATED,  T.ADOPTED):
+        Row(ACTIVATED, (C.ADOPTED,), (E.RETIRE, STORE, SAVE, E.TELL_ADOPTED), CLEAR),
     (ACTIVATED,  T.STOPPING):          Row(PENDING, (C.REVOKED, C.DUE_NOW), (E.RETIRE, SAVE)),
     (ACTIVATING, T.CIK_REVOKED):       Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, TELL_REJECTED)),
     (ACTIVATING, T.CIK_REVOKED_AUTO):  Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, E.REENABLE), SET),

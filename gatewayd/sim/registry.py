@@ -208,12 +208,13 @@ class Registry(Faults):
             self._log.append(LogEntry(self._clock(), sn, status, Call.CHECK))
         return ManageAnswer(status, device, delay)
 
-    def regenerate(self, vendor: str, model: str, sn: str) -> None:
-        """Give the device a new CIK that no gateway holds: the one it had stops working
-        (as regenerating a CIK in Portals does); the device stays activated."""
+    def regenerate(self, vendor: str, model: str, sn: str) -> Secret:
+        """Give the device a new CIK that no gateway holds, and return it: the one it had
+        stops working (as regenerating a CIK in Portals does); the device stays activated."""
         with self._lock:
-            self._devices[vendor, model, sn]
-            self._ciks.issue((vendor, model, sn))
+            if (vendor, model, sn) not in self._devices:
+                raise KeyError((vendor, model, sn))
+            return self._ciks.issue((vendor, model, sn))
 
     def checks(self, sn: str) -> int:
         """Checks of a CIK of ``sn`` (a CIK that is nobody's counts under "")."""

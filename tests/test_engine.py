@@ -406,6 +406,16 @@ def _replacing(e: Engine, c: Clock) -> tuple[list[Action], list[Action]]:
     return [], e.handle(CikChecked("SN1", CIK, Verdict.REFUSED, "HTTP 401"))
 
 
+def _again(state: State | None) -> Scenario:
+    """SN1 in ``state`` offers its CIK, and announces again before the verdict."""
+
+    def scenario(e: Engine, c: Clock) -> list[Action]:
+        _then(state, OFFER)(e, c)
+        return e.handle(Announced("SN1"))
+
+    return scenario
+
+
 def _checking(e: Engine, c: Clock) -> list[Action]:
     """SN1 activated, says Exosite refuses its CIK; the keyring's answer comes."""
     _activated(e)
@@ -441,6 +451,7 @@ SCENARIOS |= {
     (State.ACTIVATING, Trigger.CIK_REVOKED): _revoked,
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): _revoked,
     **{(state, Trigger.ANNOUNCE_ADOPT): _then(state, OFFER) for state in NO_CIK},
+    **{(state, Trigger.ANNOUNCE_CHECKING): _again(state) for state in NO_CIK},
     (State.ACTIVATED, Trigger.ROTATE): _then(State.ACTIVATED, Rotate("SN1")),
     (State.ACTIVATED, Trigger.CHECK_OFFERED): lambda e, c: _replacing(e, c)[1],
     (State.ACTIVATED, Trigger.ADOPTED): lambda e, c: (
@@ -532,6 +543,7 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.ACTIVATING, Trigger.CIK_REVOKED): ["SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): ["SaveNode", "Reenable"],
     **{(state, Trigger.ANNOUNCE_ADOPT): ["CheckCik"] for state in NO_CIK},
+    **{(state, Trigger.ANNOUNCE_CHECKING): [] for state in NO_CIK},
     (State.ACTIVATED, Trigger.ROTATE): ["SaveNode", "Reenable", "Result"],
     (State.ACTIVATED, Trigger.CHECK_OFFERED): ["CheckCik"],
     (State.ACTIVATED, Trigger.ADOPTED): ["RetireCik", "StoreCik", "SaveNode", "Publish"],

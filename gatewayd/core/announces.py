@@ -4,7 +4,8 @@
 - a node whose serial gatewayd is re-enabling: pending;
 - a node offering its CIK (``"cik"``) when gatewayd holds none for it (a new
   serial, a node rejected or needing a re-enable) and a check is due: the CIK is
-  checked with Exosite, and adopted if Exosite accepts it;
+  checked with Exosite, and adopted if Exosite accepts it; its announces while
+  the check is under way wait for its verdict;
 - a rejected node after ``rejected_retry_after``: asked about again;
 - an activated node saying Exosite refuses its CIK (``"cik_rejected": true``) and
   a check is due: its stored CIK is checked.
@@ -35,6 +36,8 @@ class Guards:
     held_over: Callable[[Node], bool]
     check: Callable[[str], bool]
     """Whether a check of the serial's CIK may start now; it is started if so."""
+    checking: Callable[[str], bool]
+    """Whether a check of a CIK of the serial is under way."""
 
 
 def trigger(event: Announced, node: Node | None, guards: Guards) -> Trigger:
@@ -43,6 +46,8 @@ def trigger(event: Announced, node: Node | None, guards: Guards) -> Trigger:
         return Trigger.ANNOUNCE_BUSY  # no record and no request: come back later
     if node is not None and guards.reenabling(node):
         return Trigger.ANNOUNCE_REENABLING
+    if state in HOLDS_NO_CIK and guards.checking(event.sn):
+        return Trigger.ANNOUNCE_CHECKING  # the verdict on the CIK it offered answers it
     if event.cik is not None and state in HOLDS_NO_CIK and guards.check(event.sn):
         return Trigger.ANNOUNCE_ADOPT
     if node is not None and node.state in HELD and guards.held_over(node):

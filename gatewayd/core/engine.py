@@ -77,7 +77,9 @@ class Engine:
         self._draining = False
         self._republishing: set[str] = set()
         self._checks = Checks()
-        self._guards = announces.Guards(self._busy, self._reenabling, self._hold_over, self._check)
+        self._guards = announces.Guards(
+            self._busy, self._reenabling, self._hold_over, self._check, self._checks.under_way
+        )
         for node in nodes:
             self._book.put(node)
             self._arm(None, node, self._wall())

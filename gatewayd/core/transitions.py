@@ -60,6 +60,7 @@ class Trigger(enum.Enum):
     CIK_REVOKED = "409 after the CIK was refused, none stored"
     CIK_REVOKED_AUTO = "409 after the CIK was refused, none stored, with auto_reenable"
     ANNOUNCE_ADOPT = "announce offering the node's CIK, none stored, a check due"
+    ANNOUNCE_CHECKING = "announce while the CIK the node offered is checked"
     ADOPTED = "Exosite accepts the CIK the node offered"
     CHECK_OFFERED = "the stored CIK refused, the node's own to be checked"
     ROTATE = "the operator asks to rotate the CIK"
@@ -217,6 +218,7 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
     (ACTIVATING, T.CIK_REVOKED_AUTO):  Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, E.REENABLE), SET),
     # -- a node offers its CIK where none is stored: checked, and adopted if accepted
     **{(state,   T.ANNOUNCE_ADOPT):    Row(state, (), (E.CHECK,)) for state in _NO_CIK},
+    **{(state,   T.ANNOUNCE_CHECKING): Row(state, (), ()) for state in _NO_CIK},
     **{(state,   T.ADOPTED): Row(ACTIVATED, (C.MODEL, C.ADOPTED), (STORE, SAVE, E.TELL_ADOPTED),
                                  CLEAR) for state in _NO_CIK},
     # -- the operator rotates a CIK: re-enable, retire the old, activate, store, publish

@@ -144,7 +144,7 @@ class Fleet:
         body = json.loads(message.payload)
         if body["status"] in {"activated", "rejected"}:
             with self._done:
-                self.answers[str(body["sn"])] = body
+                self.answers.setdefault(str(body["sn"]), body)  # the first final answer
                 self._done.notify_all()
 
     def announce(self, sn: str, payload: dict[str, object]) -> None:

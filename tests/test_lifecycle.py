@@ -176,7 +176,7 @@ def test_a_new_gateway_adopts_the_ciks_its_nodes_hold(
     try:
         for sn in serials:
             fleet.announce(sn, {"cik": held[sn]})
-        for sn in serials[:20]:  # impatient nodes: again, before the verdict on their CIK
+        for sn in serials[-20:]:  # impatient nodes: again, before the verdict on their CIK
             fleet.announce(sn, {})
         assert fleet.wait(len(serials)), f"{len(fleet.answers)} of {len(serials)} answered"
     finally:

@@ -12,10 +12,11 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from store import KEY, fill
-from support import DEBIAN_PYTHON, NotifySocket, cpu_seconds, rig, rss_mib
+from support import DEBIAN_PYTHON, NotifySocket, Rig, cpu_seconds, rig, rss_mib
 
 IDLE_SECONDS = 60.0
 STARTS = 7
@@ -34,6 +35,17 @@ def settle(pid: int, step: float = 0.5, most: float = 10.0) -> None:
         last = now
 
 
+def stored_config(r: Rig, stored: int) -> Path:
+    """A configuration whose state holds ``stored`` activated nodes, their CIKs sealed."""
+    state = r.folder / "state"
+    state.mkdir(mode=0o700)
+    _store, db = fill(state, stored)
+    db.close()
+    key_file = r.folder / "keyring.key"
+    key_file.write_text(KEY.hex())
+    return r.config(gateway={"state_dir": str(state)}, keyring={"key_file": str(key_file)})
+
+
 def python_start(python: str) -> float:
     """A Python, starting and doing nothing: the floor of any start-up."""
     started = time.monotonic()
@@ -47,13 +59,7 @@ def run(
     """The figures for gatewayd on ``python`` (default: this Python)."""
     python = python or sys.executable
     with rig() as r:
-        state = r.folder / "state"
-        state.mkdir(mode=0o700)
-        _store, db = fill(state, stored)
-        db.close()
-        key_file = r.folder / "keyring.key"
-        key_file.write_text(KEY.hex())
-        config = r.config(gateway={"state_dir": str(state)}, keyring={"key_file": str(key_file)})
+        config = stored_config(r, stored)
         notify = NotifySocket(r.folder)
         readies = []
         for _ in range(starts - 1):

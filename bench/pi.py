@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import storm
-from store import KEY, fill
+from footprint import stored_config
 from support import NotifySocket, rig
 
 HERE = Path(__file__).resolve().parent
@@ -104,13 +104,7 @@ def emulations() -> Iterator[list[Emulation]]:
 def ready(emulation: Emulation, stored: int, starts: int) -> dict[str, Any]:
     """Start to READY=1 with ``stored`` nodes stored, the median of ``starts`` starts."""
     with rig() as r:
-        state = r.folder / "state"
-        state.mkdir(mode=0o700)
-        _store, db = fill(state, stored)
-        db.close()
-        key_file = r.folder / "keyring.key"
-        key_file.write_text(KEY.hex())
-        config = r.config(gateway={"state_dir": str(state)}, keyring={"key_file": str(key_file)})
+        config = stored_config(r, stored)
         notify = NotifySocket(r.folder)
         readies = []
         for _ in range(starts):

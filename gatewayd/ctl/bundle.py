@@ -162,9 +162,14 @@ def cmd_import(config: Config, args: argparse.Namespace) -> int:
     state_dir = config.gateway.state_dir
     _check_target(config)
     keystore = open_keystore(config)
-    kept = [n.sn for n, cik in nodes if _conflicts(keystore, n, cik) and not args.prefer_bundle]
+    stored = {n.sn: keystore.load(n.vendor, n.model, n.sn) for n, _cik in nodes}
+    kept = [
+        n.sn
+        for n, cik in nodes
+        if stored[n.sn] not in (None, cik) and cik is not None and not args.prefer_bundle
+    ]
     taken = [(n, cik) for n, cik in nodes if n.sn not in kept]
-    _store(config, keystore, taken)
+    _store(config, keystore, [(n, cik) for n, cik in taken if cik not in (None, stored[n.sn])])
     with StateDB.in_dir(state_dir) as db:
         db.begin()
         for node, _cik in taken:
@@ -182,19 +187,13 @@ def cmd_import(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _conflicts(keystore: Keystore, node: Node, cik: Secret | None) -> bool:
-    """The keystore holds another CIK for the node than the bundle."""
-    stored = keystore.load(node.vendor, node.model, node.sn)
-    return stored is not None and cik is not None and stored != cik
-
-
 def _store(config: Config, keystore: Keystore, taken: list[tuple[Node, Secret | None]]) -> None:
-    """The bundle's CIKs, written and made durable together (one flush of the file system),
-    then put in place."""
+    """The bundle's CIKs the keystore lacks, written and made durable together (one flush of
+    the file system), then put in place."""
     staged = [
         (node.sn, keystore.stage(node.vendor, node.model, node.sn, cik))
         for node, cik in taken
-        if cik is not None and keystore.load(node.vendor, node.model, node.sn) != cik
+        if cik is not None
     ]
     folders = [config.gateway.state_dir] + ([keystore.folder] if keystore.folder else [])
     volumes = Volumes(folders)

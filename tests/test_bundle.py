@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -166,17 +167,126 @@ def test_a_stored_cik_that_differs_is_kept_unless_the_bundle_is_preferred(
         assert keystore.load(VENDOR, MODEL, "SN-B0000") == Secret(cik(1))
 
 
-def test_an_import_into_a_running_gatewayd_is_refused(
-    tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
+def test_an_import_into_a_running_gatewayd_goes_through_its_control_socket(
+    tmp_path: Path,
+    gateway: MakeGateway,
+    registry: Registry,
+    broker: Broker,
+    passphrase: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """1,000 nodes (two parts of the bundle) into a gatewayd that runs; a node it had
+    rejected meanwhile is sent its credentials at once; a second import changes nothing."""
     old, new = gateway(), gateway()
-    filled(old, 1)
+    ciks = filled(old, 1000)
     bundle = tmp_path / "gateway.bundle"
     assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
     new.start()
-    code, _, err = ctl(capsys, new, "import", str(bundle), "--passphrase-file", str(passphrase))
-    assert code == 1
-    assert "gatewayd is running" in err
+    waiting = "SN-B0007"  # unknown to the simulator: rejected by the new gateway
+    with mosquitto_sub(broker, f"gatewayd/nodes/{waiting}/credentials", count=2) as told:
+        assert reannounce(broker, [waiting])[waiting]["status"] == "rejected"
+        calls = registry.total_calls()
+        argv = ("import", str(bundle), "--passphrase-file", str(passphrase))
+        assert ctl(capsys, new, *argv) == (
+            0,
+            "1000 nodes imported into the running gatewayd, 0 already held\n",
+            "",
+        )
+        told.wait(timeout=WAIT)
+    assert [body["status"] for body in told.bodies] == ["rejected", "activated"]
+    assert told.bodies[1]["cik"] == ciks[waiting]
+    assert new.wait_for(f"node {waiting}: imported from a bundle")
+    answers = reannounce(broker, list(ciks))
+    assert {sn: body["cik"] for sn, body in answers.items()} == ciks
+    assert registry.total_calls() == calls  # every answer from the keystore
+    assert ctl(capsys, new, *argv) == (
+        0,
+        "0 nodes imported into the running gatewayd, 1000 already held\n",
+        "",
+    )
+
+
+def test_a_running_gatewayd_keeps_a_differing_cik_unless_the_bundle_is_preferred(
+    tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = gateway(), gateway()
+    filled(old, 2)
+    bundle = tmp_path / "gateway.bundle"
+    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
+    with as_gateway(new), StateDB.in_dir(new.state_dir) as db:
+        keystore = open_keystore(load(new.config_path))
+        keystore.store(VENDOR, MODEL, "SN-B0000", Secret("e" * 40))
+        db.begin()
+        db.save(Node("SN-B0000", VENDOR, MODEL, State.ACTIVATED, 1_700_000_000.0))
+        db.commit()
+    new.start()
+    argv = ("import", str(bundle), "--passphrase-file", str(passphrase))
+    code, out, err = ctl(capsys, new, *argv)
+    assert (code, out) == (1, "1 nodes imported into the running gatewayd, 0 already held\n")
+    assert err == (
+        "gatewayctl: SN-B0000: kept as stored: its CIK differs from the bundle's "
+        "(--prefer-bundle takes the bundle's)\n"
+    )
+    with as_gateway(new):
+        assert keystore.load(VENDOR, MODEL, "SN-B0000") == Secret("e" * 40)
+        assert keystore.load(VENDOR, MODEL, "SN-B0001") == Secret(cik(2))
+    assert ctl(capsys, new, *argv, "--prefer-bundle") == (
+        0,
+        "1 nodes imported into the running gatewayd, 1 already held\n",
+        "",
+    )
+    with as_gateway(new):
+        assert keystore.load(VENDOR, MODEL, "SN-B0000") == Secret(cik(1))
+        assert keystore.load_retired(VENDOR, MODEL, "SN-B0000") == Secret("e" * 40)
+    new.wait_for("node SN-B0000: imported from a bundle; the CIK stored before is retired")
+
+
+def test_a_damaged_bundle_sends_nothing_to_a_running_gatewayd(
+    tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = gateway(), gateway()
+    filled(old, 3)
+    bundle = tmp_path / "gateway.bundle"
+    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
+    new.start()
+    damaged = bytearray(bundle.read_bytes())
+    damaged[-5] ^= 0x01
+    bundle.write_bytes(damaged)
+    code, out, err = ctl(capsys, new, "import", str(bundle), "--passphrase-file", str(passphrase))
+    assert (code, out, err) == (1, "", "gatewayctl: wrong passphrase, or the bundle is damaged\n")
+    code, out, _ = ctl(capsys, new, "list", "--json")
+    assert (code, json.loads(out)) == (0, [])
+
+
+class Told:
+    """What ``mosquitto_sub`` received: its answers, once it has received them all."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.bodies: list[dict[str, Any]] = []
+
+    def wait(self, timeout: float) -> None:
+        out, _ = self.process.communicate(timeout=timeout)
+        self.bodies = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+@contextlib.contextmanager
+def mosquitto_sub(broker: Broker, topic: str, count: int) -> Iterator[Told]:
+    """mosquitto-clients' subscriber on ``topic``, subscribed once this yields, until it has
+    received ``count`` messages."""
+    argv = ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-d"]
+    argv += ["-t", topic, "-C", str(count), "-W", str(int(WAIT))]
+    process = subprocess.Popen(["stdbuf", "-oL", *argv], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # -W bounds the wait
+            if "SUBACK" in line:
+                break
+        yield Told(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def reannounce(broker: Broker, serials: list[str]) -> dict[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import uuid
+from collections.abc import Iterable
 from typing import Final
 
 from gatewayd.core import secret
@@ -42,6 +43,7 @@ MESSAGE_IDS: Final[dict[str, uuid.UUID]] = {
         "cik_refused",
         "cik_adopted",
         "rotated",
+        "imported",
     )
 }
 """One fixed 128-bit id per kind of node event (derived, so it never changes)."""
@@ -115,6 +117,48 @@ def emit(event: Log) -> None:
     """Write a node event from the engine as one journal line with its fields."""
     if not node_log.isEnabledFor(event.level):
         return  # (a debug line per announce, in a storm: its fields are not even made)
+    fields = _fields(event)
+    if event.sn is not None:
+        node_log.log(event.level, "node %s: %s", event.sn, event.message, extra=fields)
+    else:
+        node_log.log(event.level, "%s", event.message, extra=fields)
+
+
+def to_journal(events: Iterable[Log], identifier: str) -> None:
+    """Write node events straight to the journal, from a command run by hand (``gatewayctl
+    import``), so that ``journalctl NODE_SN=...`` tells a node's whole history (where
+    there is a journal)."""
+    try:
+        from systemd import journal  # noqa: PLC0415 (optional dependency)
+    except ImportError:
+        return
+    for event in events:
+        fields = _fields(event)
+        message_id = fields.pop("MESSAGE_ID")
+        message = event.message if event.sn is None else f"node {event.sn}: {event.message}"
+        try:
+            journal.send(
+                secret.redact(message),
+                message_id,
+                PRIORITY=str(_PRIORITIES.get(event.level, 6)),
+                SYSLOG_IDENTIFIER=identifier,
+                **{key: str(value) for key, value in fields.items()},
+            )
+        except OSError:
+            return  # no journal to write to
+
+
+_PRIORITIES: Final = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+"""syslog's priority of each logging level."""
+
+
+def _fields(event: Log) -> dict[str, object]:
     fields: dict[str, object] = {
         "MESSAGE_ID": MESSAGE_IDS.get(event.kind, MESSAGE_IDS["unexpected"])
     }
@@ -126,7 +170,4 @@ def emit(event: Log) -> None:
     if event.http_status is not None:
         fields["EXOSITE_STATUS"] = event.http_status
     fields.update(event.fields)
-    if event.sn is not None:
-        node_log.log(event.level, "node %s: %s", event.sn, event.message, extra=fields)
-    else:
-        node_log.log(event.level, "%s", event.message, extra=fields)
+    return fields

@@ -16,6 +16,7 @@ import dataclasses
 from typing import Final
 
 from gatewayd.core.events import Announced, CikChecked, Verdict
+from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.secret import Secret
 from gatewayd.core.transitions import Trigger
 
@@ -102,3 +103,23 @@ class Checks:
             self._under_way.add(sn)
             return Trigger.CHECK_OFFERED, second[0], "", None
         return VERDICTS[verdict], event.cik, event.detail, None
+
+
+def found(node: Node | None, cik: Secret | None, checks: Checks, *, auto_reenable: bool) -> Trigger:
+    """The trigger of a keystore read's answer: ``cik``, the CIK stored for ``node`` (None
+    if there is none), maybe with a check of it under way."""
+    if cik is not None and node is not None and checks.under_way(node.sn):
+        if not checks.needed(node.sn, cik):  # it offered the very CIK stored
+            return Trigger.CIK_FOUND
+        return Trigger.CHECK_FOUND
+    if cik is not None:
+        return Trigger.CIK_FOUND
+    if node is not None and node.state is State.ACTIVATING and node.reason is Reason.CIK_REVOKED:
+        # a 409 after a refused CIK: the device must be re-enabled before a new one
+        return Trigger.CIK_REVOKED_AUTO if auto_reenable else Trigger.CIK_REVOKED
+    if node is not None and node.state is State.ACTIVATING and node.uncertain:
+        # a 409, nothing stored, and our own request may have been given the CIK: lost (a
+        # rotation re-enables the serial again: it has the vendor token)
+        auto = auto_reenable or node.reason is Reason.ROTATION
+        return Trigger.CIK_LOST_AUTO if auto else Trigger.CIK_LOST
+    return Trigger.CIK_MISSING

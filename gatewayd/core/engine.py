@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from gatewayd.core import announces, commands, records
+from gatewayd.core import announces, checks, commands, imports, records
 from gatewayd.core.actions import Action, Log
 from gatewayd.core.book import Book
 from gatewayd.core.checks import Checks
@@ -33,6 +33,7 @@ from gatewayd.core.events import (
     Event,
     Failed,
     Forget,
+    Imported,
     Issued,
     Outcome,
     ReenableAnswered,
@@ -89,13 +90,12 @@ class Engine:
         in flight, and the re-enables gatewayd had started by itself."""
         actions: list[Action] = []
         for node in list(self._book.nodes()):
-            if node.state is State.ACTIVATING:
-                actions += self._fire(node.sn, Trigger.RESTARTED)
-            elif self._reenabling(node):
-                actions += self._fire(node.sn, Trigger.RESTARTED_REENABLING)
-            elif node.state is State.ROTATING:
-                actions += self._fire(node.sn, Trigger.RESTARTED_ROTATING)
+            actions += self._unfinished(node)
         return actions
+
+    def _unfinished(self, node: Node) -> list[Action]:
+        trigger = imports.unfinished(node, reenabling=self._reenabling(node))
+        return [] if trigger is None else self._fire(node.sn, trigger)
 
     def node(self, sn: str) -> Node | None:
         return self._book.get(sn)
@@ -133,7 +133,7 @@ class Engine:
             case Drain():
                 self._draining = True
                 return []
-            case Republish() | Retry() | Forget() | Rotate():
+            case Republish() | Retry() | Forget() | Rotate() | Imported():
                 return self._command(event)
 
     def _announced(self, event: Announced) -> list[Action]:
@@ -193,34 +193,31 @@ class Engine:
                 actions += self._book.unreadable_log(node, error, self._clock())
         else:
             self._book.readable(sn)
-            actions = self._fire(sn, self._found(node, event.cik), cik=event.cik)
+            auto = self.settings.auto_reenable
+            found = checks.found(node, event.cik, self._checks, auto_reenable=auto)
+            actions = self._fire(sn, found, cik=event.cik)
         if error is not None or event.cik is None:
             self._checks.done(sn)  # nothing to check
         return actions + commands.republished(self._republishing, sn, event.cik, error)
 
-    def _found(self, node: Node | None, cik: Secret | None) -> Trigger:
-        if cik is not None and node is not None and self._checks.under_way(node.sn):
-            if not self._checks.needed(node.sn, cik):  # it offered the very CIK stored
-                return Trigger.CIK_FOUND
-            return Trigger.CHECK_FOUND
-        if cik is not None:
-            return Trigger.CIK_FOUND
-        if (
-            node is not None
-            and node.state is State.ACTIVATING
-            and node.reason is Reason.CIK_REVOKED
-        ):
-            # a 409 after a refused CIK: the device must be re-enabled before a new one
-            return Trigger.CIK_REVOKED_AUTO if self.settings.auto_reenable else Trigger.CIK_REVOKED
-        if node is not None and node.state is State.ACTIVATING and node.uncertain:
-            # a 409, nothing stored, and our own request may have been given the CIK: lost (a
-            # rotation re-enables the serial again: it has the vendor token)
-            auto = self.settings.auto_reenable or node.reason is Reason.ROTATION
-            return Trigger.CIK_LOST_AUTO if auto else Trigger.CIK_LOST
-        return Trigger.CIK_MISSING
+    def _imported(self, event: Imported) -> list[Action]:
+        """``gatewayctl import`` while gatewayd runs (:mod:`.imports`)."""
+        node, current = event.node, self._book.get(event.node.sn)
+        sn = node.sn
+        asked = self._checks.under_way(sn) or sn in self._republishing
+        under_way = current is not None and (asked or self._reenabling(current))
+        refusal = imports.refusal(event, current, under_way=under_way)
+        if refusal is not None:
+            return [refusal]
+        self._book.put(node)
+        self._deadlines.forget(sn)
+        self._arm(None, node, self._wall())
+        return imports.taken(event, current, self._book) + self._unfinished(node)
 
-    def _command(self, command: commands.Command) -> list[Action]:
+    def _command(self, command: commands.Command | Imported) -> list[Action]:
         """``gatewayctl republish``, ``retry``, ``forget``, ``rotate`` (:mod:`.commands`)."""
+        if isinstance(command, Imported):
+            return self._imported(command)
         node = self._book.get(command.sn)
         reenabling = node is not None and self._reenabling(node)
         return commands.carry_out(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from gatewayd.core.model import ResponseTarget
+from gatewayd.core.model import Node, ResponseTarget
 from gatewayd.core.secret import Secret
 
 # ---------------------------------------------------------------- outcomes
@@ -176,6 +176,19 @@ class Forget:
     sn: str
 
 
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """The operator imports a node's record and CIK from a bundle into the running daemon.
+
+    ``stored``: the CIK the keystore holds for the serial now, read by the daemon.
+    ``prefer_bundle``: a stored CIK that differs from the bundle's is replaced."""
+
+    node: Node
+    cik: Secret | None
+    stored: Secret | None
+    prefer_bundle: bool = False
+
+
 Event = (
     Announced
     | BadAnnounce
@@ -190,6 +203,7 @@ Event = (
     | Retry
     | Forget
     | Rotate
+    | Imported
 )
 
 

@@ -7,17 +7,20 @@ sealed with AES-256-GCM under the key scrypt derives from the passphrase, with
 everything before it as associated data. A wrong passphrase and a file altered
 anywhere both fail to open, and then nothing is changed.
 
-An import writes to the gateway's state folder, so it runs as the folder's owner
-(``sudo -u gatewayd gatewayctl import ...``) while gatewayd is stopped. A CIK
-stored already that differs from the bundle's is kept unless ``--prefer-bundle``.
+While gatewayd runs, an import hands the entries to it over the control socket
+(:mod:`gatewayd.daemon.importing`): gatewayctl opens the bundle, and the passphrase
+never reaches the daemon. While it is stopped, the import writes to the gateway's
+state folder itself, so it runs as the folder's owner (``sudo -u gatewayd gatewayctl
+import ...``). A CIK stored already that differs from the bundle's is kept unless
+``--prefer-bundle``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
+import logging
 import os
 import secrets
 import struct
@@ -25,13 +28,15 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
+from gatewayd.adapters import logs
 from gatewayd.adapters.disk import Volumes
 from gatewayd.adapters.keystore import Keystore
 from gatewayd.adapters.state import StateDB
 from gatewayd.config.schema import Config
+from gatewayd.core.actions import Log
+from gatewayd.core.entries import EntryError, entry, node_of
 from gatewayd.core.errors import GatewaydError
-from gatewayd.core.model import Node, Reason, State
-from gatewayd.core.protocol import cik_shape
+from gatewayd.core.model import Node
 from gatewayd.core.secret import Secret
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_OK
 from gatewayd.daemon import control
@@ -42,7 +47,6 @@ VERSION: Final = 1
 _HEADER: Final = struct.Struct(">8sBBBB16s12s")
 _LOG2_N, _R, _P = 15, 8, 1
 """scrypt's cost: 32 MiB and about a tenth of a second on a Raspberry Pi 4."""
-_FIELDS: Final = tuple(field.name for field in dataclasses.fields(Node))
 
 
 class BundleError(GatewaydError):
@@ -99,36 +103,12 @@ def read_passphrase(path: Path) -> bytes:
     return passphrase
 
 
-def _entry(node: Node, cik: Secret | None) -> dict[str, Any]:
-    entry: dict[str, Any] = {}
-    for name in _FIELDS:
-        value = getattr(node, name)
-        entry[name] = value.value if isinstance(value, State | Reason) else value
-    entry["cik"] = None if cik is None else cik.reveal()
-    return entry
-
-
-def _node(entry: object) -> tuple[Node, Secret | None]:
-    """A bundle's entry as a record and its CIK; BundleError for one that is no such."""
-    try:
-        assert isinstance(entry, dict)  # noqa: S101 (caught below with the rest)
-        fields = {name: entry[name] for name in _FIELDS}
-        fields["state"] = State(fields["state"])
-        fields["reason"] = None if fields["reason"] is None else Reason(fields["reason"])
-        node = Node(**fields)
-        cik = entry["cik"]
-        assert cik is None or (isinstance(cik, str) and cik_shape(cik) is None)  # noqa: S101
-    except (AssertionError, KeyError, TypeError, ValueError):
-        raise BundleError("the bundle is damaged (an entry is not a node record)") from None
-    return node, None if cik is None else Secret(cik)
-
-
 def cmd_export(config: Config, args: argparse.Namespace) -> int:
     passphrase = read_passphrase(args.passphrase_file)
     keystore = open_keystore(config)
     with StateDB.in_dir(config.gateway.state_dir, readonly=True) as db:
         nodes = db.all()
-    entries = [_entry(node, keystore.load(node.vendor, node.model, node.sn)) for node in nodes]
+    entries = [entry(node, keystore.load(node.vendor, node.model, node.sn)) for node in nodes]
     document = {
         "format": VERSION,
         "gateway": config.gateway.id,
@@ -143,7 +123,7 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
         file.flush()
         os.fsync(file.fileno())
     temp.replace(out)
-    ciks = sum(entry["cik"] is not None for entry in entries)
+    ciks = sum(made["cik"] is not None for made in entries)
     print(f"{len(entries)} nodes exported to {out}, {ciks} with their CIK")
     return EXIT_OK
 
@@ -158,7 +138,12 @@ def cmd_import(config: Config, args: argparse.Namespace) -> int:
     entries = document.get("nodes")
     if document.get("format") != VERSION or not isinstance(entries, list):
         raise BundleError("the bundle is damaged (no list of nodes)")
-    nodes = [_node(entry) for entry in entries]  # every entry checked before any write
+    try:
+        nodes = [node_of(made) for made in entries]  # every entry checked before any write
+    except EntryError as exc:
+        raise BundleError(f"the bundle is damaged ({exc})") from None
+    if _running(config):
+        return _import_live(config, entries, prefer_bundle=args.prefer_bundle)
     state_dir = config.gateway.state_dir
     _check_target(config)
     keystore = open_keystore(config)
@@ -175,6 +160,11 @@ def cmd_import(config: Config, args: argparse.Namespace) -> int:
         for node, _cik in taken:
             db.save(node)
         db.commit()  # the records after their CIKs, which are on disk already
+    said = "imported from a bundle by gatewayctl, gatewayd stopped"
+    logs.to_journal(
+        (Log("imported", logging.INFO, said, node.sn, node.state) for node, _cik in taken),
+        "gatewayctl",
+    )
     imported = len(taken)
     print(f"{imported} nodes imported into {state_dir}")
     if kept:
@@ -201,20 +191,70 @@ def _store(config: Config, keystore: Keystore, taken: list[tuple[Node, Secret | 
         volumes.sync()
     finally:
         volumes.close()
-    for sn, entry in staged:
-        if entry is not None:
-            keystore.place(entry, sn)
+    for sn, staging in staged:
+        if staging is not None:
+            keystore.place(staging, sn)
+
+
+def _running(config: Config) -> bool:
+    """Whether gatewayd answers on its control socket."""
+    try:
+        control.call(config.gateway.control_socket, "status", timeout=5.0)
+    except control.NotRunningError:
+        return False
+    return True
+
+
+PART: Final = 256 * 1024
+"""The most of a bundle's entries sent to a running gatewayd in one request, in bytes."""
+
+
+def _import_live(config: Config, entries: list[Any], *, prefer_bundle: bool) -> int:
+    """Hand the bundle's entries to the running gatewayd, a part at a time; each part is
+    answered once what it stored is durable."""
+    imported = unchanged = 0
+    problems: list[str] = []
+    for part in _parts(entries):
+        reply = control.call(
+            config.gateway.control_socket,
+            "import",
+            timeout=control.ANSWER_TIMEOUT,
+            entries=part,
+            prefer_bundle=prefer_bundle,
+        )
+        if not reply["ok"] and "problems" not in reply:
+            raise BundleError(f"gatewayd refused the import: {reply.get('message')}")
+        imported += _count(reply.get("imported"))
+        unchanged += _count(reply.get("unchanged"))
+        listed = reply.get("problems")
+        problems += [str(p) for p in listed] if isinstance(listed, list) else []
+    print(f"{imported} nodes imported into the running gatewayd, {unchanged} already held")
+    for problem in problems:
+        print(f"gatewayctl: {problem}", file=sys.stderr)
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def _parts(entries: list[Any]) -> list[list[Any]]:
+    """``entries`` in parts of at most PART bytes of JSON each (one entry at least)."""
+    parts: list[list[Any]] = [[]]
+    size = 0
+    for made in entries:
+        length = len(json.dumps(made, separators=(",", ":"))) + 1
+        if parts[-1] and size + length > PART:
+            parts.append([])
+            size = 0
+        parts[-1].append(made)
+        size += length
+    return [part for part in parts if part]
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _check_target(config: Config) -> None:
-    """An import writes to the state folder: gatewayd stopped, and run as its owner."""
+    """An import writes to the state folder: run as its owner."""
     state_dir = config.gateway.state_dir
-    try:
-        control.call(config.gateway.control_socket, "status", timeout=5.0)
-    except (control.ControlError, OSError):
-        pass
-    else:
-        raise BundleError("gatewayd is running: stop it first (systemctl stop gatewayd)")
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     owner = state_dir.stat().st_uid
     if owner != os.geteuid():

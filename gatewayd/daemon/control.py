@@ -29,9 +29,11 @@ from gatewayd.core.errors import GatewaydError
 
 log = logging.getLogger(__name__)
 
-COMMANDS: Final = frozenset({"status", "reload", "republish", "retry", "forget", "rotate"})
+COMMANDS: Final = frozenset(
+    {"status", "reload", "republish", "retry", "forget", "rotate", "import"}
+)
 """What the daemon answers."""
-UNNAMED: Final = frozenset({"status", "reload"})
+UNNAMED: Final = frozenset({"status", "reload", "import"})
 """The commands that name no node."""
 MAX_LINE: Final = 1 << 20
 """The longest line either side reads."""
@@ -46,6 +48,10 @@ class ControlError(GatewaydError):
     """The control channel failed: nothing listens, no permission, a bad answer."""
 
 
+class NotRunningError(ControlError):
+    """Nothing listens on the control socket: gatewayd is not running."""
+
+
 @dataclass(slots=True)
 class Request:
     """A command on its way to the main thread, and the reply it waits for.
@@ -58,6 +64,10 @@ class Request:
     command: str
     sn: str | None
     timeout: float = ANSWER_TIMEOUT
+    entries: list[object] = field(default_factory=list)
+    """``import``: the records and CIKs to take (:mod:`gatewayd.core.entries`)."""
+    prefer_bundle: bool = False
+    """``import``: a stored CIK that differs from its entry's is replaced."""
     done: threading.Event = field(default_factory=threading.Event)
     reply: dict[str, object] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -98,6 +108,11 @@ def parse_request(line: bytes) -> Request:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ControlError("'timeout' must be a number of seconds greater than 0")
     timeout = min(float(timeout), ANSWER_TIMEOUT)
+    if command == "import":
+        entries, prefer = data.get("entries"), data.get("prefer_bundle", False)
+        if not isinstance(entries, list) or not isinstance(prefer, bool):
+            raise ControlError("import needs a list of 'entries' and 'prefer_bundle' true or false")
+        return Request("import", None, timeout, entries, prefer)
     if command in UNNAMED:
         return Request(str(command), None, timeout)
     if not isinstance(sn, str) or not sn:
@@ -190,11 +205,16 @@ def serve(path: Path, submit: Callable[[Request], None]) -> ControlServer | None
 
 
 def call(
-    path: Path, command: str, sn: str | None = None, timeout: float = ANSWER_TIMEOUT
+    path: Path,
+    command: str,
+    sn: str | None = None,
+    timeout: float = ANSWER_TIMEOUT,
+    **more: object,
 ) -> dict[str, object]:
     """Send one command to the daemon listening on ``path`` and return its reply; a
-    command it has not taken up within ``timeout`` seconds is not carried out."""
-    request: dict[str, object] = {"command": command, "timeout": timeout}
+    command it has not taken up within ``timeout`` seconds is not carried out.
+    ``more``: the command's other fields (``import``'s entries)."""
+    request: dict[str, object] = {"command": command, "timeout": timeout, **more}
     if sn is not None:
         request["sn"] = sn
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
@@ -202,7 +222,7 @@ def call(
         try:
             sock.connect(str(path))
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise ControlError(
+            raise NotRunningError(
                 f"gatewayd is not running, or not listening on {path} ({exc.strerror})"
             ) from None
         except PermissionError:

@@ -121,7 +121,7 @@ class Executor:
             case Activate() | Reenable():
                 self._request(action, saved.pop(action.sn, None))
             case LookupCik():
-                self.followups.append(self._lookup(action))
+                self.followups.append(self.lookup(action))
             case CheckCik() | RetireCik():
                 self._check_or_retire(action)
             case Publish():
@@ -140,6 +140,11 @@ class Executor:
             self._state_failed(failure)
         if ready is not None:
             self._resume(ready, None)
+
+    def after_writes(self, done: Callable[[], None]) -> None:
+        """Call ``done`` once what was written so far is durable: after the next flush."""
+        self.batches.gathering.durable = True
+        self.batches.defer([], done, frozenset())
 
     def flushed(self, item: Flushed) -> None:
         """The writer is done with a batch: what waited for it runs now."""
@@ -210,7 +215,7 @@ class Executor:
             )
             self._unretired[action.sn] = f"cannot retire its refused CIK: {exc}"
 
-    def _lookup(self, action: LookupCik) -> CikLookedUp:
+    def lookup(self, action: LookupCik) -> CikLookedUp:
         held = self.held.ciks.get(action.sn)
         if held is not None and not held.unverified:
             return CikLookedUp(action.sn, held.cik)

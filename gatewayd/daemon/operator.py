@@ -18,6 +18,7 @@ from gatewayd.config.schema import Config
 from gatewayd.core.engine import Engine
 from gatewayd.core.errors import ConfigError
 from gatewayd.core.events import Event, Forget, Republish, Retry, Rotate
+from gatewayd.daemon import importing
 from gatewayd.daemon.control import Request
 from gatewayd.daemon.executor import Executor
 from gatewayd.daemon.intake import Intake
@@ -111,6 +112,10 @@ class Operator:
                 "unreadable_ciks": self._engine.unreadable(),
             }
             request.answer({"ok": True, **summary})
+            return
+        if request.command == "import":
+            stopping = self._stopping()
+            importing.take(request, self._engine, self._executor, self._handle, stopping=stopping)
             return
         sn = request.sn or ""
         refusal = None

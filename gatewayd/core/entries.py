@@ -1,0 +1,87 @@
+"""A node's record and CIK as one JSON object: what a bundle of ``gatewayctl export`` holds
+for each node, and what ``gatewayctl import`` hands a running gatewayd.
+
+The object has every field of :class:`~gatewayd.core.model.Node` by name, the state
+and reason as stored, and ``cik``: the CIK, or null when none was stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Final
+
+from gatewayd.core.errors import GatewaydError
+from gatewayd.core.model import Node, Reason, State
+from gatewayd.core.protocol import cik_shape
+from gatewayd.core.secret import Secret
+
+FIELDS: Final = tuple(field.name for field in dataclasses.fields(Node))
+
+
+class EntryError(GatewaydError):
+    """An object that is not a node's record and CIK."""
+
+
+def entry(node: Node, cik: Secret | None) -> dict[str, Any]:
+    """``node`` and its CIK as one object (the CIK revealed: the object is a secret)."""
+    made: dict[str, Any] = {}
+    for name in FIELDS:
+        value = getattr(node, name)
+        made[name] = value.value if isinstance(value, State | Reason) else value
+    made["cik"] = None if cik is None else cik.reveal()
+    return made
+
+
+def node_of(made: object) -> tuple[Node, Secret | None]:
+    """The record and CIK an object holds; EntryError for one that is no such, which
+    names the serial when it has one (never the CIK)."""
+    sn = made.get("sn") if isinstance(made, dict) else None
+    named = f"the entry of {sn!r}" if isinstance(sn, str) else "an entry"
+    if not isinstance(made, dict):
+        raise EntryError(f"{named} is not a node record")
+    try:
+        fields = {name: made[name] for name in FIELDS}
+    except KeyError as exc:
+        raise EntryError(f"{named} lacks {exc.args[0]!r}") from None
+    try:
+        fields["state"] = State(fields["state"])
+        fields["reason"] = None if fields["reason"] is None else Reason(fields["reason"])
+    except ValueError:
+        raise EntryError(f"{named} has an unknown state or reason") from None
+    problem = _wrong_types(fields)
+    if problem is not None:
+        raise EntryError(f"{named}: {problem}")
+    cik = made.get("cik")
+    if cik is not None and (not isinstance(cik, str) or cik_shape(cik) is not None):
+        raise EntryError(f"{named} holds something that is not a CIK")
+    return Node(**fields), None if cik is None else Secret(cik)
+
+
+_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "sn": (str,),
+    "vendor": (str,),
+    "model": (str,),
+    "first_seen": (int, float),
+    "attempts": (int,),
+    "next_attempt": (int, float, type(None)),
+    "last_error": (str, type(None)),
+    "http_status": (int, type(None)),
+    "rejected_at": (int, float, type(None)),
+    "activated_at": (int, float, type(None)),
+    "expiry_warned": (bool,),
+    "request_started": (int, float, type(None)),
+    "request_form": (str, type(None)),
+    "uncertain": (bool,),
+}
+"""The types each field of a record may have, beside its state and reason."""
+
+
+def _wrong_types(fields: dict[str, Any]) -> str | None:
+    """What of a record's fields is not of its type, or None."""
+    for name, types in _TYPES.items():
+        value = fields[name]
+        if isinstance(value, bool) is not (types == (bool,)) or not isinstance(value, types):
+            return f"{name!r} is not of its type"
+        if types == (str,) and not value:
+            return f"{name!r} is empty"
+    return None

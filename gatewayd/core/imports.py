@@ -1,0 +1,89 @@
+"""A node's record and CIK imported from a bundle while gatewayd runs (``gatewayctl import``).
+
+An import is not a move of the node's state machine: it takes the bundle's record
+as it stands, as gatewayd takes the records it finds at start, and then finishes
+what that record left unfinished (:func:`unfinished`). What the running gatewayd
+holds already is not replaced by the bundle's word alone:
+
+- a node with a request, a check or a re-enable under way is refused: imported
+  again once it is answered, it is then decided on as below;
+- a node whose stored CIK is the bundle's, or for which the bundle holds no CIK
+  while gatewayd knows the node, is left as it is;
+- a node whose stored CIK differs from the bundle's is kept as it is, unless the
+  operator prefers the bundle: then the stored CIK is retired (kept apart, never
+  handed out again) and the bundle's stored.
+
+A node taken has its CIK stored (durably, as any CIK) before its record, the
+journal line ``imported`` and the operator's answer; a node that was waiting for
+its credentials (pending, rejected, needing a re-enable) is sent them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from gatewayd.core import replies
+from gatewayd.core.actions import Action, Log, Publish, Result, RetireCik, SaveNode, StoreCik
+from gatewayd.core.book import Book
+from gatewayd.core.events import Imported
+from gatewayd.core.model import Node, State
+from gatewayd.core.transitions import Trigger
+
+UNDER_WAY: Final = frozenset({State.ACTIVATING, State.RECOVERING, State.ROTATING})
+"""States with a request or a keystore read under way: a node in one is not imported."""
+UNCHANGED: Final = "already held, unchanged"
+"""The operator's answer for a node left as it is."""
+
+
+def unfinished(node: Node, *, reenabling: bool) -> Trigger | None:
+    """What a record found at start (or imported) left unfinished: a request in flight
+    (its keystore is read first), a re-enable gatewayd had started, a rotation."""
+    if node.state is State.ACTIVATING:
+        return Trigger.RESTARTED
+    if reenabling:
+        return Trigger.RESTARTED_REENABLING
+    if node.state is State.ROTATING:
+        return Trigger.RESTARTED_ROTATING
+    return None
+
+
+def refusal(event: Imported, current: Node | None, *, under_way: bool) -> Result | None:
+    """Why the bundle's entry is not taken (an answer for the operator), or None if it is.
+    ``current``: the running record of its serial; ``under_way``: something about it is."""
+    sn = event.node.sn
+    stored, cik = event.stored, event.cik
+    differs = stored is not None and cik is not None and stored != cik
+    if current is not None and (under_way or current.state in UNDER_WAY):
+        text = f"{sn}: not imported: a request about it is under way; import it again later"
+        return Result(ok=False, message=text)
+    if differs and not event.prefer_bundle:
+        text = (
+            f"{sn}: kept as stored: its CIK differs from the bundle's "
+            "(--prefer-bundle takes the bundle's)"
+        )
+        return Result(ok=False, message=text)
+    if current is not None and not differs and (stored is not None or cik is None):
+        return Result(ok=True, message=f"{sn}: {UNCHANGED}")
+    return None
+
+
+def taken(event: Imported, current: Node | None, book: Book) -> list[Action]:
+    """What taking the bundle's entry comes to, once its record is in ``book``."""
+    node, cik, stored = event.node, event.cik, event.stored
+    actions: list[Action] = []
+    said = "imported from a bundle"
+    if cik is not None and stored != cik:
+        if stored is not None:
+            before = current or node
+            actions.append(RetireCik(node.sn, before.vendor, before.model))
+            said += "; the CIK stored before is retired"
+        actions.append(StoreCik(node.sn, node.vendor, node.model, cik))
+    elif cik is None:
+        said += ", without a CIK"
+    actions += [SaveNode(node), Log("imported", logging.INFO, said, node.sn, node.state)]
+    waiting = current is not None and current.state is not State.ACTIVATED
+    if waiting and cik is not None and node.state is State.ACTIVATED:
+        answer = replies.activated(node, cik)
+        actions.append(Publish(answer, book.responses(node.sn)))
+    return [*actions, Result(ok=True, message=f"{node.sn}: imported")]

@@ -49,9 +49,7 @@ def _bundle_commands(sub: Any, common: argparse.ArgumentParser) -> None:  # noqa
     export.add_argument("output", type=Path, help="the bundle to write")
     export.add_argument("--passphrase-file", type=Path, required=True, help="the passphrase")
     export.set_defaults(run=bundle.cmd_export)
-    importing = sub.add_parser(
-        "import", parents=[common], help="read a bundle into this gateway"
-    )
+    importing = sub.add_parser("import", parents=[common], help="read a bundle into this gateway")
     importing.add_argument("input", type=Path, help="the bundle to read")
     importing.add_argument("--passphrase-file", type=Path, required=True, help="the passphrase")
     importing.add_argument(

@@ -168,6 +168,45 @@ def test_a_node_is_activated_and_its_journal_has_its_fields(
     assert body["cik"] not in "\n".join(lines)
 
 
+def test_an_import_is_in_the_journal_whether_gatewayd_runs_or_not(
+    booted: tuple[Container, Broker], registry: Registry
+) -> None:
+    """The node activated above, exported, forgotten and imported through the running
+    gatewayd; then imported again, gatewayd stopped, by gatewayctl as the gatewayd user."""
+    container, _ = booted
+    sn = f"SN-{container.suite}"
+    files = ("--passphrase-file", "/srv/bundle.pass", "/srv/gateway.bundle")
+    container("sh", "-c", "umask 077; echo 'correct horse battery' > /srv/bundle.pass")
+    container("gatewayctl", "export", *files)
+    container("chown", "gatewayd:", "/srv/bundle.pass", "/srv/gateway.bundle")
+    container("gatewayctl", "forget", "--yes", sn)
+    said = container("gatewayctl", "import", *files)
+    assert said.stdout == "1 nodes imported into the running gatewayd, 0 already held\n"
+    container("systemctl", "stop", "gatewayd")
+    try:
+        said = container("runuser", "-u", "gatewayd", "--", "gatewayctl", "import", *files)
+        assert said.stdout == "1 nodes imported into /var/lib/gatewayd\n"
+    finally:
+        container("systemctl", "start", "gatewayd")
+    imported = logs.MESSAGE_IDS["imported"].hex
+
+    def both() -> list[str] | None:
+        lines = container(
+            "journalctl", f"MESSAGE_ID={imported}", f"NODE_SN={sn}", "-o", "json", "--no-pager"
+        ).stdout.splitlines()
+        by = sorted(json.loads(line).get("SYSLOG_IDENTIFIER", "") for line in lines)
+        return by if len(by) >= 2 else None
+
+    assert until(both, WAIT, "the two imports in the journal") == ["gatewayctl", "gatewayd"]
+    shown = container("gatewayctl", "show", sn, "--reveal", "--json").stdout
+    assert json.loads(shown)["cik"] == dict(registry.issued())[sn]
+    until(
+        lambda: "broker connected" in container.show("StatusText")["StatusText"],
+        WAIT,
+        "gatewayd connected again",
+    )
+
+
 def test_reload_keeps_the_main_pid(booted: tuple[Container, Broker]) -> None:
     container, _ = booted
     before = container.show("MainPID")["MainPID"]

@@ -7,7 +7,10 @@ One request per connection: a JSON object on one line, ``{"command": "retry",
 The socket file is the daemon's own, mode 0600, in its runtime directory;
 besides, the daemon asks the kernel who is calling (``SO_PEERCRED``) and
 answers only root and the user it runs as. The caller needs no secret of the
-daemon's: the keyring, its key and the vendor token stay in the daemon.
+daemon's: the keyring, its key and the vendor token stay in the daemon. Only
+``import`` carries CIKs, the other way: ``{"command": "import", "entries": [...],
+"prefer_bundle": false}``, a bundle's records and CIKs (:mod:`gatewayd.core.entries`),
+answered with how many were imported and what was not.
 """
 
 from __future__ import annotations
@@ -196,8 +199,8 @@ def serve(path: Path, submit: Callable[[Request], None]) -> ControlServer | None
         raise
     except OSError as exc:
         log.warning(
-            "no control socket at %s (%s): gatewayctl status, republish, retry and forget "
-            "cannot reach this gatewayd",
+            "no control socket at %s (%s): gatewayctl status, reload, republish, retry, "
+            "forget, rotate and import cannot reach this gatewayd",
             path,
             exc.strerror or exc,
         )

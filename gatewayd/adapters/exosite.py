@@ -15,11 +15,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from gatewayd.adapters import logs
 from gatewayd.adapters.ratelimit import RateLimiter
 from gatewayd.config.schema import ExositeConfig
+from gatewayd.core.actions import Activate
 from gatewayd.core.events import (
     ActivationAnswered,
     CikChecked,
@@ -133,12 +135,12 @@ class ExositeClient:
 
     def submit(self, sn: str, vendor: str, model: str) -> None:
         """Queue a request; once :meth:`close` was called it is reported unsent at once."""
-        self._queue((sn, vendor, model, None))
+        self._queue(Activate(sn, vendor, model))
 
     def check(self, sn: str, cik: Secret) -> None:
         """Queue a check of ``cik`` (:mod:`gatewayd.adapters.cikcheck`), answered with a
         :class:`CikChecked`; it takes a worker and a slot of the rate as a request does."""
-        self._queue((sn, "", "", cik))
+        self._queue(_Check(sn, cik))
 
     def _queue(self, job: _Job) -> None:
         with self._submit_lock:
@@ -189,22 +191,22 @@ class ExositeClient:
                 job = self._jobs.get()
                 if job is None:
                     return
-                sn, vendor, model, cik = job
+                sn = job.sn
                 self._slots.acquire()
                 if not self._gate() or not self._limiter.wait(self._stop):
                     self._slots.release()
                     self._deliver(_unsent(job))
                     continue
-                if cik is not None:
+                if isinstance(job, _Check):
                     client = client or self._client()
-                    verdict, said = self._check(client, sn, cik)
+                    verdict, said = self._check(client, sn, job.cik)
                     self._slots.release()  # no CIK comes of it: nothing to wait for
-                    self._deliver(CikChecked(sn, cik, verdict, said))
+                    self._deliver(CikChecked(sn, job.cik, verdict, said))
                     continue
                 log.debug(
                     "node %s: activation request sent to %s", sn, self._url, extra=logs.about(sn)
                 )
-                form = request_form(self._config, vendor, model, sn)
+                form = request_form(self._config, job.vendor, job.model, sn)
                 try:
                     client = client or self._client()
                     answer = client.request(
@@ -254,15 +256,21 @@ class ExositeClient:
         return not self._stop.is_set()
 
 
-_Job = tuple[str, str, str, Secret | None]
-"""(sn, vendor, model, None) for an activation; (sn, "", "", cik) for a check."""
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """A check of a node's CIK, queued as an activation request is."""
+
+    sn: str
+    cik: Secret
+
+
+_Job = Activate | _Check
 
 
 def _unsent(job: _Job) -> ActivationAnswered | CikChecked:
-    sn, _vendor, _model, cik = job
-    if cik is None:
-        return ActivationAnswered(sn, Failed(NOT_SENT))
-    return CikChecked(sn, cik, Verdict.UNKNOWN, NOT_SENT)
+    if isinstance(job, _Check):
+        return CikChecked(job.sn, job.cik, Verdict.UNKNOWN, NOT_SENT)
+    return ActivationAnswered(job.sn, Failed(NOT_SENT))
 
 
 def _failure(exc: Exception, sn: str) -> Failed:

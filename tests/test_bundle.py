@@ -121,10 +121,7 @@ def test_a_thousand_nodes_move_to_a_new_gateway(
 def test_a_wrong_passphrase_or_a_flipped_byte_changes_nothing(
     tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    old, new = gateway(), gateway()
-    filled(old, 3)
-    bundle = tmp_path / "gateway.bundle"
-    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
+    new, bundle, _ciks = exported(tmp_path, gateway, passphrase, capsys, 3)
     filled(new, 1)  # a target with something in it already
     before = snapshot(new)
     wrong = tmp_path / "wrong"
@@ -147,10 +144,7 @@ def test_a_wrong_passphrase_or_a_flipped_byte_changes_nothing(
 def test_a_stored_cik_that_differs_is_kept_unless_the_bundle_is_preferred(
     tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    old, new = gateway(), gateway()
-    filled(old, 2)
-    bundle = tmp_path / "gateway.bundle"
-    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
+    new, bundle, _ciks = exported(tmp_path, gateway, passphrase, capsys, 2)
     with as_gateway(new):
         keystore = open_keystore(load(new.config_path))
         keystore.store(VENDOR, MODEL, "SN-B0000", Secret("e" * 40))
@@ -177,10 +171,7 @@ def test_an_import_into_a_running_gatewayd_goes_through_its_control_socket(
 ) -> None:
     """1,000 nodes (two parts of the bundle) into a gatewayd that runs; a node it had
     rejected meanwhile is sent its credentials at once; a second import changes nothing."""
-    old, new = gateway(), gateway()
-    ciks = filled(old, 1000)
-    bundle = tmp_path / "gateway.bundle"
-    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
+    new, bundle, ciks = exported(tmp_path, gateway, passphrase, capsys, 1000)
     new.start()
     waiting = "SN-B0007"  # unknown to the simulator: rejected by the new gateway
     with mosquitto_sub(broker, f"gatewayd/nodes/{waiting}/credentials", count=2) as told:
@@ -209,10 +200,7 @@ def test_an_import_into_a_running_gatewayd_goes_through_its_control_socket(
 def test_a_running_gatewayd_keeps_a_differing_cik_unless_the_bundle_is_preferred(
     tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    old, new = gateway(), gateway()
-    filled(old, 2)
-    bundle = tmp_path / "gateway.bundle"
-    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
+    new, bundle, _ciks = exported(tmp_path, gateway, passphrase, capsys, 2)
     with as_gateway(new), StateDB.in_dir(new.state_dir) as db:
         keystore = open_keystore(load(new.config_path))
         keystore.store(VENDOR, MODEL, "SN-B0000", Secret("e" * 40))
@@ -244,10 +232,7 @@ def test_a_running_gatewayd_keeps_a_differing_cik_unless_the_bundle_is_preferred
 def test_a_damaged_bundle_sends_nothing_to_a_running_gatewayd(
     tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    old, new = gateway(), gateway()
-    filled(old, 3)
-    bundle = tmp_path / "gateway.bundle"
-    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
+    new, bundle, _ciks = exported(tmp_path, gateway, passphrase, capsys, 3)
     new.start()
     damaged = bytearray(bundle.read_bytes())
     damaged[-5] ^= 0x01
@@ -287,6 +272,21 @@ def mosquitto_sub(broker: Broker, topic: str, count: int) -> Iterator[Told]:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def exported(
+    tmp_path: Path,
+    gateway: MakeGateway,
+    passphrase: Path,
+    capsys: pytest.CaptureFixture[str],
+    count: int,
+) -> tuple[Gateway, Path, dict[str, str]]:
+    """A new gateway, and the bundle of an old one with ``count`` activated nodes; their CIKs."""
+    old, new = gateway(), gateway()
+    ciks = filled(old, count)
+    bundle = tmp_path / "gateway.bundle"
+    assert ctl(capsys, old, "export", str(bundle), "--passphrase-file", str(passphrase))[0] == 0
+    return new, bundle, ciks
 
 
 def reannounce(broker: Broker, serials: list[str]) -> dict[str, dict[str, Any]]:

@@ -215,7 +215,8 @@ class Engine:
         return imports.taken(event, current, self._book) + self._unfinished(node)
 
     def _command(self, command: commands.Command | Imported) -> list[Action]:
-        """``gatewayctl republish``, ``retry``, ``forget``, ``rotate`` (:mod:`.commands`)."""
+        """``gatewayctl republish``, ``retry``, ``forget``, ``rotate`` (:mod:`.commands`), and
+        ``import`` (:mod:`.imports`)."""
         if isinstance(command, Imported):
             return self._imported(command)
         node = self._book.get(command.sn)

@@ -18,7 +18,6 @@ from gatewayd.config.schema import Config
 from gatewayd.core.engine import Engine
 from gatewayd.core.errors import ConfigError
 from gatewayd.core.events import Event, Forget, Republish, Retry, Rotate
-from gatewayd.daemon import importing
 from gatewayd.daemon.control import Request
 from gatewayd.daemon.executor import Executor
 from gatewayd.daemon.intake import Intake
@@ -114,6 +113,8 @@ class Operator:
             request.answer({"ok": True, **summary})
             return
         if request.command == "import":
+            from gatewayd.daemon import importing  # noqa: PLC0415 (rare: loaded when asked)
+
             stopping = self._stopping()
             importing.take(request, self._engine, self._executor, self._handle, stopping=stopping)
             return

@@ -149,16 +149,43 @@ def test_a_stored_cik_that_differs_is_kept_unless_the_bundle_is_preferred(
         keystore = open_keystore(load(new.config_path))
         keystore.store(VENDOR, MODEL, "SN-B0000", Secret("e" * 40))
     argv = ("import", str(bundle), "--passphrase-file", str(passphrase))
-    code, out, err = ctl(capsys, new, *argv)
-    assert (code, out) == (1, f"1 nodes imported into {new.state_dir}\n")
-    assert "1 nodes kept as stored" in err
-    assert "SN-B0000" in err
+    assert ctl(capsys, new, *argv) == (
+        1,
+        f"1 nodes imported into {new.state_dir}\n",
+        (
+            "gatewayctl: SN-B0000: kept as stored: its CIK differs from the bundle's "
+            "(--prefer-bundle takes the bundle's)\n"
+        ),
+    )
     with as_gateway(new):
         assert keystore.load(VENDOR, MODEL, "SN-B0000") == Secret("e" * 40)
         assert keystore.load(VENDOR, MODEL, "SN-B0001") == Secret(cik(2))
     assert ctl(capsys, new, *argv, "--prefer-bundle")[0] == 0
     with as_gateway(new):
         assert keystore.load(VENDOR, MODEL, "SN-B0000") == Secret(cik(1))
+        assert keystore.load_retired(VENDOR, MODEL, "SN-B0000") == Secret("e" * 40)
+
+
+def test_a_cik_retired_here_is_not_taken_back_from_a_bundle(
+    tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new, bundle, ciks = exported(tmp_path, gateway, passphrase, capsys, 2)
+    with as_gateway(new):
+        keystore = open_keystore(load(new.config_path))
+        keystore.store(VENDOR, MODEL, "SN-B0000", Secret(ciks["SN-B0000"]))
+        assert keystore.retire(VENDOR, MODEL, "SN-B0000")  # Exosite refused it here
+    argv = ("import", str(bundle), "--passphrase-file", str(passphrase))
+    assert ctl(capsys, new, *argv) == (
+        1,
+        f"1 nodes imported into {new.state_dir}\n",
+        (
+            "gatewayctl: SN-B0000: not imported: its CIK in the bundle was retired here "
+            "(refused, or rotated away)\n"
+        ),
+    )
+    with as_gateway(new):
+        assert keystore.load(VENDOR, MODEL, "SN-B0000") is None
+        assert keystore.load(VENDOR, MODEL, "SN-B0001") == Secret(ciks["SN-B0001"])
 
 
 def test_an_import_into_a_running_gatewayd_goes_through_its_control_socket(

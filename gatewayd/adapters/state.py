@@ -159,6 +159,11 @@ class StateDB:
         except sqlite3.Error as exc:
             raise StateError(f"cannot save node {node.sn!r}: {exc}") from exc
 
+    @property
+    def writing(self) -> bool:
+        """A transaction is open: saves or deletes wait for :meth:`commit`."""
+        return self._db.in_transaction
+
     def begin(self) -> None:
         """Open a transaction, unless one is open: saves and deletes until :meth:`commit`
         are committed together."""

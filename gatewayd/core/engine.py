@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from gatewayd.core import announces, checks, commands, imports, records
-from gatewayd.core.actions import Action, Log
+from gatewayd.core.actions import Action, Log, Result
 from gatewayd.core.book import Book
 from gatewayd.core.checks import Checks
 from gatewayd.core.deadlines import Deadlines
@@ -77,6 +77,7 @@ class Engine:
         self._effects = Effects(self._book, self._deadlines, clock, lambda: self.settings)
         self._draining = False
         self._republishing: set[str] = set()
+        self._reenables: set[str] = set()  # re-enables sent and not answered yet
         self._checks = Checks()
         self._guards = announces.Guards(
             self._busy, self._reenabling, self._hold_over, self._check, self._checks.under_way
@@ -160,6 +161,7 @@ class Engine:
         return self._fire(event.sn, trigger, cik=cik, detail=detail, model=model)
 
     def _unsent_or_reenabled(self, event: RequestUnsent | ReenableAnswered) -> list[Action]:
+        self._reenables.discard(event.sn)
         if isinstance(event, RequestUnsent):
             failed = Failed(f"not sent: {event.error}")
             return self._fire(event.sn, Trigger.UNSAVED, outcome=failed)
@@ -200,17 +202,19 @@ class Engine:
             self._checks.done(sn)  # nothing to check
         return actions + commands.republished(self._republishing, sn, event.cik, error)
 
+    def import_refusal(self, event: Imported) -> Result | None:
+        """Why ``gatewayctl import`` does not take the entry now, or None (:mod:`.imports`)."""
+        sn = event.node.sn
+        asked = self._checks.under_way(sn) or sn in self._republishing or sn in self._reenables
+        return imports.refusal(event, self._book.get(sn), under_way=asked)
+
     def _imported(self, event: Imported) -> list[Action]:
-        """``gatewayctl import`` while gatewayd runs (:mod:`.imports`)."""
         node, current = event.node, self._book.get(event.node.sn)
-        sn = node.sn
-        asked = self._checks.under_way(sn) or sn in self._republishing
-        under_way = current is not None and (asked or self._reenabling(current))
-        refusal = imports.refusal(event, current, under_way=under_way)
+        refusal = self.import_refusal(event)
         if refusal is not None:
             return [refusal]
         self._book.put(node)
-        self._deadlines.forget(sn)
+        self._deadlines.forget(node.sn)
         self._arm(None, node, self._wall())
         return imports.taken(event, current, self._book) + self._unfinished(node)
 
@@ -246,6 +250,8 @@ class Engine:
         if row is None:
             where = "an unknown node" if node is None else f"state {state}"
             return [Log("unexpected", logging.ERROR, f"{trigger.value} for {where}", sn, state)]
+        if Effect.REENABLE in row.effects:
+            self._reenables.add(sn)
         step = records.Step(sn, trigger, self._wall(), cik, outcome, model, response, detail)
         record = self._move(node, row, step)
         return self._effects.emit(row.effects, record, step)

@@ -8,11 +8,12 @@ and reason as stored, and ``cik``: the CIK, or null when none was stored.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Final
 
 from gatewayd.core.errors import GatewaydError
 from gatewayd.core.model import Node, Reason, State
-from gatewayd.core.protocol import cik_shape
+from gatewayd.core.protocol import cik_shape, serial_level
 from gatewayd.core.secret import Secret
 
 FIELDS: Final = tuple(field.name for field in dataclasses.fields(Node))
@@ -76,12 +77,32 @@ _TYPES: Final[dict[str, tuple[type, ...]]] = {
 """The types each field of a record may have, beside its state and reason."""
 
 
+_LARGEST: Final = 2**63 - 1
+"""The largest whole number the state database keeps."""
+
+
 def _wrong_types(fields: dict[str, Any]) -> str | None:
-    """What of a record's fields is not of its type, or None."""
+    """What of a record's fields is not of its type or range, or None."""
     for name, types in _TYPES.items():
         value = fields[name]
         if isinstance(value, bool) is not (types == (bool,)) or not isinstance(value, types):
             return f"{name!r} is not of its type"
         if types == (str,) and not value:
             return f"{name!r} is empty"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name!r} is not a finite number"
+        if isinstance(value, int) and not -_LARGEST <= value <= _LARGEST:
+            return f"{name!r} is out of range"
+        if isinstance(value, str) and not _encodes(value):
+            return f"{name!r} is not UTF-8 text"
+    if not serial_level(fields["sn"]):
+        return "'sn' cannot be a serial number (a topic level)"
     return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, which JSON lets through
+        return False
+    return True

@@ -79,9 +79,14 @@ class Topics:
         if not (topic.startswith(head) and topic.endswith(tail)):
             return None
         sn = topic[len(head) : -len(tail)]
-        if not sn or "/" in sn or len(sn) > MAX_TOPIC_SN_CHARS or _WILDCARDS.search(sn):
-            return None
-        return sn
+        return sn if serial_level(sn) else None
+
+
+def serial_level(sn: str) -> bool:
+    """Whether ``sn`` can be the serial level of a node's topics."""
+    return (
+        bool(sn) and "/" not in sn and len(sn) <= MAX_TOPIC_SN_CHARS and not _WILDCARDS.search(sn)
+    )
 
 
 def parse_announce(

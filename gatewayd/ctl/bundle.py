@@ -33,9 +33,10 @@ from gatewayd.adapters.disk import Volumes
 from gatewayd.adapters.keystore import Keystore
 from gatewayd.adapters.state import StateDB
 from gatewayd.config.schema import Config
+from gatewayd.core import imports
 from gatewayd.core.actions import Log
 from gatewayd.core.entries import EntryError, entry, node_of
-from gatewayd.core.errors import GatewaydError
+from gatewayd.core.errors import GatewaydError, KeystoreError
 from gatewayd.core.model import Node
 from gatewayd.core.secret import Secret
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_OK
@@ -144,17 +145,35 @@ def cmd_import(config: Config, args: argparse.Namespace) -> int:
         raise BundleError(f"the bundle is damaged ({exc})") from None
     if _running(config):
         return _import_live(config, entries, prefer_bundle=args.prefer_bundle)
+    return _import_stopped(config, nodes, prefer_bundle=args.prefer_bundle)
+
+
+def _import_stopped(
+    config: Config, nodes: list[tuple[Node, Secret | None]], *, prefer_bundle: bool
+) -> int:
+    """Write the bundle's records and CIKs into the state folder of a stopped gatewayd."""
     state_dir = config.gateway.state_dir
     _check_target(config)
     keystore = open_keystore(config)
-    stored = {n.sn: keystore.load(n.vendor, n.model, n.sn) for n, _cik in nodes}
-    kept = [
-        n.sn
-        for n, cik in nodes
-        if stored[n.sn] not in (None, cik) and cik is not None and not args.prefer_bundle
-    ]
-    taken = [(n, cik) for n, cik in nodes if n.sn not in kept]
-    _store(config, keystore, [(n, cik) for n, cik in taken if cik not in (None, stored[n.sn])])
+    taken: list[tuple[Node, Secret | None]] = []
+    left: list[str] = []
+    for node, cik in nodes:
+        vendor, model, sn = node.vendor, node.model, node.sn
+        stored = keystore.load(vendor, model, sn)
+        if cik is not None and cik == keystore.load_retired(vendor, model, sn):
+            left.append(f"{sn}: {imports.RETIRED}")
+        elif cik is None or stored in (None, cik):
+            taken.append((node, None if cik == stored else cik))
+        elif not prefer_bundle:
+            left.append(f"{sn}: {imports.KEPT}")
+        else:
+            try:
+                keystore.retire(vendor, model, sn)  # kept apart, on disk, before it is replaced
+            except KeystoreError as exc:
+                left.append(f"{sn}: {imports.UNRETIRED}: {exc}")
+                continue
+            taken.append((node, cik))
+    _store(config, keystore, taken)
     with StateDB.in_dir(state_dir) as db:
         db.begin()
         for node, _cik in taken:
@@ -165,21 +184,15 @@ def cmd_import(config: Config, args: argparse.Namespace) -> int:
         (Log("imported", logging.INFO, said, node.sn, node.state) for node, _cik in taken),
         "gatewayctl",
     )
-    imported = len(taken)
-    print(f"{imported} nodes imported into {state_dir}")
-    if kept:
-        print(
-            f"gatewayctl: {len(kept)} nodes kept as stored, their CIK differing from the "
-            f"bundle's (--prefer-bundle takes the bundle's): {', '.join(kept)}",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
-    return EXIT_OK
+    print(f"{len(taken)} nodes imported into {state_dir}")
+    for problem in left:
+        print(f"gatewayctl: {problem}", file=sys.stderr)
+    return EXIT_FAILURE if left else EXIT_OK
 
 
 def _store(config: Config, keystore: Keystore, taken: list[tuple[Node, Secret | None]]) -> None:
-    """The bundle's CIKs the keystore lacks, written and made durable together (one flush of
-    the file system), then put in place."""
+    """The CIKs of ``taken`` (None where the keystore holds the bundle's already), written
+    and made durable together (one flush of the file system), then put in place."""
     staged = [
         (node.sn, keystore.stage(node.vendor, node.model, node.sn, cik))
         for node, cik in taken
@@ -214,23 +227,25 @@ def _import_live(config: Config, entries: list[Any], *, prefer_bundle: bool) -> 
     answered once what it stored is durable."""
     imported = unchanged = 0
     problems: list[str] = []
-    for part in _parts(entries):
-        reply = control.call(
-            config.gateway.control_socket,
-            "import",
-            timeout=control.ANSWER_TIMEOUT,
-            entries=part,
-            prefer_bundle=prefer_bundle,
-        )
-        if not reply["ok"] and "problems" not in reply:
-            raise BundleError(f"gatewayd refused the import: {reply.get('message')}")
-        imported += _count(reply.get("imported"))
-        unchanged += _count(reply.get("unchanged"))
-        listed = reply.get("problems")
-        problems += [str(p) for p in listed] if isinstance(listed, list) else []
-    print(f"{imported} nodes imported into the running gatewayd, {unchanged} already held")
-    for problem in problems:
-        print(f"gatewayctl: {problem}", file=sys.stderr)
+    try:
+        for part in _parts(entries):
+            reply = control.call(
+                config.gateway.control_socket,
+                "import",
+                timeout=control.ANSWER_TIMEOUT,
+                entries=part,
+                prefer_bundle=prefer_bundle,
+            )
+            listed = reply.get("problems")
+            if not isinstance(listed, list):  # the whole part refused
+                raise BundleError(f"gatewayd refused the import: {reply.get('message')}")
+            imported += _count(reply.get("imported"))
+            unchanged += _count(reply.get("unchanged"))
+            problems += [str(p) for p in listed]
+    finally:
+        print(f"{imported} nodes imported into the running gatewayd, {unchanged} already held")
+        for problem in problems:
+            print(f"gatewayctl: {problem}", file=sys.stderr)
     return EXIT_FAILURE if problems else EXIT_OK
 
 

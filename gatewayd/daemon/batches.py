@@ -120,6 +120,20 @@ class Batches:
             if sn is not None:
                 self._add(sn)
 
+    def after_writes(self, done: Callable[[], None]) -> None:
+        """Call ``done`` once what was written so far is durable: the CIKs handed over and the
+        records saved, flushed. Records that waited for a flush are written after it, and
+        need the next one: ``done`` waits for both."""
+        self._after(lambda: self._after(done))
+
+    def _after(self, done: Callable[[], None]) -> None:
+        if self._state.writing:
+            self.gathering.durable = True
+        if self.busy:
+            self.defer([], done, frozenset())
+        else:
+            done()
+
     def _add(self, sn: str) -> None:
         self.gathering.nodes.add(sn)
         if self._resumed is not None:

@@ -79,6 +79,10 @@ class Executor:
         self._unretired: dict[str, str] = {}
         """Nodes whose refused CIK could not be retired: their next request is not sent."""
 
+    @property
+    def keystore(self) -> Keystore:
+        return self._keystore
+
     def run(
         self,
         actions: Sequence[Action],
@@ -112,12 +116,7 @@ class Executor:
             case StoreCik():
                 return self._store(action)
             case SaveNode(node=node):
-                saved[node.sn] = error = self._save(node)
-                if error is None and node.state is not State.ACTIVATED:
-                    # an activated record need not wait for the disk: its CIK is
-                    # stored, and a record lost to a power cut is rebuilt from it
-                    self.batches.wrote(node.sn)
-                    return True
+                return self._saved(node, saved)
             case Activate() | Reenable():
                 self._request(action, saved.pop(action.sn, None))
             case LookupCik():
@@ -132,6 +131,18 @@ class Executor:
                 self._command(action)
         return False
 
+    def _saved(self, node: Node, saved: dict[str, str | None]) -> bool:
+        """Save ``node``'s record; True if it must be durable before what follows."""
+        saved[node.sn] = error = self._save(node)
+        if node.state is State.ACTIVATED:
+            # an activated record need not wait for the disk: its CIK is stored, and a
+            # record lost to a power cut is rebuilt from it; no request follows it
+            self._unretired.pop(node.sn, None)
+            return False
+        if error is None:
+            self.batches.wrote(node.sn)
+        return error is None
+
     def cut(self) -> None:
         """Between two items of the inbox: commit the records written, and hand what
         waits for the disk to the writer, unless it is busy."""
@@ -140,11 +151,6 @@ class Executor:
             self._state_failed(failure)
         if ready is not None:
             self._resume(ready, None)
-
-    def after_writes(self, done: Callable[[], None]) -> None:
-        """Call ``done`` once what was written so far is durable: after the next flush."""
-        self.batches.gathering.durable = True
-        self.batches.defer([], done, frozenset())
 
     def flushed(self, item: Flushed) -> None:
         """The writer is done with a batch: what waited for it runs now."""

@@ -3,7 +3,11 @@
 time, and each is handed to the engine (:mod:`gatewayd.core.imports`) with the CIK
 the keystore holds for its serial now.
 
-The answer comes once what the part stored is durable: its CIKs and records flushed.
+Before an entry that replaces a stored CIK (``--prefer-bundle``) is handed over, the
+stored CIK is retired here, on disk; one that cannot be is not replaced. An entry
+whose CIK the gateway has retired is refused: a CIK Exosite refused, or one rotated
+away, is never taken back. The answer comes once what the part wrote is durable:
+its CIKs flushed, then its records committed and flushed.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gatewayd.core import imports
-from gatewayd.core.actions import LookupCik
+from gatewayd.core.actions import LookupCik, Result
 from gatewayd.core.engine import Engine
 from gatewayd.core.entries import EntryError, node_of
+from gatewayd.core.errors import KeystoreError
 from gatewayd.core.events import Event, Imported
 from gatewayd.daemon.control import Request
 from gatewayd.daemon.executor import Executor
+
+_REFUSED = "the keystore refuses it; see the journal"
 
 
 def take(
@@ -40,15 +47,16 @@ def take(
         except EntryError as exc:
             problems.append(str(exc))
             continue
-        executor.results.clear()
-        handle(event)
-        for result in executor.results:
-            if not result.ok:
-                problems.append(result.message)
-            elif result.message.endswith(imports.UNCHANGED):
-                unchanged += 1
-            else:
-                imported.append(event.node.sn)
+        refusal = engine.import_refusal(event)
+        if refusal is None and imports.replaces(event):
+            refusal = _retire(executor, engine, event)
+        if refusal is None:
+            handle(event)
+            imported.append(event.node.sn)
+        elif refusal.ok:
+            unchanged += 1
+        else:
+            problems.append(refusal.message)
     executor.results.clear()
 
     def answer() -> None:
@@ -66,10 +74,7 @@ def take(
             }
         )
 
-    executor.after_writes(answer)
-
-
-_REFUSED = "the keystore refuses it; see the journal"
+    executor.batches.after_writes(answer)
 
 
 def _event(made: object, engine: Engine, executor: Executor, *, prefer_bundle: bool) -> Imported:
@@ -79,14 +84,30 @@ def _event(made: object, engine: Engine, executor: Executor, *, prefer_bundle: b
     except EntryError as exc:
         raise EntryError(f"not imported: {exc}") from None
     sn = node.sn
-    refusal = None
-    if sn in executor.held:
-        refusal = f"a CIK of it is not stored yet ({_REFUSED})"
-    elif executor.batches.waiting(sn):
-        refusal = "a write about it is under way"
     current = engine.node(sn) or node
     looked_up = executor.lookup(LookupCik(sn, current.vendor, current.model))
-    refusal = refusal or looked_up.error
+    refusal = looked_up.error
+    if sn in executor.held:
+        refusal = f"a CIK of it is not stored yet ({_REFUSED}); import it again later"
+    elif executor.batches.waiting(sn):
+        refusal = "a write about it is under way; import it again later"
+    elif refusal is None and cik is not None:
+        try:
+            if executor.keystore.load_retired(current.vendor, current.model, sn) == cik:
+                raise EntryError(f"{sn}: {imports.RETIRED}")
+        except KeystoreError as exc:
+            refusal = f"cannot read the keyring: {exc}"
     if refusal is not None:
-        raise EntryError(f"{sn}: not imported: {refusal}; import it again later")
+        raise EntryError(f"{sn}: not imported: {refusal}")
     return Imported(node, cik, looked_up.cik, prefer_bundle)
+
+
+def _retire(executor: Executor, engine: Engine, event: Imported) -> Result | None:
+    """Retire the stored CIK the entry replaces; an answer for the operator if it cannot be."""
+    sn = event.node.sn
+    current = engine.node(sn) or event.node
+    try:
+        executor.keystore.retire(current.vendor, current.model, sn)
+    except KeystoreError as exc:
+        return Result(ok=False, message=f"{sn}: {imports.UNRETIRED}: {exc}")
+    return None

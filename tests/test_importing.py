@@ -166,3 +166,9 @@ def test_a_mark_of_an_unretired_cik_ends_once_its_node_is_activated(
     assert rig.out.said == [("request", "SN1")]
     assert not rig.executor.followups
     assert not [a for a in rig.executor.results if isinstance(a, Log)]
+
+
+def test_a_request_never_shows_the_ciks_it_carries() -> None:
+    request = Request("import", None, 30.0, [entry(activated("SN1"), NEW)])
+    assert NEW.reveal() not in repr(request)
+    assert NEW.reveal() not in str(request)

@@ -67,8 +67,8 @@ class Request:
     command: str
     sn: str | None
     timeout: float = ANSWER_TIMEOUT
-    entries: list[object] = field(default_factory=list)
-    """``import``: the records and CIKs to take (:mod:`gatewayd.core.entries`)."""
+    entries: list[object] = field(default_factory=list, repr=False)
+    """``import``: the records and CIKs to take (:mod:`gatewayd.core.entries`); never shown."""
     prefer_bundle: bool = False
     """``import``: a stored CIK that differs from its entry's is replaced."""
     done: threading.Event = field(default_factory=threading.Event)

@@ -23,7 +23,9 @@ from gatewayd.adapters.state import StateDB
 from gatewayd.config.load import load
 from gatewayd.core.model import Node, State
 from gatewayd.core.secret import Secret
+from gatewayd.ctl import bundle as bundle_module
 from gatewayd.ctl.main import main
+from gatewayd.daemon import control
 from gatewayd.daemon.wiring import open_keystore
 from gatewayd.sim import Registry
 from gatewayd.sim.processes import Broker
@@ -345,3 +347,16 @@ def reannounce(broker: Broker, serials: list[str]) -> dict[str, dict[str, Any]]:
         client.loop_stop()
         client.disconnect()
     return answers
+
+
+def test_a_bundle_goes_to_a_running_gatewayd_in_parts_that_fit_its_line() -> None:
+    made = [{"sn": f"SN-{i:05d}", "pad": "x" * 300} for i in range(2000)]
+    parts = bundle_module._parts(made)
+    assert len(parts) > 1
+    assert [m for part in parts for m in part] == made
+    for part in parts:
+        size = len(json.dumps({"command": "import", "entries": part}, separators=(",", ":")))
+        assert size <= bundle_module.PART + 1024 < control.MAX_LINE
+    assert bundle_module._parts([{"sn": "x" * bundle_module.PART}]) == [
+        [{"sn": "x" * bundle_module.PART}]
+    ]  # one entry larger than a part goes alone

@@ -156,8 +156,9 @@ def _import_stopped(
     _check_target(config)
     keystore = open_keystore(config)
     taken: list[tuple[Node, Secret | None]] = []
+    replacing: list[tuple[Node, Secret | None]] = []
     left: list[str] = []
-    for node, cik in nodes:
+    for node, cik in nodes:  # every stored CIK read before anything is written
         vendor, model, sn = node.vendor, node.model, node.sn
         stored = keystore.load(vendor, model, sn)
         if cik is not None and cik == keystore.load_retired(vendor, model, sn):
@@ -167,12 +168,14 @@ def _import_stopped(
         elif not prefer_bundle:
             left.append(f"{sn}: {imports.KEPT}")
         else:
-            try:
-                keystore.retire(vendor, model, sn)  # kept apart, on disk, before it is replaced
-            except KeystoreError as exc:
-                left.append(f"{sn}: {imports.UNRETIRED}: {exc}")
-                continue
-            taken.append((node, cik))
+            replacing.append((node, cik))
+    for node, cik in replacing:
+        try:  # kept apart, on disk, before it is replaced
+            keystore.retire(node.vendor, node.model, node.sn)
+        except KeystoreError as exc:
+            left.append(f"{node.sn}: {imports.UNRETIRED}: {exc}")
+            continue
+        taken.append((node, cik))
     _store(config, keystore, taken)
     with StateDB.in_dir(state_dir) as db:
         db.begin()

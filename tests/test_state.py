@@ -375,3 +375,14 @@ def test_a_transaction_is_seen_whole_or_not_at_all(tmp_path: Path) -> None:
         db.save(dataclasses.replace(NODE, sn="SN-3"))  # no transaction is left open
         assert reader.get("SN-3") is not None
         assert db._db.execute("PRAGMA synchronous").fetchone() == (1,)
+
+
+def test_close_keeps_what_an_open_transaction_wrote(tmp_path: Path) -> None:
+    """The daemon's last records (activated ones, saved after their CIK's flush) may still
+    be in the transaction when it stops."""
+    with open_db(tmp_path) as db:
+        db.defer_sync()
+        db.begin()
+        db.save(NODE)
+    with open_db(tmp_path, readonly=True) as reader:
+        assert reader.get(NODE.sn) == NODE

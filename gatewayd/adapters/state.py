@@ -99,6 +99,12 @@ class StateDB:
         return cls(state_dir / DB_NAME, readonly=readonly)
 
     def close(self) -> None:
+        """Commit what is written (records saved since the last commit), then close: a
+        transaction left open would be rolled back."""
+        try:
+            self.commit()
+        except StateError as exc:
+            log.warning("%s: the records written last are lost", exc)
         self._db.close()
 
     def check_writable(self) -> None:

@@ -47,6 +47,7 @@ class Call(enum.StrEnum):
     STATUS = "status"  # GET /provision/manage/model/<model>/<sn>
     REENABLE = "reenable"  # POST /provision/manage/model/<model>/<sn>, enable=true
     CHECK = "check"  # GET /onep:v1/stack/alias, X-Exosite-CIK: <cik>
+    LOOKUP = "lookup"  # POST /onep:v1/rpc/process, {"auth": {"cik": <cik>}, ...}
 
 
 def device_rid(vendor: str, model: str, sn: str) -> str:

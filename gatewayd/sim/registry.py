@@ -5,7 +5,8 @@ write here goes through one lock. Only :meth:`Registry.load` does I/O.
 
 Besides activation it models the vendor management API: asking about a serial
 (:attr:`Call.STATUS`) and re-enabling it (:attr:`Call.REENABLE`), and a device's
-own API enough to check a CIK (:attr:`Call.CHECK`). The simulator holds at most
+own API enough to check a CIK (:attr:`Call.CHECK`) and to tell whose it is (the
+RPC lookup, :attr:`Call.LOOKUP`). The simulator holds at most
 one vendor token, valid for every vendor it knows.
 """
 
@@ -69,6 +70,7 @@ class Registry(Faults):
         self._calls: Counter[str] = Counter()
         self._manage_calls: Counter[str] = Counter()
         self._checks: Counter[str] = Counter()
+        self._lookups: Counter[str] = Counter()
         self._vendor_token: Secret | None = None
         self._log: list[LogEntry] = []
         self.set_vendor_token(vendor_token)
@@ -193,20 +195,16 @@ class Registry(Faults):
     def check(self, cik: str | None) -> ManageAnswer:
         """Count, answer and log one check of a CIK: after the drop and error rates, 200
         while it is its device's current CIK (the answer names the device), else 401."""
-        with self._lock:
-            key = None if cik is None else self._ciks.holder(cik)
-            sn = "" if key is None else key[2]
-            self._checks[sn] += 1
-            delay = self._latency + self._sn_latency.get(sn, 0.0)
-            status = self._random_fault()
-            device = None
-            if status == 200:
-                if key is None:
-                    status = 401
-                else:
-                    device = self._view(*key, self._devices[key])
-            self._log.append(LogEntry(self._clock(), sn, status, Call.CHECK))
-        return ManageAnswer(status, device, delay)
+        return self._by_cik(Call.CHECK, cik, self._checks, well_formed=True)
+
+    def lookup(self, cik: str | None, *, well_formed: bool = True) -> ManageAnswer:
+        """Count, answer and log one One Platform RPC request made with ``cik``.
+
+        After the drop and error rates: 400 if not ``well_formed``, else as
+        :meth:`check`: 200 naming the device while ``cik`` is its current CIK,
+        else 401. Counted apart: :meth:`lookups`.
+        """
+        return self._by_cik(Call.LOOKUP, cik, self._lookups, well_formed=well_formed)
 
     def regenerate(self, vendor: str, model: str, sn: str) -> Secret:
         """Give the device a new CIK that no gateway holds, and return it: the one it had
@@ -221,11 +219,36 @@ class Registry(Faults):
         with self._lock:
             return self._checks[sn]
 
+    def lookups(self, sn: str) -> int:
+        """RPC requests made with a CIK of ``sn`` (with a CIK that is nobody's, or none: "")."""
+        with self._lock:
+            return self._lookups[sn]
+
     def record(self, sn: str, status: int) -> None:
         """Count and log a request the server answered by itself (a malformed one)."""
         with self._lock:
             self._calls[sn] += 1
             self._log.append(LogEntry(self._clock(), sn, status))
+
+    def _by_cik(
+        self, call: Call, cik: str | None, counter: Counter[str], *, well_formed: bool
+    ) -> ManageAnswer:
+        with self._lock:
+            key = None if cik is None else self._ciks.holder(cik)
+            sn = "" if key is None else key[2]
+            counter[sn] += 1
+            delay = self._latency + self._sn_latency.get(sn, 0.0)
+            status = self._random_fault()
+            device = None
+            if status == 200:
+                if not well_formed:
+                    status = 400
+                elif key is None:
+                    status = 401
+                else:
+                    device = self._view(*key, self._devices[key])
+            self._log.append(LogEntry(self._clock(), sn, status, call))
+        return ManageAnswer(status, device, delay)
 
     def _activate(
         self, pair: tuple[str, str] | None, sn: str, *, murano: bool

@@ -20,6 +20,18 @@ A device's own API, enough to check a CIK, with header ``X-Exosite-CIK: <cik>``:
 
     GET  /onep:v1/stack/alias
         200 empty body: the CIK is its device's current one; else 401
+
+The One Platform RPC, enough to tell whose a CIK is (see :mod:`gatewayd.sim.rpc`)::
+
+    POST /onep:v1/rpc/process   application/json body
+         {"auth": {"cik": CIK}, "calls": [{"id": 1, "procedure": "lookup",
+                                            "arguments": ["alias", ""]}]}
+        200 application/json  [{"id": 1, "status": "ok", "result": "<rid>"}]
+            the device's rid, as the management GET answers it; a call without
+            an id is not answered (none with one: 204, empty body)
+        401 {"error": {"code": 401, "message": "Invalid", "context": "auth"}}
+            the CIK is not its device's current one
+        400 {"error": {"code": -1 | 400, ...}}  the body is no such request
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ from typing import TYPE_CHECKING, Final, Self
 from urllib.parse import parse_qs, unquote
 
 from gatewayd.core.errors import ConfigError
+from gatewayd.sim import rpc
 from gatewayd.sim.devices import State, parse_device
 from gatewayd.sim.model import DROP, Answer, Call, Device, Fault, ManageAnswer
 from gatewayd.sim.registry import Registry
@@ -50,6 +63,8 @@ FORM: Final = "application/x-www-form-urlencoded"
 TOKEN_HEADER: Final = "X-Exosite-Token"  # noqa: S105 (a header name, not a secret)
 CIK_HEADER: Final = "X-Exosite-CIK"
 CHECK_PATH: Final = "/onep:v1/stack/alias"
+RPC_PATH: Final = "/onep:v1/rpc/process"
+JSON_UTF8: Final = "application/json; charset=utf-8"
 MANAGE_PATH: Final = re.compile(r"/provision/manage/model/(?P<model>[^/]+)/(?P<sn>[^/]+)")
 ONEP_STATUS: Final = MappingProxyType(
     {State.ACTIVATED: "activated", State.PENDING: "notactivated", State.EXPIRED: "expired"}
@@ -80,6 +95,7 @@ class Simulator:
             Route("GET", MANAGE_PATH, self._serial_status),
             Route("POST", MANAGE_PATH, self._reenable),
             Route("GET", re.compile(re.escape(CHECK_PATH)), self._check),
+            Route("POST", re.compile(re.escape(RPC_PATH)), self._rpc),
             Route("GET", re.compile(r"/_sim/devices"), self._list_devices),
             Route("POST", re.compile(r"/_sim/devices"), self._add_device),
             Route("POST", re.compile(r"/_sim/regenerate"), self._regenerate),
@@ -186,6 +202,33 @@ class Simulator:
             return Response(200, b"", TEXT, answer.delay)
         return replace(Response.text(answer.status), delay=answer.delay)
 
+    def _rpc(self, request: Request) -> Response:
+        """Answer a One Platform RPC request (see :mod:`gatewayd.sim.rpc`); its CIK is
+        compared by the registry, never logged."""
+        parsed: rpc.RpcRequest | rpc.RpcError
+        if request.headers.get_content_type() != JSON:
+            parsed = rpc.RpcError(400, f"expected a {JSON} body")
+        else:
+            try:
+                parsed = rpc.parse(request.body)
+            except rpc.RpcError as exc:
+                parsed = exc
+        cik = parsed.cik if isinstance(parsed, rpc.RpcRequest) else None
+        answer = self.registry.lookup(cik, well_formed=cik is not None)
+        device = answer.device
+        shown = "dropped" if answer.status == DROP else answer.status
+        log.info("lookup sn=%r: %s", "" if device is None else device.sn, shown)
+        if isinstance(parsed, rpc.RpcRequest) and device is not None:
+            entries = rpc.answer(parsed.calls, device.rid)
+            if not entries:  # no call asked for an answer
+                return Response(204, b"", TEXT, answer.delay)
+            return _json(200, entries, answer.delay)
+        if isinstance(parsed, rpc.RpcError) and answer.status == 400:
+            return _json(400, parsed.document(), answer.delay)
+        if answer.status == 401:
+            return _json(401, rpc.refusal(), answer.delay)
+        return replace(Response.text(answer.status), delay=answer.delay)
+
     def _list_devices(self, _request: Request) -> Response:
         pairs = [{"vendor": vendor, "model": model} for vendor, model in self.registry.pairs()]
         devices = [_device_json(device) for device in self.registry.devices()]
@@ -275,6 +318,10 @@ def _manage_response(answer: ManageAnswer) -> Response:
     if answer.status == 205:
         return Response(205, b"", TEXT, answer.delay)
     return replace(Response.text(answer.status), delay=answer.delay)
+
+
+def _json(status: int, document: object, delay: float) -> Response:
+    return Response(status, json.dumps(document).encode(), JSON_UTF8, delay)
 
 
 def _device_json(device: Device) -> dict[str, object]:

@@ -1,13 +1,18 @@
-"""Checking a CIK with Exosite: the simulator's ``GET /onep:v1/stack/alias`` and
-``gatewayctl check SN``.
+"""Checking a CIK with Exosite: whether it accepts it (the One Platform RPC ``lookup`` of
+the CIK's own rid), and whose it is (that rid against the serial's, from the vendor
+API); ``gatewayctl check SN``.
 
 A CIK is accepted while it is its device's current one; re-enabling the device
-through the vendor API, or regenerating its CIK, makes the old one refused.
+through the vendor API, or regenerating its CIK, makes the old one refused. Only
+Exosite's own answers decide: a proxy's 403, a 5xx or a dropped connection is no
+verdict.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +22,7 @@ from conftest import MODEL, VENDOR
 from gatewayd.adapters import cikcheck
 from gatewayd.adapters.http import Client
 from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.vendor import VendorClient
 from gatewayd.config.load import load
 from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.events import Verdict
@@ -26,16 +32,19 @@ from gatewayd.ctl.main import main
 from gatewayd.daemon.wiring import open_keystore
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.model import Call
+from gatewayd.sim.processes import Output, free_port
 
 pytestmark = pytest.mark.http
 
 TOKEN = "vendor-token-5c1e"
+RID = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
     registry = Registry(vendor_token=TOKEN)
     registry.add(VENDOR, MODEL, "SN-1")
+    registry.add(VENDOR, MODEL, "SN-2")
     with Simulator(registry) as simulator:
         yield simulator
 
@@ -50,39 +59,63 @@ def exosite(sim: Simulator) -> ExositeConfig:
     return ExositeConfig(url=sim.url, vendor=VENDOR, model=MODEL, timeout=2.0)
 
 
-def asked(sim: Simulator, cik: Secret) -> tuple[Verdict, str]:
+def asked(
+    sim: Simulator, cik: Secret, sn: str = "SN-1", *, vendor: bool = False, owner: bool = False
+) -> tuple[Verdict, str]:
+    config = exosite(sim)
     client = Client()
+    api = VendorClient(config, Secret(TOKEN)) if vendor else None
     try:
-        return cikcheck.check(client, exosite(sim), cik)
+        return cikcheck.check(client, config, cik, sn=sn, model=MODEL, vendor=api, owner=owner)
     finally:
         client.close()
 
 
+def rpc(*calls: object) -> bytes:
+    return json.dumps(list(calls)).encode()
+
+
 @pytest.mark.parametrize(
-    ("status", "verdict"),
+    ("status", "body", "found"),
     [
-        (200, Verdict.ACCEPTED),
-        (204, Verdict.ACCEPTED),
-        (401, Verdict.REFUSED),
-        (403, Verdict.REFUSED),
-        (404, Verdict.UNKNOWN),
-        (429, Verdict.UNKNOWN),
-        (500, Verdict.UNKNOWN),
-        (503, Verdict.UNKNOWN),
+        (200, rpc({"id": 1, "status": "ok", "result": RID}), RID),
+        (200, rpc({"id": 1, "status": "ok", "result": RID.upper()}), RID),
+        (401, b"", Verdict.REFUSED),
+        (401, b"<html>Unauthorized</html>", Verdict.REFUSED),
+        (
+            200,
+            b'{"error": {"code": 401, "message": "Unauthorized", "context": "auth"}}',
+            Verdict.REFUSED,
+        ),
+        (200, b'{"error": {"code": 400, "message": "Bad", "context": "calls"}}', Verdict.UNKNOWN),
+        (403, b"<html>Filtered</html>", Verdict.UNKNOWN),
+        (407, b"", Verdict.UNKNOWN),
+        (404, b"", Verdict.UNKNOWN),
+        (429, b"", Verdict.UNKNOWN),
+        (500, b"", Verdict.UNKNOWN),
+        (503, b"", Verdict.UNKNOWN),
+        (200, b"<html>Sign in to continue</html>", Verdict.UNKNOWN),
+        (200, b"", Verdict.UNKNOWN),
+        (200, rpc({"id": 1, "status": "invalid"}), Verdict.UNKNOWN),
+        (200, rpc({"id": 2, "status": "ok", "result": RID}), Verdict.UNKNOWN),
+        (200, rpc({"id": 1, "status": "ok", "result": "not-a-rid"}), Verdict.UNKNOWN),
+        (200, rpc({"id": 1, "status": "ok", "result": RID}, {"id": 1}), Verdict.UNKNOWN),
+        (204, b"", Verdict.UNKNOWN),
     ],
 )
-def test_what_each_answer_means(status: int, verdict: Verdict) -> None:
-    assert cikcheck.verdict(status) is verdict
+def test_what_each_answer_to_a_lookup_means(status: int, body: bytes, found: object) -> None:
+    assert cikcheck.read_lookup(status, body) == found
 
 
 def test_a_current_cik_is_accepted_and_a_stranger_refused(sim: Simulator) -> None:
     cik = activate(sim)
     assert asked(sim, cik) == (Verdict.ACCEPTED, "HTTP 200")
     assert asked(sim, Secret("f" * 40)) == (Verdict.REFUSED, "HTTP 401")
-    assert sim.registry.checks("SN-1") == 1
-    calls = [(e.sn, e.status) for e in sim.registry.request_log() if e.call is Call.CHECK]
+    assert sim.registry.lookups("SN-1") == 1
+    calls = [(e.sn, e.status) for e in sim.registry.request_log() if e.call is Call.LOOKUP]
     assert calls == [("SN-1", 200), ("", 401)]
     assert sim.registry.calls("SN-1") == 1  # a check is no activation
+    assert sim.registry.total_manage_calls() == 0  # no vendor API without a token
 
 
 def test_re_enabling_or_regenerating_makes_the_old_cik_refused(sim: Simulator) -> None:
@@ -97,6 +130,50 @@ def test_re_enabling_or_regenerating_makes_the_old_cik_refused(sim: Simulator) -
     assert asked(sim, second)[0] is Verdict.REFUSED
 
 
+def test_with_a_vendor_token_a_refusal_counts_once_the_vendor_api_answers(
+    sim: Simulator,
+) -> None:
+    cik = activate(sim)
+    assert asked(sim, cik, vendor=True) == (Verdict.ACCEPTED, "HTTP 200")
+    assert sim.registry.manage_calls("SN-1") == 0  # an accepted CIK needs no more
+    sim.registry.regenerate(VENDOR, MODEL, "SN-1")
+    verdict, said = asked(sim, cik, vendor=True)
+    assert (verdict, said) == (Verdict.REFUSED, "HTTP 401; the vendor API has the serial activated")
+    sim.registry.manage(Call.REENABLE, MODEL, "SN-1", TOKEN)
+    verdict, said = asked(sim, cik, vendor=True)
+    assert (verdict, said) == (
+        Verdict.REFUSED,
+        "HTTP 401; the vendor API has the serial notactivated",
+    )
+    sim.registry.set_vendor_token("another-token")  # the vendor API refuses ours: unconfirmed
+    verdict, said = asked(sim, cik, vendor=True)
+    assert verdict is Verdict.UNKNOWN
+    assert said.startswith("HTTP 401; the vendor API did not answer: the vendor token was refused")
+
+
+def test_a_cik_is_the_serials_own_only_when_its_rid_is_the_serials(sim: Simulator) -> None:
+    own, other = activate(sim, "SN-1"), activate(sim, "SN-2")
+    assert asked(sim, own, vendor=True, owner=True) == (
+        Verdict.ACCEPTED,
+        "HTTP 200; the CIK's rid is the serial's",
+    )
+    # SN-2's CIK is valid, but not SN-1's: never adopted as SN-1's
+    assert asked(sim, other, vendor=True, owner=True) == (
+        Verdict.REFUSED,
+        "HTTP 200; the CIK is another device's (its rid is not the serial's)",
+    )
+    assert asked(sim, other, "SN-UNKNOWN", vendor=True, owner=True) == (
+        Verdict.REFUSED,
+        "HTTP 200; the vendor API does not know the serial (HTTP 404)",
+    )
+    assert asked(sim, Secret("e" * 40), vendor=True, owner=True) == (Verdict.REFUSED, "HTTP 401")
+    # without a vendor token nothing proves whose a CIK is
+    assert asked(sim, own, owner=True) == (
+        Verdict.UNKNOWN,
+        "no vendor token: whose CIK it is cannot be proved",
+    )
+
+
 def test_no_clean_answer_decides_nothing(sim: Simulator) -> None:
     cik = activate(sim)
     sim.registry.error_rate = 1.0
@@ -106,6 +183,57 @@ def test_no_clean_answer_decides_nothing(sim: Simulator) -> None:
     verdict, said = asked(sim, cik)
     assert verdict is Verdict.UNKNOWN
     assert said.startswith("connection error")
+
+
+class FilteringProxy:
+    """A tinyproxy that answers 403 to every URL matching ``pattern``, as an office's
+    proxy does for what it blocks."""
+
+    def __init__(self, folder: Path, pattern: str) -> None:
+        self.port = free_port()
+        (folder / "filter").write_text(pattern + "\n")
+        conf = folder / "tinyproxy.conf"
+        conf.write_text(
+            f"Port {self.port}\nListen 127.0.0.1\nTimeout 30\nLogLevel Info\nMaxClients 8\n"
+            f'Allow 127.0.0.1\nFilter "{folder / "filter"}"\nFilterURLs On\n'
+        )
+        binary = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
+        self._process = subprocess.Popen(
+            [binary, "-d", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self._log = Output("tinyproxy", self._process.stdout, folder / "tinyproxy.log")
+        self._log.wait_for(r"Accepting connections")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def blocking_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FilteringProxy]:
+    """http_proxy set to a proxy that blocks the One Platform's device API with 403."""
+    proxy = FilteringProxy(tmp_path, "onep:v1")
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy.url)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def test_a_proxys_403_is_no_refusal(sim: Simulator, blocking_proxy: FilteringProxy) -> None:
+    cik = activate(sim)
+    for vendor, owner in ((False, False), (True, False), (True, True)):
+        verdict, said = asked(sim, cik, vendor=vendor, owner=owner)
+        assert verdict is Verdict.UNKNOWN
+        assert said.startswith("HTTP 403")
+    assert sim.registry.lookups("SN-1") == 0  # blocked on the way
 
 
 # ----------------------------------------------------------------- gatewayctl

@@ -50,7 +50,9 @@ from gatewayd.core.secret import Secret
 from gatewayd.core.timers import backoff_ceiling
 from gatewayd.core.transitions import TRANSITIONS, Trigger, as_table
 
-SETTINGS = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1", "hygro"}))
+SETTINGS = Settings(
+    vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1", "hygro"}), adopt=True
+)
 CIK = Secret("a" * 40)
 
 
@@ -117,7 +119,11 @@ def _recovering(clock: Clock) -> Engine:
 
 LOST = "cannot read the keyring: backend down"
 AUTO = Settings(
-    vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1"}), auto_reenable=True
+    vendor="acme",
+    model="thermo-v1",
+    models=frozenset({"thermo-v1"}),
+    auto_reenable=True,
+    adopt=True,
 )
 
 
@@ -385,11 +391,26 @@ NO_CIK = (None, State.REJECTED, State.NEEDS_REENABLE)
 OFFER = Announced("SN1", cik=CIK)
 
 
+def _not_activatable(engine: Engine) -> list[Action]:
+    """SN1 rejected with a 409: a device Exosite knows, activated by someone else."""
+    _activating(engine)
+    engine.handle(ActivationAnswered("SN1", Refused(409)))
+    return engine.handle(CikLookedUp("SN1", None))
+
+
+def _offered(state: State | None, event: Event) -> Scenario:
+    """Bring SN1 to ``state`` (rejected: with a 409, Exosite knows the serial), then hand
+    the engine ``event``."""
+    if state is State.REJECTED:
+        return lambda e, c: (_not_activatable(e), e.handle(event))[1]
+    return _then(state, event)
+
+
 def _adopted(state: State | None) -> Scenario:
     """SN1 in ``state`` offers its CIK; Exosite accepts it."""
 
     def scenario(e: Engine, c: Clock) -> list[Action]:
-        _then(state, OFFER)(e, c)
+        _offered(state, OFFER)(e, c)
         return e.handle(CikChecked("SN1", CIK, Verdict.ACCEPTED, "HTTP 200"))
 
     return scenario
@@ -410,7 +431,7 @@ def _again(state: State | None) -> Scenario:
     """SN1 in ``state`` offers its CIK, and announces again before the verdict."""
 
     def scenario(e: Engine, c: Clock) -> list[Action]:
-        _then(state, OFFER)(e, c)
+        _offered(state, OFFER)(e, c)
         return e.handle(Announced("SN1"))
 
     return scenario
@@ -450,7 +471,7 @@ SCENARIOS |= {
     )[2],
     (State.ACTIVATING, Trigger.CIK_REVOKED): _revoked,
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): _revoked,
-    **{(state, Trigger.ANNOUNCE_ADOPT): _then(state, OFFER) for state in NO_CIK},
+    **{(state, Trigger.ANNOUNCE_ADOPT): _offered(state, OFFER) for state in NO_CIK},
     **{(state, Trigger.ANNOUNCE_CHECKING): _again(state) for state in NO_CIK},
     (State.ACTIVATED, Trigger.ROTATE): _then(State.ACTIVATED, Rotate("SN1")),
     (State.ACTIVATED, Trigger.CHECK_OFFERED): lambda e, c: _replacing(e, c)[1],
@@ -473,6 +494,70 @@ SCENARIOS |= {
     )[1],
     **{(state, Trigger.ADOPTED): _adopted(state) for state in NO_CIK},
 }
+NEW_CIK = Secret("c" * 40)
+
+
+def _revoking_engine(clock: Clock) -> Engine:
+    """An engine started on a record saying SN1's CIK was refused and a request is due:
+    it reads the keystore first."""
+    node = Node(
+        "SN1", "acme", "thermo-v1", State.ACTIVATING, clock.now - 60, reason=Reason.CIK_REVOKED
+    )
+    engine = Engine(SETTINGS, [node], clock, upper)
+    engine.start()
+    return engine
+
+
+def _revoked_409(e: Engine, c: Clock) -> list[Action]:
+    """SN1's CIK refused; the activation that follows is answered 409, and a CIK is found."""
+    _verdict(Verdict.REFUSED)(e, c)
+    e.handle(ActivationAnswered("SN1", Refused(409)))
+    return e.handle(CikLookedUp("SN1", NEW_CIK))
+
+
+def _found_then(verdict: Verdict | None, state: State) -> Scenario:
+    """A CIK found for SN1 in ``state`` after its CIK was refused; Exosite's ``verdict`` on
+    it (None: none yet)."""
+
+    def scenario(e: Engine, c: Clock) -> list[Action]:
+        actions = (
+            e.handle(CikLookedUp("SN1", CIK)) if state is State.RECOVERING else _revoked_409(e, c)
+        )
+        if verdict is None:
+            return actions
+        return e.handle(CikChecked("SN1", CIK, verdict, "HTTP"))
+
+    return scenario
+
+
+REVOKING = (State.ACTIVATING, State.RECOVERING)
+for _state in REVOKING:
+    if _state is State.RECOVERING:
+        for _trigger in (
+            Trigger.REVOKED_FOUND,
+            Trigger.CIK_ACCEPTED,
+            Trigger.CIK_REFUSED,
+            Trigger.CHECK_UNKNOWN,
+        ):
+            ENGINES[(_state, _trigger)] = _revoking_engine
+    SCENARIOS[(_state, Trigger.REVOKED_FOUND)] = _found_then(None, _state)
+    SCENARIOS[(_state, Trigger.CIK_ACCEPTED)] = _found_then(Verdict.ACCEPTED, _state)
+    SCENARIOS[(_state, Trigger.CIK_REFUSED)] = _found_then(Verdict.REFUSED, _state)
+    SCENARIOS[(_state, Trigger.CHECK_UNKNOWN)] = _found_then(Verdict.UNKNOWN, _state)
+SCENARIOS[(State.ACTIVATING, Trigger.STOPPING)] = lambda e, c: (
+    _revoked_409(e, c),
+    e.handle(Drain()),
+    e.handle(CikChecked("SN1", NEW_CIK, Verdict.REFUSED, "HTTP 401")),
+)[2]
+SCENARIOS[(State.ACTIVATED, Trigger.RETIRED_ONLY)] = lambda e, c: (
+    _activated(e),
+    e.handle(CikLookedUp("SN1", None, retired=True)),
+)[1]
+SCENARIOS[(State.ACTIVATED, Trigger.RETIRED_ONLY_AUTO)] = SCENARIOS[
+    (State.ACTIVATED, Trigger.RETIRED_ONLY)
+]
+AUTO_ROWS.add(Trigger.RETIRED_ONLY_AUTO)
+
 # the recovering record of the expiry row: started, its expiry then due
 ENGINES[(State.RECOVERING, Trigger.EXPIRY_DUE)] = ENGINES.pop(
     (State.ACTIVATING, Trigger.EXPIRY_DUE)
@@ -538,8 +623,15 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.ACTIVATED, Trigger.CHECK_FOUND): ["CheckCik"],
     (State.ACTIVATED, Trigger.CIK_ACCEPTED): ["Publish"],
     (State.ACTIVATED, Trigger.CHECK_UNKNOWN): ["Publish"],
-    (State.ACTIVATED, Trigger.CIK_REFUSED): ["RetireCik", "SaveNode", "Activate"],
-    (State.ACTIVATED, Trigger.STOPPING): ["RetireCik", "SaveNode"],
+    (State.ACTIVATED, Trigger.CIK_REFUSED): ["SaveNode", "RetireCik", "Activate"],
+    (State.ACTIVATED, Trigger.STOPPING): ["SaveNode", "RetireCik"],
+    **{(state, Trigger.REVOKED_FOUND): ["CheckCik"] for state in REVOKING},
+    **{(state, Trigger.CIK_ACCEPTED): ["SaveNode", "Publish"] for state in REVOKING},
+    **{(state, Trigger.CIK_REFUSED): ["SaveNode", "RetireCik", "Activate"] for state in REVOKING},
+    **{(state, Trigger.CHECK_UNKNOWN): ["SaveNode", "Publish"] for state in REVOKING},
+    (State.ACTIVATING, Trigger.STOPPING): ["SaveNode"],
+    (State.ACTIVATED, Trigger.RETIRED_ONLY): ["SaveNode", "Publish"],
+    (State.ACTIVATED, Trigger.RETIRED_ONLY_AUTO): ["SaveNode", "Reenable"],
     (State.ACTIVATING, Trigger.CIK_REVOKED): ["SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): ["SaveNode", "Reenable"],
     **{(state, Trigger.ANNOUNCE_ADOPT): ["CheckCik"] for state in NO_CIK},
@@ -1141,7 +1233,7 @@ def test_a_node_offering_the_very_cik_stored_causes_no_check(engine: Engine) -> 
 def test_the_offered_cik_refused_too_activates_the_node_again(engine: Engine, clock: Clock) -> None:
     _replacing(engine, clock)
     actions = engine.handle(CikChecked("SN1", OTHER, Verdict.REFUSED, "HTTP 401"))
-    assert kinds(actions) == ["RetireCik", "SaveNode", "Activate"]
+    assert kinds(actions) == ["SaveNode", "RetireCik", "Activate"]
     node = engine.node("SN1")
     assert node is not None
     assert node.reason is Reason.CIK_REVOKED

@@ -34,7 +34,7 @@ from gatewayd.core.model import Node, Reason, Settings, State
 from gatewayd.core.secret import Secret
 
 A = TypeVar("A")
-SETTINGS = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1"}))
+SETTINGS = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1"}), adopt=True)
 OLD, NEW = Secret("a" * 40), Secret("b" * 40)
 
 

@@ -1,14 +1,29 @@
-"""Asking Exosite whether it accepts a CIK, without side effects.
+"""Asking Exosite about a CIK, without side effects: whether it accepts it, and whose it is.
 
-``GET /onep:v1/stack/alias`` (no alias named) on the activation host, One
-Platform and Murano alike, with the header ``X-Exosite-CIK``: a 2xx means
-Exosite accepts the CIK, 401 or 403 that it does not; any other answer, or none
-within the timeout, decides nothing. The CIK goes in that one header, over the
-same HTTP client as activation; it is never logged.
+Two questions, each answered only by Exosite itself; any answer a proxy or a
+broken link could have given decides nothing (:attr:`Verdict.UNKNOWN`):
+
+- **Is it valid?** The One Platform RPC ``lookup`` of the CIK's own resource
+  (``POST /onep:v1/rpc/process``, ``{"auth": {"cik": CIK}, "calls": [{"id": 1,
+  "procedure": "lookup", "arguments": ["alias", ""]}]}``) answers its resource
+  id (rid). HTTP 401, or the RPC's own refusal of the CIK (``{"error": {"code":
+  401, ...}}``), means Exosite refuses it. With a vendor token that refusal
+  counts only once the vendor API, asked about the serial, answers
+  (``GET /provision/manage/model/<model>/<sn>``): the serial exists and its rid
+  is not one the refused CIK resolves to any more.
+- **Is it this serial's?** (``owner``, before a CIK a node offers is adopted) The
+  CIK's rid, as above, equals the serial's rid from the vendor API. Without a
+  vendor token nothing can prove it: no verdict.
+
+A 403, 407, 5xx, an HTML page, a timeout or any other answer is no verdict.
+The CIK travels only in the RPC's JSON body, over the HTTP client of activation;
+it is never logged.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import TYPE_CHECKING, Final
 
 from gatewayd.config.schema import ExositeConfig
@@ -17,32 +32,114 @@ from gatewayd.core.secret import Secret
 
 if TYPE_CHECKING:
     from gatewayd.adapters.http import Client
+    from gatewayd.adapters.vendor import VendorClient
 
-CHECK_PATH: Final = "/onep:v1/stack/alias"
-CIK_HEADER: Final = "X-Exosite-CIK"
+RPC_PATH: Final = "/onep:v1/rpc/process"
+RPC_HEADERS: Final = {"Content-Type": "application/json; charset=utf-8", "Accept": "*/*"}
+_RID: Final = re.compile(r"[0-9a-f]{40}")
+MAX_ANSWER: Final = 4096
+"""A lookup's answer is a few dozen bytes: a longer one is no RPC answer."""
 
 
-def check_url(config: ExositeConfig) -> str:
-    return config.url.rstrip("/") + CHECK_PATH
+def rpc_url(config: ExositeConfig) -> str:
+    return config.url.rstrip("/") + RPC_PATH
 
 
-def verdict(status: int) -> Verdict:
-    if 200 <= status < 300:
-        return Verdict.ACCEPTED
-    if status in {401, 403}:
+def lookup_body(cik: Secret) -> bytes:
+    """The RPC request that resolves ``cik``'s own rid."""
+    call = {"id": 1, "procedure": "lookup", "arguments": ["alias", ""]}
+    return json.dumps({"auth": {"cik": cik.reveal()}, "calls": [call]}).encode()
+
+
+def read_lookup(status: int, body: bytes) -> str | Verdict:
+    """The rid a lookup answered, or :attr:`Verdict.REFUSED` (Exosite refuses the CIK),
+    or :attr:`Verdict.UNKNOWN` (anything else)."""
+    if status == 401:
         return Verdict.REFUSED
-    return Verdict.UNKNOWN
+    if status != 200 or len(body) > MAX_ANSWER:
+        return Verdict.UNKNOWN
+    try:
+        answer = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return Verdict.UNKNOWN
+    if isinstance(answer, dict):  # a general error: the RPC refused the request
+        error = answer.get("error")
+        refused = isinstance(error, dict) and error.get("code") == 401
+        return Verdict.REFUSED if refused else Verdict.UNKNOWN
+    if not isinstance(answer, list) or len(answer) != 1 or not isinstance(answer[0], dict):
+        return Verdict.UNKNOWN
+    call = answer[0]
+    result = call.get("result")
+    if call.get("id") != 1 or call.get("status") != "ok" or not isinstance(result, str):
+        return Verdict.UNKNOWN
+    rid = result.lower()
+    return rid if _RID.fullmatch(rid) else Verdict.UNKNOWN
 
 
-def check(client: Client, config: ExositeConfig, cik: Secret) -> tuple[Verdict, str]:
-    """Exosite's verdict on ``cik``, and what it came to in words ("HTTP 401", a timeout)."""
+def lookup(client: Client, config: ExositeConfig, cik: Secret) -> tuple[str | Verdict, str]:
+    """The RPC lookup of ``cik``'s rid (:func:`read_lookup`), and its answer in words."""
     from gatewayd.adapters.http import HttpError  # noqa: PLC0415 (loaded with the client)
 
-    headers = {CIK_HEADER: cik.reveal(), "Accept": "*/*"}
     try:
-        answer = client.request("GET", check_url(config), headers=headers, timeout=config.timeout)
+        answer = client.request(
+            "POST",
+            rpc_url(config),
+            body=lookup_body(cik),
+            headers=RPC_HEADERS,
+            timeout=config.timeout,
+        )
     except HttpError as exc:
         return Verdict.UNKNOWN, str(exc)
-    if answer.broken is not None and not 200 <= answer.status < 300:
-        return Verdict.UNKNOWN, answer.broken
-    return verdict(answer.status), f"HTTP {answer.status}"
+    said = f"HTTP {answer.status}"
+    if answer.broken is not None:
+        return Verdict.UNKNOWN, f"{said}, {answer.broken}"
+    found = read_lookup(answer.status, answer.body)
+    if found is Verdict.UNKNOWN and answer.status == 200:
+        said += ", not an RPC lookup answer"
+    return found, said
+
+
+def check(
+    client: Client,
+    config: ExositeConfig,
+    cik: Secret,
+    *,
+    sn: str,
+    model: str,
+    vendor: VendorClient | None,
+    owner: bool = False,
+) -> tuple[Verdict, str]:
+    """Exosite's verdict on ``cik`` as ``sn``'s CIK (``owner``: that it is ``sn``'s own),
+    and what it came to in words ("HTTP 401", a timeout)."""
+    found, said = lookup(client, config, cik)
+    if found is Verdict.UNKNOWN:
+        return Verdict.UNKNOWN, said
+    if vendor is None:
+        if owner:
+            return Verdict.UNKNOWN, "no vendor token: whose CIK it is cannot be proved"
+        return (Verdict.REFUSED, said) if found is Verdict.REFUSED else (Verdict.ACCEPTED, said)
+    if found is Verdict.REFUSED and owner:
+        return Verdict.REFUSED, said  # not adopted: nothing to confirm
+    if found is not Verdict.REFUSED and not owner:
+        return Verdict.ACCEPTED, said
+    return _with_vendor(vendor, model, sn, found, said)
+
+
+def _with_vendor(
+    vendor: VendorClient, model: str, sn: str, found: str | Verdict, said: str
+) -> tuple[Verdict, str]:
+    """The verdict once the vendor API says what it knows of the serial: it confirms a
+    refusal, and proves (or disproves) that a CIK with rid ``found`` is the serial's."""
+    from gatewayd.adapters.vendor import VendorApiError  # noqa: PLC0415 (with the client)
+
+    try:
+        serial = vendor.status(model, sn)
+    except VendorApiError as exc:
+        if exc.http_status == 404 and found is not Verdict.REFUSED:
+            return Verdict.REFUSED, f"{said}; the vendor API does not know the serial (HTTP 404)"
+        return Verdict.UNKNOWN, f"{said}; the vendor API did not answer: {exc}"
+    if found is Verdict.REFUSED:
+        return Verdict.REFUSED, f"{said}; the vendor API has the serial {serial.state}"
+    if found == serial.rid.lower():
+        return Verdict.ACCEPTED, f"{said}; the CIK's rid is the serial's"
+    return Verdict.REFUSED, f"{said}; the CIK is another device's (its rid is not the serial's)"

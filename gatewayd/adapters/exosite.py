@@ -10,12 +10,13 @@ its errors never leave this module.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from gatewayd.adapters import logs
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     import ssl
 
     from gatewayd.adapters.http import Client
+    from gatewayd.adapters.vendor import VendorClient
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +105,18 @@ class ExositeClient:
         self,
         config: ExositeConfig,
         deliver: Callable[[ActivationAnswered | CikChecked], None],
+        vendor: VendorClient | None = None,
     ) -> None:
+        """``vendor``: the vendor API client that proves whose a CIK is (None without a
+        vendor token)."""
         self._config = config
         self._deliver = deliver
+        self._vendor = vendor
         self._url = activation_url(config)
         self._tls: ssl.SSLContext | None = None
         self._setup = threading.Lock()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.PriorityQueue[_Queued] = queue.PriorityQueue()
+        self._order = itertools.count()
         self._stop = threading.Event()
         self._open = threading.Event()
         self._open.set()
@@ -137,15 +144,17 @@ class ExositeClient:
         """Queue a request; once :meth:`close` was called it is reported unsent at once."""
         self._queue(Activate(sn, vendor, model))
 
-    def check(self, sn: str, cik: Secret) -> None:
-        """Queue a check of ``cik`` (:mod:`gatewayd.adapters.cikcheck`), answered with a
-        :class:`CikChecked`; it takes a worker and a slot of the rate as a request does."""
-        self._queue(_Check(sn, cik))
+    def check(self, sn: str, model: str, cik: Secret, *, owner: bool) -> None:
+        """Queue a check of ``cik`` as ``sn``'s (``owner``: that it is ``sn``'s own;
+        :mod:`gatewayd.adapters.cikcheck`), answered with a :class:`CikChecked`. It takes a
+        worker and a slot of the rate as a request does, behind every activation queued."""
+        self._queue(_Check(sn, model, cik, owner))
 
     def _queue(self, job: _Job) -> None:
         with self._submit_lock:
             if not self._stop.is_set():
-                self._jobs.put(job)
+                rank = _CHECK if isinstance(job, _Check) else _ACTIVATION
+                self._jobs.put(_Queued(rank, next(self._order), job))
                 return
         self._deliver(_unsent(job))
 
@@ -178,7 +187,7 @@ class ExositeClient:
                 self._stop.set()
                 self._open.set()
                 for _ in self._workers:
-                    self._jobs.put(None)
+                    self._jobs.put(_Queued(_STOP, next(self._order), None))
                     self._slots.release()  # a worker waiting for a slot sees the stop
         deadline = time.monotonic() + timeout
         for worker in self._workers:
@@ -188,7 +197,7 @@ class ExositeClient:
         client: Client | None = None
         try:
             while True:
-                job = self._jobs.get()
+                job = self._jobs.get().job
                 if job is None:
                     return
                 sn = job.sn
@@ -199,7 +208,7 @@ class ExositeClient:
                     continue
                 if isinstance(job, _Check):
                     client = client or self._client()
-                    verdict, said = self._check(client, sn, job.cik)
+                    verdict, said = self._check(client, job)
                     self._slots.release()  # no CIK comes of it: nothing to wait for
                     self._deliver(CikChecked(sn, job.cik, verdict, said))
                     continue
@@ -220,12 +229,21 @@ class ExositeClient:
             if client is not None:
                 client.close()
 
-    def _check(self, client: Client, sn: str, cik: Secret) -> tuple[Verdict, str]:
+    def _check(self, client: Client, job: _Check) -> tuple[Verdict, str]:
         from gatewayd.adapters import cikcheck  # noqa: PLC0415 (loaded with the client)
 
+        sn = job.sn
         log.debug("node %s: CIK check sent", sn, extra=logs.about(sn))
         try:
-            return cikcheck.check(client, self._config, cik)
+            return cikcheck.check(
+                client,
+                self._config,
+                job.cik,
+                sn=sn,
+                model=job.model,
+                vendor=self._vendor,
+                owner=job.owner,
+            )
         except Exception as exc:
             log.exception("node %s: CIK check failed unexpectedly", sn, extra=logs.about(sn))
             return Verdict.UNKNOWN, f"internal error: {type(exc).__name__}"
@@ -258,13 +276,26 @@ class ExositeClient:
 
 @dataclass(frozen=True, slots=True)
 class _Check:
-    """A check of a node's CIK, queued as an activation request is."""
+    """A check of a node's CIK, queued as an activation request is (``owner``: that it is
+    the serial's own)."""
 
     sn: str
+    model: str
     cik: Secret
+    owner: bool
 
 
 _Job = Activate | _Check
+_ACTIVATION, _CHECK, _STOP = 0, 1, 2
+"""The order jobs are taken in: activations, then checks, then each worker's stop
+marker, behind every job queued before :meth:`ExositeClient.close`."""
+
+
+@dataclass(order=True, frozen=True, slots=True)
+class _Queued:
+    rank: int
+    number: int
+    job: _Job | None = field(compare=False)
 
 
 def _unsent(job: _Job) -> ActivationAnswered | CikChecked:

@@ -142,14 +142,17 @@ class Client:
         timeout: float,
         form: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
     ) -> Answer:
         """One exchange within ``timeout``; raises :class:`HttpError`. An answer the
-        deadline cut short is ``broken``."""
+        deadline cut short is ``broken``. The body is ``form``, encoded, or ``body`` as
+        given (its Content-Type among ``headers``)."""
         if time.monotonic() - self._idle_since > KEEP_IDLE:
             self.close()  # its connections; new ones are opened
         with cutoff.armed(timeout) as deadline:
             try:
-                answer = self._exchange(method, url, timeout, form, headers)
+                payload = body if form is None else urlencode(list(form.items())).encode()
+                answer = self._exchange(method, url, timeout, payload, form, headers)
             except HttpError as exc:
                 if deadline.passed:
                     raise HttpError(overdue(timeout), reached=exc.reached) from exc
@@ -164,6 +167,7 @@ class Client:
         method: str,
         url: str,
         timeout: float,
+        payload: bytes | None,
         form: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
     ) -> Answer:
@@ -172,7 +176,7 @@ class Client:
             response = pool.urlopen(
                 method,
                 target,
-                body=None if form is None else urlencode(list(form.items())),
+                body=payload,
                 headers=self._headers_for(form, headers),
                 retries=False,  # never sent twice: an activation is not idempotent
                 redirect=False,

@@ -238,6 +238,10 @@ class Keystore:
         log.debug("retired the CIK of %s", sn)
         return True
 
+    def has_retired(self, vendor: str, model: str, sn: str) -> bool:
+        """Whether a CIK of ``sn`` was ever retired (and is kept apart)."""
+        return self.load_retired(vendor, model, sn) is not None
+
     def load_retired(self, vendor: str, model: str, sn: str) -> Secret | None:
         """The CIK of ``sn`` last retired, if any."""
         with self._mapped("load the retired CIK of", sn):

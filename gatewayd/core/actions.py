@@ -68,12 +68,14 @@ class LookupCik:
 
 @dataclass(frozen=True, slots=True)
 class CheckCik:
-    """Ask Exosite whether it accepts ``cik``, and answer with a ``CikChecked`` event."""
+    """Ask Exosite whether it accepts ``cik`` as ``sn``'s (``owner``: whether it is ``sn``'s
+    own, before it is adopted), and answer with a ``CikChecked`` event."""
 
     sn: str
     vendor: str
     model: str
     cik: Secret
+    owner: bool = False
 
 
 @dataclass(frozen=True, slots=True)

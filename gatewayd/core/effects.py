@@ -105,7 +105,8 @@ class Effects:
 
     def _check(self, node: Node, step: Step) -> list[Action]:
         assert step.cik is not None  # noqa: S101 (the lookup that found it carries it)
-        return [CheckCik(node.sn, node.vendor, node.model, step.cik)]
+        owner = step.trigger in {Trigger.ANNOUNCE_ADOPT, Trigger.CHECK_OFFERED}
+        return [CheckCik(node.sn, node.vendor, node.model, step.cik, owner)]
 
     def _retire(self, node: Node, step: Step) -> list[Action]:
         if step.trigger in {Trigger.REENABLED, Trigger.REENABLED_STOPPING}:

@@ -148,17 +148,24 @@ class Engine:
         actions: list[Action] = [
             Log("announce", logging.DEBUG, "announce received", sn, _state(node))
         ]
-        trigger = announces.trigger(event, node, self._guards)
-        cik = self._checks.announced(event, trigger is Trigger.ANNOUNCE_ADOPT)
+        adopt = self.settings.adopt
+        trigger = announces.trigger(event, node, self._guards, adopt=adopt)
+        cik = None
+        if trigger in {Trigger.ANNOUNCE_ADOPT, Trigger.ANNOUNCE_CHECK}:  # a check started
+            cik = self._checks.announced(
+                event, adopt=trigger is Trigger.ANNOUNCE_ADOPT, offers=adopt
+            )
         return actions + self._fire(sn, trigger, model=model, cik=cik)
 
     def _checked(self, event: CikChecked) -> list[Action]:
         """Exosite's verdict on a CIK (:meth:`gatewayd.core.checks.Checks.after`)."""
-        after = self._checks.after(event)
+        after = self._checks.after(event, self._clock(), self.settings.check_interval)
         if isinstance(after, Announced):  # an offered CIK not adopted: as if never offered
             return self._announced(after)
         trigger, cik, detail, model = after
-        return self._fire(event.sn, trigger, cik=cik, detail=detail, model=model)
+        failed = Failed(f"no verdict on the CIK: {detail}")  # a backoff row says why
+        outcome = failed if trigger is Trigger.CHECK_UNKNOWN else None
+        return self._fire(event.sn, trigger, cik=cik, detail=detail, model=model, outcome=outcome)
 
     def _unsent_or_reenabled(self, event: RequestUnsent | ReenableAnswered) -> list[Action]:
         self._reenables.discard(event.sn)
@@ -196,7 +203,9 @@ class Engine:
         else:
             self._book.readable(sn)
             auto = self.settings.auto_reenable
-            found = checks.found(node, event.cik, self._checks, auto_reenable=auto)
+            found = checks.found(
+                node, event.cik, self._checks, auto_reenable=auto, retired=event.retired
+            )
             actions = self._fire(sn, found, cik=event.cik)
         if error is not None or event.cik is None:
             self._checks.done(sn)  # nothing to check
@@ -278,15 +287,19 @@ class Engine:
         """gatewayd itself is re-enabling this node's serial (a failure clears ``uncertain``)."""
         return node.state is State.NEEDS_REENABLE and node.uncertain and self.settings.auto_reenable
 
-    def _check(self, sn: str) -> bool:
-        """Whether a check of ``sn``'s CIK may start now (and it is started if so)."""
-        return self._checks.start(sn, self._clock(), self.settings.check_interval)
+    def _check(self, sn: str, cik: Secret | None) -> bool:
+        """Whether a check of ``cik`` (None: the stored CIK) as ``sn``'s may start now (and it
+        is started if so): not while ``max_pending`` nodes wait for Exosite."""
+        if self._busy():
+            return False
+        return self._checks.start(sn, cik, self._clock(), self.settings.check_interval)
 
     def _busy(self) -> bool:
-        """As many nodes wait for Exosite as ``max_pending`` allows: new ones must wait."""
+        """As many nodes wait for Exosite, activations and checks, as ``max_pending``
+        allows: new ones must wait."""
         counts = self._book.counts()
         waiting = counts[State.ACTIVATING] + counts[State.PENDING] + counts[State.RECOVERING]
-        return waiting >= self.settings.max_pending
+        return waiting + self._checks.count() >= self.settings.max_pending
 
     def _hold_over(self, node: Node) -> bool:
         held = self._deadlines.held_for(node.sn, self._clock())

@@ -113,12 +113,14 @@ class CikLookedUp:
     """The keystore was read for ``sn``; ``cik`` is None when nothing is stored.
 
     ``error`` is set when the keystore could not be read at all: then nothing
-    is known about the CIK.
+    is known about the CIK. ``retired``: nothing is stored, but a CIK of the
+    serial was retired (Exosite refused it, or it was rotated away).
     """
 
     sn: str
     cik: Secret | None
     error: str | None = None
+    retired: bool = False
 
 
 @dataclass(frozen=True, slots=True)

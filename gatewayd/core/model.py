@@ -72,6 +72,9 @@ class Settings:
     max_pending: int = 1000
     check_interval: float = 300.0
     """At most one check of a node's CIK with Exosite per this many seconds."""
+    adopt: bool = False
+    """A vendor token is configured: whose a CIK is can be proved, so a CIK a node
+    offers may be adopted."""
 
 
 @dataclass(frozen=True, slots=True)

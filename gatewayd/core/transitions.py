@@ -66,6 +66,9 @@ class Trigger(enum.Enum):
     ROTATE = "the operator asks to rotate the CIK"
     RESTARTED_ROTATING = "gatewayd starts while it rotates the CIK"
     ISSUED_ROTATED = "200 for a rotation"
+    REVOKED_FOUND = "a CIK found after Exosite refused the node's: checked before it is used"
+    RETIRED_ONLY = "no CIK stored, one retired: Exosite refused it or it was rotated away"
+    RETIRED_ONLY_AUTO = "no CIK stored, one retired, with auto_reenable"
 
 
 class Change(enum.Enum):
@@ -143,6 +146,8 @@ SET, CLEAR, KEEP = True, False, None
 _STATES: Final = (_NEW, ACTIVATING, RECOVERING, PENDING, ACTIVATED, REJECTED, REENABLE, ROTATING)
 _NO_CIK: Final = (_NEW, REJECTED, REENABLE)
 """The states in which gatewayd holds no CIK for the node."""
+_REVOKING: Final = (ACTIVATING, RECOVERING)
+"""The states a node is in while it is activated again after Exosite refused its CIK."""
 _WAITING: Final = (ACTIVATING, RECOVERING, PENDING, REJECTED, REENABLE)
 """The states a node may stay in until Exosite expires the device."""
 
@@ -209,13 +214,26 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
     (ACTIVATED,  T.CHECK_FOUND):       Row(ACTIVATED, (), (E.CHECK,)),
     (ACTIVATED,  T.CIK_ACCEPTED):      Row(ACTIVATED, (), (E.TELL_CHECKED,)),
     (ACTIVATED,  T.CHECK_UNKNOWN):     Row(ACTIVATED, (), (TELL_CIK,)),
-    (ACTIVATED,  T.CIK_REFUSED): Row(ACTIVATING, (C.REVOKED, C.REQUEST), (E.RETIRE, SAVE, REQUEST)),
+    (ACTIVATED,  T.CIK_REFUSED): Row(ACTIVATING, (C.REVOKED, C.REQUEST), (SAVE, E.RETIRE, REQUEST)),
     (ACTIVATED,  T.CHECK_OFFERED):     Row(ACTIVATED, (), (E.CHECK,)),
     (ACTIVATED,  T.ADOPTED):
         Row(ACTIVATED, (C.ADOPTED,), (E.RETIRE, STORE, SAVE, E.TELL_ADOPTED), CLEAR),
-    (ACTIVATED,  T.STOPPING):          Row(PENDING, (C.REVOKED, C.DUE_NOW), (E.RETIRE, SAVE)),
+    (ACTIVATED,  T.STOPPING):          Row(PENDING, (C.REVOKED, C.DUE_NOW), (SAVE, E.RETIRE)),
     (ACTIVATING, T.CIK_REVOKED):       Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, TELL_REJECTED)),
     (ACTIVATING, T.CIK_REVOKED_AUTO):  Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, E.REENABLE), SET),
+    # -- the record says the CIK was refused, written before the CIK is retired: a CIK found
+    #    then (a stop in between, or the one issued since) is checked again before it is used
+    **{(state,   T.REVOKED_FOUND):     Row(state, (), (E.CHECK,)) for state in _REVOKING},
+    **{(state,   T.CIK_ACCEPTED):      Row(ACTIVATED, (C.ACTIVATED,), (SAVE, TELL_CIK), CLEAR)
+       for state in _REVOKING},
+    **{(state,   T.CIK_REFUSED):
+        Row(ACTIVATING, (C.REVOKED, C.REQUEST), (SAVE, E.RETIRE, REQUEST)) for state in _REVOKING},
+    **{(state,   T.CHECK_UNKNOWN):  Row(PENDING, (C.BACKOFF,), (SCHEDULE, SAVE, TELL_PENDING))
+       for state in _REVOKING},
+    (ACTIVATING, T.STOPPING):          Row(PENDING, (C.DUE_NOW,), (SAVE,)),
+    # -- an activated record whose CIK was retired, none stored (a stop between the two)
+    (ACTIVATED,  T.RETIRED_ONLY):      Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, TELL_REJECTED)),
+    (ACTIVATED,  T.RETIRED_ONLY_AUTO): Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, E.REENABLE), SET),
     # -- a node offers its CIK where none is stored: checked, and adopted if accepted
     **{(state,   T.ANNOUNCE_ADOPT):    Row(state, (), (E.CHECK,)) for state in _NO_CIK},
     **{(state,   T.ANNOUNCE_CHECKING): Row(state, (), ()) for state in _NO_CIK},

@@ -81,15 +81,19 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     if node is None:
         print(f"gatewayctl: {args.sn}: no such node", file=sys.stderr)
         return EXIT_FAILURE
-    cik = open_keystore(config).load(node.vendor, node.model, node.sn)
+    keystore = open_keystore(config)
+    cik = keystore.load(node.vendor, node.model, node.sn)
     if cik is None:
         print(f"gatewayctl: {args.sn}: no CIK is stored for it", file=sys.stderr)
         return EXIT_FAILURE
     from gatewayd.adapters import cikcheck, http  # noqa: PLC0415 (requests, only here)
 
+    vendor = vendor_client(config, keystore)  # with a token, it confirms a refusal
     client = http.Client(config.exosite.ca_file)
     try:
-        verdict, said = cikcheck.check(client, config.exosite, cik)
+        verdict, said = cikcheck.check(
+            client, config.exosite, cik, sn=node.sn, model=node.model, vendor=vendor
+        )
     finally:
         client.close()
     if args.json:

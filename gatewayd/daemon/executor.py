@@ -208,7 +208,7 @@ class Executor:
         request is not sent if it cannot be."""
         if isinstance(action, CheckCik):
             self.outstanding += 1
-            self._exosite.check(action.sn, action.cik)
+            self._exosite.check(action.sn, action.model, action.cik, owner=action.owner)
             return
         try:
             self._keystore.retire(action.vendor, action.model, action.sn)
@@ -227,9 +227,12 @@ class Executor:
             return CikLookedUp(action.sn, held.cik)
         try:
             cik = self._keystore.load(action.vendor, action.model, action.sn)
+            retired = cik is None and self._keystore.has_retired(
+                action.vendor, action.model, action.sn
+            )
         except KeystoreError as exc:
             return CikLookedUp(action.sn, None, error=f"cannot read the keyring: {exc}")
-        return CikLookedUp(action.sn, cik)
+        return CikLookedUp(action.sn, cik, retired=retired)
 
     # -------------------------------------------------------------- state, MQTT
 

@@ -52,6 +52,7 @@ from gatewayd.daemon.wiring import (
     read_password,
     reenabler,
     tls_context,
+    vendor_api,
     vendor_token,
     writer,
 )
@@ -84,8 +85,15 @@ class Daemon:
         except GatewaydError:
             self._state.close()
             raise
+        self._token = vendor_token(config, self._keystore)
+        if self._token is None:
+            log.info(
+                "no vendor token: a CIK a node offers is never adopted, for whose it is cannot "
+                "be proved"
+            )
+        settings = engine_settings(config, vendor_token=self._token is not None)
         self._engine = Engine(
-            engine_settings(config), self._state.all(), time.monotonic, random.uniform, time.time
+            settings, self._state.all(), time.monotonic, random.uniform, time.time
         )
         self._stopping = False
         self._stop_deadline = 0.0
@@ -99,7 +107,6 @@ class Daemon:
         self._password = read_password(config)
         self._tls = tls_context(config)
         check_exosite(config)
-        self._token = vendor_token(config, self._keystore)
         self._reporter = status.Reporter(self._engine, self._publish_status, Notifier())
         self._control = control.serve(config.gateway.control_socket, self._inbox.put)
 
@@ -113,7 +120,8 @@ class Daemon:
         from gatewayd.adapters.mqtt import MqttLink  # noqa: PLC0415
 
         config = self.config
-        self._exosite = ExositeClient(config.exosite, self._inbox.answer)
+        vendor = vendor_api(config, self._token)
+        self._exosite = ExositeClient(config.exosite, self._inbox.answer, vendor)
         self._writer = writer(config, self._keystore, self._state, self._inbox.answer)
         counts = self._engine.counts()
         if not any(counts.values()) or any(counts[state] for state in REQUESTS_AHEAD):
@@ -133,7 +141,7 @@ class Daemon:
             self._exosite,
             self._link,
             self._topics,
-            reenabler(config, self._token, self._inbox.answer),
+            reenabler(vendor, self._inbox.answer),
             self._writer.submit,
         )
         self._operator = Operator(

@@ -79,7 +79,7 @@ class Operator:
         change = reload.plan(self.config, loaded)
         self.config = change.config
         logs.set_level(change.config.gateway.log_level)
-        self._engine.settings = engine_settings(change.config)
+        self._engine.settings = engine_settings(change.config, vendor_token=self._vendor_token)
         self._intake.nodes = change.config.nodes
         self._exosite.reconfigure(change.config.exosite)
         said = f"configuration reloaded from {self.config.source}: "

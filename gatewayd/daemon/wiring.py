@@ -33,7 +33,9 @@ MQTT_PASSWORD_CREDENTIAL: Final = "gatewayd-mqtt-password"  # noqa: S105 (a cred
 VENDOR_TOKEN_CREDENTIAL: Final = "gatewayd-vendor-token"  # noqa: S105 (a credential's name)
 
 
-def engine_settings(config: Config) -> Settings:
+def engine_settings(config: Config, *, vendor_token: bool) -> Settings:
+    """The engine's settings; ``vendor_token``: one is configured (offered CIKs may then
+    be adopted, once proved to be their serial's)."""
     return Settings(
         vendor=config.exosite.vendor,
         model=config.exosite.model,
@@ -45,6 +47,7 @@ def engine_settings(config: Config) -> Settings:
         backoff_cap=config.exosite.retry_cap,
         max_pending=config.nodes.max_pending,
         check_interval=config.nodes.check_interval,
+        adopt=vendor_token,
     )
 
 
@@ -87,11 +90,10 @@ def _proxy_url(value: str) -> bool:
 
 
 def reenabler(
-    config: Config, token: Secret | None, answer: Callable[[ReenableAnswered], None]
+    vendor: VendorClient | None, answer: Callable[[ReenableAnswered], None]
 ) -> Callable[[Reenable], None]:
     """How the daemon re-enables a serial: through the vendor API, on a thread of its own,
     ``answer`` given the outcome; without a vendor token, at once with an error."""
-    vendor = _vendor(config, token)
     if vendor is None:
         return lambda action: answer(ReenableAnswered(action.sn, "no vendor token is configured"))
 
@@ -129,10 +131,10 @@ def writer(
 def vendor_client(config: Config, keystore: Keystore) -> VendorClient | None:
     """gatewayctl's vendor API client; None without a token. The token is read where it is
     (its file, the credential, the keyring), never written: the keyring is the daemon's."""
-    return _vendor(config, vendor_token(config, keystore, keep=False))
+    return vendor_api(config, vendor_token(config, keystore, keep=False))
 
 
-def _vendor(config: Config, token: Secret | None) -> VendorClient | None:
+def vendor_api(config: Config, token: Secret | None) -> VendorClient | None:
     """The vendor API client of ``token``; None without one."""
     if token is None:
         return None

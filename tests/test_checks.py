@@ -1,0 +1,164 @@
+"""When the engine checks a CIK with Exosite, and when it does not: an offered CIK is adopted
+only with a vendor token, each CIK is limited on its own, checks count against
+``max_pending``, a serial Exosite just called unknown is not checked, and what
+is remembered of checks is bounded. Pure: an injected clock, no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from conftest import FakeClock as Clock
+
+from gatewayd.core import checks
+from gatewayd.core.actions import Action, CheckCik, Log, Publish
+from gatewayd.core.engine import Engine
+from gatewayd.core.events import (
+    ActivationAnswered,
+    Announced,
+    CikChecked,
+    CikLookedUp,
+    Issued,
+    Refused,
+    Verdict,
+)
+from gatewayd.core.model import Reason, Settings, State
+from gatewayd.core.secret import Secret
+
+SETTINGS = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1"}), adopt=True)
+REAL = Secret("1" * 40)
+JUNK = Secret("0" * 40)
+
+
+def upper(_low: float, high: float) -> float:
+    return high
+
+
+def engine_with(clock: Clock, **changes: Any) -> Engine:
+    return Engine(dataclasses.replace(SETTINGS, **changes), [], clock, upper)
+
+
+def kinds(actions: list[Action]) -> list[str]:
+    return [type(a).__name__ for a in actions if not isinstance(a, Log)]
+
+
+def checked(actions: list[Action]) -> list[CheckCik]:
+    return [a for a in actions if isinstance(a, CheckCik)]
+
+
+def not_activatable(engine: Engine, sn: str) -> None:
+    """``sn`` rejected with a 409: Exosite knows it, and gatewayd holds no CIK for it."""
+    engine.handle(Announced(sn))
+    engine.handle(ActivationAnswered(sn, Refused(409)))
+    engine.handle(CikLookedUp(sn, None))
+    node = engine.node(sn)
+    assert node is not None
+    assert (node.state, node.reason) == (State.REJECTED, Reason.NOT_ACTIVATABLE)
+
+
+def test_without_a_vendor_token_an_offered_cik_is_never_checked_nor_adopted() -> None:
+    engine = engine_with(Clock(), adopt=False)
+    actions = engine.handle(Announced("SN1", cik=REAL))
+    assert kinds(actions) == ["SaveNode", "Activate"]  # as an announce without "cik"
+    assert checked(actions) == []
+
+
+def test_without_a_vendor_token_an_activated_node_offering_another_cik_is_not_checked() -> None:
+    engine = engine_with(Clock(), adopt=False)
+    engine.handle(Announced("SN1"))
+    engine.handle(ActivationAnswered("SN1", Issued(REAL)))
+    assert kinds(engine.handle(Announced("SN1", cik=JUNK))) == ["LookupCik"]
+    assert kinds(engine.handle(CikLookedUp("SN1", REAL))) == ["Publish"]  # from the keyring
+    # saying its CIK is refused still has the stored one checked, as a CIK, not as an offer
+    engine.handle(Announced("SN1", cik_rejected=True, cik=JUNK))
+    (check,) = checked(engine.handle(CikLookedUp("SN1", REAL)))
+    assert (check.cik, check.owner) == (REAL, False)
+    actions = engine.handle(CikChecked("SN1", REAL, Verdict.REFUSED, "HTTP 401"))
+    assert kinds(actions) == ["SaveNode", "RetireCik", "Activate"]  # the junk never checked
+
+
+def test_an_offer_is_checked_as_the_serials_own() -> None:
+    engine = engine_with(Clock())
+    (check,) = checked(engine.handle(Announced("SN1", cik=REAL)))
+    assert (check.sn, check.cik, check.owner) == ("SN1", REAL, True)
+
+
+def test_a_junk_offer_does_not_hold_back_the_real_cik() -> None:
+    clock = Clock()
+    engine = engine_with(clock)
+    not_activatable(engine, "B")
+    assert len(checked(engine.handle(Announced("B", cik=JUNK)))) == 1
+    actions = engine.handle(CikChecked("B", JUNK, Verdict.REFUSED, "HTTP 401"))
+    assert checked(actions) == []
+    clock.advance(1)
+    # the same junk again within check_interval: not checked, answered from the record
+    assert checked(engine.handle(Announced("B", cik=JUNK))) == []
+    # the node's own CIK differs from the refused one: checked at once, and adopted
+    (check,) = checked(engine.handle(Announced("B", cik=REAL)))
+    assert check.cik == REAL
+    actions = engine.handle(CikChecked("B", REAL, Verdict.ACCEPTED, "rid"))
+    assert kinds(actions) == ["StoreCik", "SaveNode", "Publish"]
+    node = engine.node("B")
+    assert node is not None
+    assert node.state is State.ACTIVATED
+
+
+def test_each_cik_is_checked_at_most_once_per_check_interval() -> None:
+    clock = Clock()
+    engine = engine_with(clock, check_interval=300.0)
+    not_activatable(engine, "B")
+    engine.handle(Announced("B", cik=JUNK))
+    engine.handle(CikChecked("B", JUNK, Verdict.UNKNOWN, "HTTP 503"))
+    clock.advance(299)
+    assert checked(engine.handle(Announced("B", cik=JUNK))) == []
+    clock.advance(2)
+    assert len(checked(engine.handle(Announced("B", cik=JUNK)))) == 1
+
+
+def test_a_serial_exosite_called_unknown_is_not_checked_until_rejected_retry_after() -> None:
+    clock = Clock()
+    engine = engine_with(clock, rejected_retry_after=600.0)
+    engine.handle(Announced("SN404"))
+    engine.handle(ActivationAnswered("SN404", Refused(404)))
+    actions = engine.handle(Announced("SN404", cik=REAL))
+    assert checked(actions) == []
+    assert kinds(actions) == ["Publish"]  # its rejection, from the record
+    clock.advance(601)
+    assert len(checked(engine.handle(Announced("SN404", cik=REAL)))) == 1
+
+
+def test_checks_count_against_max_pending() -> None:
+    clock = Clock()
+    engine = engine_with(clock, max_pending=5)
+    sent = []
+    for i in range(300):
+        sent += checked(engine.handle(Announced(f"MADE-UP-{i}", cik=Secret(f"{i:040x}"))))
+    assert len(sent) == 5
+    busy = engine.handle(Announced("MADE-UP-X", cik=JUNK))
+    (answer,) = [a for a in busy if isinstance(a, Publish)]
+    assert answer.answer.status == "pending"
+    # one verdict frees a place: the next offer is checked
+    engine.handle(CikChecked("MADE-UP-0", Secret(f"{0:040x}"), Verdict.REFUSED, "HTTP 401"))
+    assert engine.node("MADE-UP-0") is not None  # its announce went on: now activating
+    engine.handle(ActivationAnswered("MADE-UP-0", Refused(404)))
+    assert len(checked(engine.handle(Announced("MADE-UP-Y", cik=JUNK)))) == 1
+
+
+def test_a_second_announce_while_the_stored_cik_is_checked_sends_no_second_check() -> None:
+    engine = engine_with(Clock())
+    engine.handle(Announced("SN1"))
+    engine.handle(ActivationAnswered("SN1", Issued(REAL)))
+    engine.handle(Announced("SN1", cik_rejected=True))
+    assert len(checked(engine.handle(CikLookedUp("SN1", REAL)))) == 1
+    engine.handle(Announced("SN1", cik_rejected=True))
+    assert checked(engine.handle(CikLookedUp("SN1", REAL))) == []
+
+
+def test_what_is_remembered_of_checks_is_pruned_and_bounded() -> None:
+    book = checks.Checks()
+    for i in range(checks.MAX_REMEMBERED + 500):
+        assert book.start(f"SN{i}", Secret(f"{i:040x}"), float(i) * 1e-6, 300.0)
+        book.done(f"SN{i}")
+    assert book.remembered() == checks.MAX_REMEMBERED
+    assert book.start("late", JUNK, 10_000.0, 300.0)  # all the others are older than 300 s
+    assert book.remembered() == 1

@@ -76,10 +76,10 @@ def test_a_cik_exosite_accepts_is_handed_out_again_checked_once_per_interval(
     gw, cik = activated(tmp_path, registry, gateway, node, "SN-OK")
     first = rr(broker, "SN-OK", REJECTED)
     assert (first["status"], first["cik"], first.get("checked")) == ("activated", cik, True)
-    assert registry.checks("SN-OK") == 1
+    assert registry.lookups("SN-OK") == 1
     second = rr(broker, "SN-OK", REJECTED)  # within check_interval: from the keystore
     assert (second["status"], second["cik"], second.get("checked")) == ("activated", cik, None)
-    assert registry.checks("SN-OK") == 1
+    assert registry.lookups("SN-OK") == 1
     assert registry.calls("SN-OK") == 1  # never activated again
     gw.wait_for(r"INFO .*node SN-OK: CIK checked: Exosite accepts it")
 
@@ -95,10 +95,13 @@ def test_a_regenerated_cik_is_replaced_through_the_vendor_api_with_auto_reenable
     assert new != old
     assert accepted(registry, new)
     assert not accepted(registry, old)
-    assert registry.manage_calls("SN-RG") == 1  # the re-enable
+    assert registry.manage_calls("SN-RG") == 2  # the refusal confirmed, then the re-enable
     again = rr(broker, "SN-RG", "{}")
     assert again["cik"] == new  # the old CIK is never handed out again
-    gw.wait_for(r"WARNING .*node SN-RG: Exosite refuses the CIK \(HTTP 401\)")
+    gw.wait_for(
+        r"WARNING .*node SN-RG: Exosite refuses the CIK "
+        r"\(HTTP 401; the vendor API has the serial activated\)"
+    )
     shown = json.loads(gw.ctl("show", "SN-RG", "--reveal", "--json").stdout)
     assert shown["cik"] == new
     assert old not in gw.log_text()
@@ -159,8 +162,18 @@ class Fleet:
         self.client.disconnect()
 
 
+def with_token(
+    tmp_path: Path, registry: Registry, gateway: MakeGateway, **nodes: object
+) -> Gateway:
+    """A gateway with the vendor token, not started."""
+    token = tmp_path / "vendor-token"
+    token.write_text(TOKEN + "\n")
+    registry.set_vendor_token(TOKEN)
+    return gateway(exosite={"vendor_token_file": str(token)}, nodes=nodes)
+
+
 def test_a_new_gateway_adopts_the_ciks_its_nodes_hold(
-    registry: Registry, gateway: MakeGateway, broker: Broker
+    tmp_path: Path, registry: Registry, gateway: MakeGateway, broker: Broker
 ) -> None:
     serials = [f"SN-AD{i:03d}" for i in range(200)]
     held = {}
@@ -170,7 +183,7 @@ def test_a_new_gateway_adopts_the_ciks_its_nodes_hold(
         assert answer.cik is not None
         held[sn] = answer.cik.reveal()
     requests = registry.total_calls()
-    gw = gateway()  # an empty state folder
+    gw = with_token(tmp_path, registry, gateway)  # an empty state folder
     gw.start()
     fleet = Fleet(broker)
     try:
@@ -184,7 +197,8 @@ def test_a_new_gateway_adopts_the_ciks_its_nodes_hold(
     for sn in serials:
         body = fleet.answers[sn]
         assert (body["status"], body["cik"], body.get("adopted")) == ("activated", held[sn], True)
-    assert sum(registry.checks(sn) for sn in serials) == len(serials)
+    assert sum(registry.lookups(sn) for sn in serials) == len(serials)
+    assert sum(registry.manage_calls(sn) for sn in serials) == len(serials)  # whose: the rid
     assert registry.total_calls() == requests  # no activation request at all
     wrong = rr(broker, "SN-WRONG", json.dumps({"cik": "f" * 40}))
     assert (wrong["status"], wrong.get("cik"), wrong.get("adopted")) == ("rejected", None, None)
@@ -236,7 +250,7 @@ def test_a_node_s_own_cik_replaces_a_stored_one_only_once_exosite_refuses_the_st
     offered = json.dumps({"cik": "c" * 40})  # a CIK Exosite never issued
     answer = rr(broker, "SN-OWN", offered)  # the stored one is accepted: it stays
     assert (answer["cik"], answer.get("adopted")) == (stored, None)
-    assert registry.checks("SN-OWN") == 1
+    assert registry.lookups("SN-OWN") == 1
     gw.rewrite(nodes={"check_interval": 0.001})
     gw.send(1)  # SIGHUP
     gw.wait_for("configuration reloaded")

@@ -44,6 +44,8 @@ MESSAGE_IDS: Final[dict[str, uuid.UUID]] = {
         "cik_adopted",
         "rotated",
         "imported",
+        "cik_no_verdict",
+        "cik_not_adopted",
     )
 }
 """One fixed 128-bit id per kind of node event (derived, so it never changes)."""

@@ -116,6 +116,9 @@ class Effects:
             said = replies.refused_log(node, step.detail, adopted=adopted)
         return [RetireCik(node.sn, node.vendor, node.model), said]
 
+    def _warn_no_verdict(self, node: Node, step: Step) -> list[Action]:
+        return [replies.no_verdict_log(node, step.detail)]
+
     def _warn_rotation(self, node: Node, _step: Step) -> list[Action]:
         error = node.last_error or "rotation failed"
         return [Log("rotated", logging.ERROR, error, node.sn, node.state)]
@@ -159,6 +162,7 @@ _EMITTERS: Final[Mapping[Effect, Emitter]] = {
     Effect.TELL_CHECKED: Effects._tell_checked,  # noqa: SLF001
     Effect.TELL_ADOPTED: Effects._tell_adopted,  # noqa: SLF001
     Effect.WARN_ROTATION: Effects._warn_rotation,  # noqa: SLF001
+    Effect.WARN_NO_VERDICT: Effects._warn_no_verdict,  # noqa: SLF001
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from gatewayd.core import announces, checks, commands, imports, records
+from gatewayd.core import announces, checks, commands, imports, records, replies
 from gatewayd.core.actions import Action, Log, Result
 from gatewayd.core.book import Book
 from gatewayd.core.checks import Checks
@@ -161,7 +161,11 @@ class Engine:
         """Exosite's verdict on a CIK (:meth:`gatewayd.core.checks.Checks.after`)."""
         after = self._checks.after(event, self._clock(), self.settings.check_interval)
         if isinstance(after, Announced):  # an offered CIK not adopted: as if never offered
-            return self._announced(after)
+            node = self._book.get(event.sn)
+            said = replies.not_adopted_log(
+                event.sn, _state(node), event.detail, verdict=str(event.verdict)
+            )
+            return [said, *self._announced(after)]
         trigger, cik, detail, model = after
         failed = Failed(f"no verdict on the CIK: {detail}")  # a backoff row says why
         outcome = failed if trigger is Trigger.CHECK_UNKNOWN else None

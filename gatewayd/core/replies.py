@@ -68,6 +68,20 @@ def adopted_log(node: Node) -> Log:
     return Log("cik_adopted", logging.INFO, text, node.sn, node.state)
 
 
+def no_verdict_log(node: Node, detail: str) -> Log:
+    text = (
+        f"CIK check: no verdict from Exosite ({detail}); nothing is retired, and the node is "
+        "answered from the keyring"
+    )
+    return Log("cik_no_verdict", logging.WARNING, text, node.sn, node.state)
+
+
+def not_adopted_log(sn: str, state: State | None, detail: str, *, verdict: str) -> Log:
+    why = f"no verdict ({detail})" if verdict == "unknown" else detail
+    text = f"the CIK the node offered is not adopted: {why}; it goes on as an announce without it"
+    return Log("cik_not_adopted", logging.WARNING, text, sn, state)
+
+
 def refused_log(node: Node, detail: str, *, adopted: bool = False) -> Log:
     then = "the CIK the node offered is adopted" if adopted else "the node activated again"
     text = f"Exosite refuses the CIK ({detail}): it is retired, and {then}"

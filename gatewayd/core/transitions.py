@@ -114,6 +114,7 @@ class Effect(enum.Enum):
     TELL_CHECKED = "publish the credentials, checked"
     TELL_ADOPTED = "publish the credentials, adopted"
     WARN_ROTATION = "log an error: the rotation failed"
+    WARN_NO_VERDICT = "log a warning: no verdict on the CIK, nothing retired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +214,7 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
     (ACTIVATED,  T.ANNOUNCE_CHECK):    Row(ACTIVATED, (), (LOOKUP,)),
     (ACTIVATED,  T.CHECK_FOUND):       Row(ACTIVATED, (), (E.CHECK,)),
     (ACTIVATED,  T.CIK_ACCEPTED):      Row(ACTIVATED, (), (E.TELL_CHECKED,)),
-    (ACTIVATED,  T.CHECK_UNKNOWN):     Row(ACTIVATED, (), (TELL_CIK,)),
+    (ACTIVATED,  T.CHECK_UNKNOWN):     Row(ACTIVATED, (), (E.WARN_NO_VERDICT, TELL_CIK)),
     (ACTIVATED,  T.CIK_REFUSED): Row(ACTIVATING, (C.REVOKED, C.REQUEST), (SAVE, E.RETIRE, REQUEST)),
     (ACTIVATED,  T.CHECK_OFFERED):     Row(ACTIVATED, (), (E.CHECK,)),
     (ACTIVATED,  T.ADOPTED):

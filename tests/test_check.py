@@ -10,22 +10,25 @@ verdict.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, VENDOR
+from conftest import MODEL, VENDOR, WAIT
 
 from gatewayd.adapters import cikcheck
+from gatewayd.adapters.exosite import ExositeClient
 from gatewayd.adapters.http import Client
 from gatewayd.adapters.state import StateDB
 from gatewayd.adapters.vendor import VendorClient
 from gatewayd.config.load import load
 from gatewayd.config.schema import ExositeConfig
-from gatewayd.core.events import Verdict
+from gatewayd.core.events import ActivationAnswered, CikChecked, Verdict
 from gatewayd.core.model import Node, State
 from gatewayd.core.secret import Secret
 from gatewayd.ctl.main import main
@@ -295,3 +298,29 @@ def test_gatewayctl_check_without_a_cik_or_a_node(
         "gatewayctl: SN-9: no such node\n",
     )
     assert sim.registry.checks("SN-1") == 0
+
+
+def test_checks_wait_behind_activations(sim: Simulator) -> None:
+    """One worker: while it checks a CIK, three more checks and an activation queue up;
+    the activation is sent before the checks queued ahead of it."""
+    sim.registry.set_latency("", 0.3)  # a check of a CIK that is nobody's takes a while
+    order: list[str] = []
+    done = threading.Event()
+
+    def deliver(answer: ActivationAnswered | CikChecked) -> None:
+        order.append(type(answer).__name__)
+        if isinstance(answer, ActivationAnswered):
+            client.handled(answer)
+        if len(order) == 4:
+            done.set()
+
+    config = dataclasses.replace(exosite(sim), max_concurrent=1, max_rate=1000.0)
+    client = ExositeClient(config, deliver)
+    try:
+        for i in range(3):
+            client.check(f"SN-X{i}", MODEL, Secret(f"{i:040x}"), owner=False)
+        client.submit("SN-1", VENDOR, MODEL)
+        assert done.wait(WAIT)
+    finally:
+        client.close(timeout=WAIT)
+    assert order.index("ActivationAnswered") <= 1, order

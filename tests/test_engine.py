@@ -558,6 +558,24 @@ SCENARIOS[(State.ACTIVATED, Trigger.RETIRED_ONLY_AUTO)] = SCENARIOS[
 ]
 AUTO_ROWS.add(Trigger.RETIRED_ONLY_AUTO)
 
+
+def _rotation_unsure(e: Engine, c: Clock) -> list[Action]:
+    """SN1 rotating; the re-enable timed out after it was sent."""
+    BRING[State.ROTATING](e, c)
+    return e.handle(ReenableAnswered("SN1", "timed out", maybe_done=True))
+
+
+SCENARIOS[(State.ROTATING, Trigger.REENABLE_MAYBE)] = _rotation_unsure
+SCENARIOS[(State.ROTATING, Trigger.RETRY_DUE)] = lambda e, c: (
+    _rotation_unsure(e, c),
+    c.advance(3600),
+    e.handle(Tick()),
+)[2]
+SCENARIOS[(State.ROTATING, Trigger.REENABLE_SETTLED)] = lambda e, c: (
+    _rotation_unsure(e, c),
+    e.handle(ReenableAnswered("SN1", "HTTP 401")),
+)[1]
+
 # the recovering record of the expiry row: started, its expiry then due
 ENGINES[(State.RECOVERING, Trigger.EXPIRY_DUE)] = ENGINES.pop(
     (State.ACTIVATING, Trigger.EXPIRY_DUE)
@@ -632,6 +650,9 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.ACTIVATING, Trigger.STOPPING): ["SaveNode"],
     (State.ACTIVATED, Trigger.RETIRED_ONLY): ["SaveNode", "Publish"],
     (State.ACTIVATED, Trigger.RETIRED_ONLY_AUTO): ["SaveNode", "Reenable"],
+    (State.ROTATING, Trigger.REENABLE_MAYBE): ["SaveNode"],
+    (State.ROTATING, Trigger.RETRY_DUE): ["Reenable"],
+    (State.ROTATING, Trigger.REENABLE_SETTLED): ["RetireCik", "SaveNode", "Activate"],
     (State.ACTIVATING, Trigger.CIK_REVOKED): ["SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): ["SaveNode", "Reenable"],
     **{(state, Trigger.ANNOUNCE_ADOPT): ["CheckCik"] for state in NO_CIK},

@@ -260,3 +260,25 @@ def test_a_node_s_own_cik_replaces_a_stored_one_only_once_exosite_refuses_the_st
     assert registry.total_calls() == 1  # no new activation: the first one only
     again = rr(broker, "SN-OWN", "{}")
     assert again["cik"] == current
+
+
+def test_a_rotation_whose_re_enable_times_out_never_goes_back_to_the_old_cik(
+    tmp_path: Path, registry: Registry, gateway: MakeGateway, node: MakeNode, broker: Broker
+) -> None:
+    """Exosite re-enables the serial, but its answer comes after [exosite] timeout: the old
+    CIK is dead, and gatewayd must not hand it out again."""
+    gw, old = activated(tmp_path, registry, gateway, node, "SN-RT", timeout=1)
+    registry.set_latency("SN-RT", 2.5)  # the vendor API answers after gatewayd gave up
+    assert gw.ctl("rotate", "SN-RT").returncode == 0
+    gw.wait_for(r"ERROR .*node SN-RT: rotation: re-enabling the serial may have been carried out")
+    assert not accepted(registry, old)  # Exosite did re-enable it
+    during = rr(broker, "SN-RT", "{}")
+    assert (during["status"], during.get("cik")) == ("pending", None)
+    registry.set_latency("SN-RT", 0)
+    gw.wait_for(r"INFO .*node SN-RT: credentials rotated")
+    answer = rr(broker, "SN-RT", "{}")
+    assert answer["status"] == "activated"
+    assert answer["cik"] != old
+    assert accepted(registry, answer["cik"])
+    listed = json.loads(gw.ctl("list", "--json").stdout)
+    assert [(r["sn"], r["state"]) for r in listed] == [("SN-RT", "activated")]

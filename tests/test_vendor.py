@@ -610,6 +610,36 @@ def test_a_re_enable_that_fails_unexpectedly_is_still_reported(sim: Simulator) -
             raise RuntimeError(f"no re-enable of {sn} of {model}")
 
     broken = Broken(ExositeConfig(vendor="acme", model="thermo-v1", url=sim.url), Secret(TOKEN))
-    said: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    said: queue.SimpleQueue[VendorApiError | None] = queue.SimpleQueue()
     broken.reenable_in_background("thermo-v1", "SN-B1", said.put)
-    assert said.get(timeout=10) == "internal error: RuntimeError"
+    error = said.get(timeout=10)
+    assert error is not None
+    assert (str(error), error.maybe_done) == ("internal error: RuntimeError", True)
+
+
+@pytest.mark.parametrize(
+    ("fault", "maybe_done"),
+    [("error", True), ("drop", True), ("timeout", True), ("token", False), ("unknown", False)],
+)
+def test_a_failed_re_enable_says_whether_it_may_have_been_carried_out(
+    sim: Simulator, fault: str, maybe_done: bool
+) -> None:
+    """A 5xx, a connection lost or a timeout after the request was sent may come after
+    Exosite re-enabled the serial; a 401 or a 404 says it did not."""
+    registry = sim.registry
+    registry.add("acme", "thermo-v1", "SN-M")
+    sn, token = "SN-M", TOKEN
+    if fault == "error":
+        registry.error_rate = 1.0
+    elif fault == "drop":
+        registry.drop_rate = 1.0
+    elif fault == "timeout":
+        registry.set_latency("SN-M", 3.0)
+    elif fault == "token":
+        token = WRONG
+    else:
+        sn = "SN-NOBODY"
+    config = ExositeConfig(vendor="acme", model="thermo-v1", url=sim.url, timeout=1.0)
+    with pytest.raises(VendorApiError) as caught:
+        VendorClient(config, Secret(token)).reenable("thermo-v1", sn)
+    assert caught.value.maybe_done is maybe_done

@@ -55,14 +55,19 @@ class SerialStatus:
 
 
 class VendorApiError(ExositeError):
-    """A vendor API call failed; ``http_status`` is Exosite's answer, None if none came.
+    """A vendor API call failed; ``http_status`` is Exosite's answer, None if none came;
+    ``maybe_done``: Exosite may have carried the request out all the same (a timeout or a
+    connection lost after it was sent, a 5xx).
 
     The message names the serial and the cause, never the vendor token.
     """
 
-    def __init__(self, message: str, http_status: int | None = None) -> None:
+    def __init__(
+        self, message: str, http_status: int | None = None, *, maybe_done: bool = False
+    ) -> None:
         super().__init__(message)
         self.http_status = http_status
+        self.maybe_done = maybe_done
 
 
 class VendorClient:
@@ -117,19 +122,19 @@ class VendorClient:
         )
 
     def reenable_in_background(
-        self, model: str, sn: str, done: Callable[[str | None], None]
+        self, model: str, sn: str, done: Callable[[VendorApiError | None], None]
     ) -> None:
         """:meth:`reenable` on a thread of its own (it is rare); ``done`` gets None once it
-        succeeded, or the error."""
+        succeeded, or the error (an unexpected one may have been carried out)."""
 
         def work() -> None:
             try:
                 self.reenable(model, sn)
             except VendorApiError as exc:
-                done(str(exc))
+                done(exc)
             except Exception as exc:
                 log.exception("node %s: re-enabling failed unexpectedly", sn, extra=logs.about(sn))
-                done(f"internal error: {type(exc).__name__}")
+                done(VendorApiError(f"internal error: {type(exc).__name__}", maybe_done=True))
             else:
                 done(None)
 
@@ -148,11 +153,15 @@ class VendorClient:
         try:
             answer = client.request(method, url, form=form, headers=headers, timeout=self._timeout)
         except HttpError as exc:
-            raise VendorApiError(f"the {what} for serial {sn!r} failed: {exc}") from exc
+            raise VendorApiError(
+                f"the {what} for serial {sn!r} failed: {exc}", maybe_done=exc.reached
+            ) from exc
         finally:
             client.close()
         if answer.broken is not None and len(answer.body) <= MAX_BODY:
-            raise VendorApiError(f"the {what} for serial {sn!r} failed: {answer.broken}")
+            raise VendorApiError(
+                f"the {what} for serial {sn!r} failed: {answer.broken}", maybe_done=True
+            )
         return answer.status, answer.body
 
 
@@ -185,4 +194,8 @@ def _refused(status: int, model: str, sn: str, what: str) -> VendorApiError:
         return VendorApiError("the vendor token was refused (HTTP 401)", 401)
     if status == 404:
         return VendorApiError(f"unknown model {model!r} or serial {sn!r} (HTTP 404)", 404)
-    return VendorApiError(f"the {what} for serial {sn!r} was answered HTTP {status}", status)
+    return VendorApiError(
+        f"the {what} for serial {sn!r} was answered HTTP {status}",
+        status,
+        maybe_done=status >= 500,  # a 5xx may come after the change was made
+    )

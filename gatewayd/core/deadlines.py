@@ -23,6 +23,10 @@ EXPIRY_WINDOW: Final = 24 * 3600.0
 """Exosite expires a device not activated within 24 h of being added."""
 
 
+_RETRIED: Final = frozenset({State.PENDING, State.ROTATING})
+"""States whose next attempt is scheduled: a request, or a rotation's re-enable."""
+
+
 class Deadlines:
     """Retries, expiry warnings and rejections held, per serial, on the monotonic clock."""
 
@@ -37,10 +41,10 @@ class Deadlines:
         monotonic clock, ``wall`` the wall clock its times were written against, ``cap``
         the longest a retry may be put off (``retry_cap``)."""
         sn = node.sn
-        if node.state is State.PENDING and node.next_attempt is not None:
+        if node.state in _RETRIED and node.next_attempt is not None:
             if (
                 before is None
-                or before.state is not State.PENDING
+                or before.state is not node.state
                 or before.next_attempt != (node.next_attempt)
             ):
                 delay = min(max(node.next_attempt - wall, 0.0), cap)

@@ -177,7 +177,13 @@ class Engine:
             failed = Failed(f"not sent: {event.error}")
             return self._fire(event.sn, Trigger.UNSAVED, outcome=failed)
         failed_or_none = None if event.error is None else Failed(event.error)
+        node = self._book.get(event.sn)
         trigger = Trigger.REENABLED if failed_or_none is None else Trigger.REENABLE_FAILED
+        if trigger is Trigger.REENABLE_FAILED and node is not None and node.state is State.ROTATING:
+            if event.maybe_done:
+                trigger = Trigger.REENABLE_MAYBE
+            elif node.uncertain:  # refused now, after one that may have been carried out
+                trigger = Trigger.REENABLE_SETTLED
         return self._fire(event.sn, trigger, outcome=failed_or_none)
 
     def _tick(self) -> list[Action]:

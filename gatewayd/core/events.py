@@ -134,10 +134,13 @@ class RequestUnsent:
 
 @dataclass(frozen=True, slots=True)
 class ReenableAnswered:
-    """The vendor management API answered a re-enable for ``sn``; ``error`` if it failed."""
+    """The vendor management API answered a re-enable for ``sn``; ``error`` if it failed,
+    and ``maybe_done`` if it may have been carried out all the same (a timeout after the
+    request was sent, a 5xx, the connection lost after it)."""
 
     sn: str
     error: str | None = None
+    maybe_done: bool = False
 
 
 @dataclass(frozen=True, slots=True)

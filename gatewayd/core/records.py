@@ -180,6 +180,13 @@ def _rotation(_node: Node, _step: Step, _settings: Settings, _uniform: object) -
     return {"reason": Reason.ROTATION, "last_error": None}
 
 
+def _rotation_unsure(
+    node: Node, step: Step, settings: Settings, uniform: Callable[[float, float], float]
+) -> Fields:
+    error = step.outcome.error if isinstance(step.outcome, Failed) else "unknown"
+    return _backoff(node, step, settings, uniform) | {"last_error": replies.rotation_unsure(error)}
+
+
 def _rotation_failed(_node: Node, step: Step, _settings: Settings, _uniform: object) -> Fields:
     error = step.outcome.error if isinstance(step.outcome, Failed) else "unknown"
     return {"reason": None, "last_error": replies.rotation_failed(error)}
@@ -208,6 +215,7 @@ _CHANGES: Final[Mapping[Change, Maker]] = {
     Change.ADOPTED: _adopted,
     Change.ROTATION: _rotation,
     Change.ROTATION_FAILED: _rotation_failed,
+    Change.ROTATION_UNSURE: _rotation_unsure,
 }
 
 

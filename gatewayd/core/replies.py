@@ -54,6 +54,13 @@ def checked_log(node: Node) -> Log:
     return Log("cik_checked", logging.INFO, "CIK checked: Exosite accepts it", node.sn, node.state)
 
 
+def rotation_unsure(error: str) -> str:
+    return (
+        f"rotation: re-enabling the serial may have been carried out ({error}); the old CIK is "
+        "no longer handed out, and the re-enable is asked for again"
+    )
+
+
 def rotation_failed(error: str) -> str:
     return f"rotation failed: re-enabling the serial failed ({error}); the CIK is unchanged"
 

@@ -66,6 +66,8 @@ class Trigger(enum.Enum):
     ROTATE = "the operator asks to rotate the CIK"
     RESTARTED_ROTATING = "gatewayd starts while it rotates the CIK"
     ISSUED_ROTATED = "200 for a rotation"
+    REENABLE_MAYBE = "the vendor API failed after the re-enable may have been carried out"
+    REENABLE_SETTLED = "the vendor API refuses a re-enable after one that may have been done"
     REVOKED_FOUND = "a CIK found after Exosite refused the node's: checked before it is used"
     RETIRED_ONLY = "no CIK stored, one retired: Exosite refused it or it was rotated away"
     RETIRED_ONLY_AUTO = "no CIK stored, one retired, with auto_reenable"
@@ -92,6 +94,7 @@ class Change(enum.Enum):
     ADOPTED = "activated with the CIK its node offered"
     ROTATION = "a rotation: the activation to come replaces the CIK"
     ROTATION_FAILED = "the rotation failed: the CIK is unchanged"
+    ROTATION_UNSURE = "the re-enable may have been carried out: asked again, backed off"
 
 
 class Effect(enum.Enum):
@@ -248,6 +251,12 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
     (ROTATING,   T.REENABLED_STOPPING): Row(PENDING, (C.DUE_NOW,), (E.RETIRE, SAVE), CLEAR),
     (ROTATING,   T.REENABLE_FAILED):
         Row(ACTIVATED, (C.ROTATION_FAILED,), (SAVE, E.WARN_ROTATION), CLEAR),
+    # -- a re-enable that may have been carried out: the old CIK may be dead, so it is never
+    #    gone back to; asked again until a clear answer, or settled by activating
+    (ROTATING,   T.REENABLE_MAYBE):
+        Row(ROTATING, (C.ROTATION_UNSURE,), (SCHEDULE, SAVE, E.WARN_ROTATION), SET),
+    (ROTATING,   T.RETRY_DUE):         Row(ROTATING, (), (E.REENABLE,)),
+    (ROTATING,   T.REENABLE_SETTLED):  Row(ACTIVATING, (C.REQUEST,), (E.RETIRE, SAVE, REQUEST)),
     (ACTIVATING, T.ISSUED_ROTATED): Row(ACTIVATED, (C.ACTIVATED,), (STORE, SAVE, TELL_CIK), CLEAR),
     # -- the operator (gatewayctl republish, retry, forget)
     (ACTIVATED,  T.REPUBLISH):         Row(ACTIVATED, (), (LOOKUP,)),

@@ -25,7 +25,7 @@ from gatewayd.core.secret import Secret
 from gatewayd.daemon.writer import Flushed, Writer
 
 if TYPE_CHECKING:
-    from gatewayd.adapters.vendor import VendorClient
+    from gatewayd.adapters.vendor import VendorApiError, VendorClient
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,14 @@ def reenabler(
 
     def reenable(action: Reenable) -> None:
         sn = action.sn
-        vendor.reenable_in_background(
-            action.model, sn, lambda error: answer(ReenableAnswered(sn, error))
-        )
+
+        def done(error: VendorApiError | None) -> None:
+            if error is None:
+                answer(ReenableAnswered(sn))
+            else:
+                answer(ReenableAnswered(sn, str(error), maybe_done=error.maybe_done))
+
+        vendor.reenable_in_background(action.model, sn, done)
 
     return reenable
 

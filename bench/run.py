@@ -18,6 +18,7 @@ import footprint
 import hops
 import paho.mqtt
 import pi
+import redaction
 import requests
 import store
 import storm
@@ -39,6 +40,7 @@ TARGETS = {
     "pi_sync": ("<=", 1.25),
     "pi_both": ("<=", 1.5),
     "pi_ready_s": ("<=", 1.5),
+    "redaction_ratio": ("<=", 1.5),
 }
 PI_TARGETS = {pi.SYNC_NAME: "pi_sync", pi.BOTH_NAME: "pi_both"}
 
@@ -80,6 +82,25 @@ def debian_rows(debian: dict[str, Any] | None) -> list[tuple[str, str, str]]:
             "Resident memory, idle, on Debian's python3 and packages",
             f"{debian['rss_idle_mib']:.1f} MiB",
             "",
+        ),
+    ]
+
+
+def redaction_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    after = " / ".join(f"{v:.1f}" for k, v in r.items() if k.startswith("us_after_"))
+    remembered = r["remembered_after_offers"]
+    full = f"{r['us_full']:.1f} us ({r['remembered_full']:,} CIKs) / {r['us_after_0']:.1f} us"
+    offered = "A log line about an announce offering a CIK, after 0 / 40,000 / 86,400 such"
+    return [
+        (
+            f"{offered} announces (bench/redaction.py)",
+            f"{after} us; {remembered} of the offered CIKs remembered",
+            "",
+        ),
+        (
+            "The same with the redaction set full / empty",
+            f"{full}; the dearest over the cheapest: {r['ratio']:.2f}",
+            met("redaction_ratio", r["ratio"]),
         ),
     ]
 
@@ -163,6 +184,7 @@ def report(results: dict[str, Any]) -> str:
             "",
         ),
         *debian_rows(results.get("footprint_debian")),
+        *redaction_rows(results["redaction"]),
         (
             f"CPU time over {f['idle_s']:.0f} s idle",
             f"{f['idle_cpu_s']:.3f} s",
@@ -276,6 +298,7 @@ def main() -> int:
             results["footprint_debian"] = {
                 key: debian[key] for key in ("ready_s", "ready_all_s", "rss_idle_mib")
             }
+    results["redaction"] = redaction.run((0, 400, 864), 200) if args.quick else redaction.run()
     results["path"] = {key: value for key, value in hops.measure().items() if key != "path"}
     text = report(results)
     print(text)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from gatewayd.core import secret
+from gatewayd.adapters import redaction
 from gatewayd.sim import Registry, Simulator, tomlfile
 from gatewayd.sim.processes import Broker, Output
 
@@ -181,7 +181,7 @@ def no_secret_in_any_log(
     demo's) is searched for every CIK issued and every token and password used."""
     yield
     logs = sorted(tmp_path_factory.getbasetemp().rglob("*.log"))
-    secrets = secret.known()
+    secrets = redaction.known()
     leaks = leaked(logs, secrets)
     said = f"log sweep: {len(logs)} log files searched for {len(secrets)} secrets"
     capture = request.config.pluginmanager.get_plugin("capturemanager")

@@ -21,8 +21,8 @@ import pytest
 from conftest import MODEL, VENDOR, WAIT, Gateway
 from pki import Pki, make_pki
 
+from gatewayd.adapters import redaction
 from gatewayd.adapters.mqtt import new_client
-from gatewayd.core import secret
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode
 from gatewayd.sim.processes import Broker, free_port
@@ -33,7 +33,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "mosquitto"
 GATEWAY_PASSWORD = "gw-secret-6502"
 NODE_PASSWORDS = {"SN-A": "node-a-secret-8080", "SN-B": "node-b-secret-z80"}
 for _password in (GATEWAY_PASSWORD, *NODE_PASSWORDS.values(), "hunter2"):
-    secret.remember(_password)  # the end-of-run log sweep looks for them too
+    redaction.remember(_password)  # the end-of-run log sweep looks for them too
 
 
 @dataclass

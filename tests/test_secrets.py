@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Callable, Iterator
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import leaked, root_logging_restored
 
-from gatewayd.adapters import logs
-from gatewayd.core import secret
+from gatewayd.adapters import logs, redaction
+from gatewayd.core import protocol, secret
 from gatewayd.core.secret import Secret
 from gatewayd.ctl import main as cli
 
@@ -39,8 +40,8 @@ def fail_with(value: str) -> None:
 
 
 def test_a_known_cik_or_token_never_reaches_the_log(journal: io.StringIO) -> None:
-    Secret(CIK)
-    Secret("tok-vendor-31337")
+    redaction.remember_cik(Secret(CIK))
+    redaction.remember(Secret("tok-vendor-31337"))
     log = logging.getLogger("gatewayd.test")
     log.info("body was %s", CIK)
     log.warning("token tok-vendor-31337 refused")
@@ -57,10 +58,36 @@ def test_a_known_cik_or_token_never_reaches_the_log(journal: io.StringIO) -> Non
 
 def test_only_remembered_values_are_redacted() -> None:
     other = secrets.token_hex(20)  # CIK-shaped, and new to this process
-    assert secret.redact(f"id {other}") == f"id {other}"
-    Secret(other)
-    assert secret.redact(f"id {other}!") == "id <secret>!"
-    assert secret.redact(f"x{other}0") == f"x{other}0"  # part of a longer hex run
+    assert redaction.redact(f"id {other}") == f"id {other}"
+    Secret(other)  # wrapping remembers nothing: a CIK a node offers is not kept
+    assert redaction.redact(f"id {other}") == f"id {other}"
+    redaction.remember_cik(Secret(other))
+    assert redaction.redact(f"id {other}!") == "id <secret>!"
+    assert redaction.redact(f"x{other}0") == f"x{other}0"  # part of a longer hex run
+
+
+def test_what_is_remembered_is_bounded_the_oldest_forgotten_first() -> None:
+    book = redaction.Redactions(max_ciks=3, max_others=2)
+    ciks = [secrets.token_hex(20) for _ in range(4)]
+    for cik in ciks:
+        book.remember(cik)
+    book.remember(ciks[1])  # seen again: the most recent now
+    book.remember(secrets.token_hex(20))
+    assert [book.redact(c) == "<secret>" for c in ciks] == [False, True, False, True]
+    for token in ("token-one", "token-two", "token-three"):
+        book.remember(token)
+    assert book.redact("token-one token-two token-three") == "token-one <secret> <secret>"
+    assert len(book) == 5
+
+
+def test_a_cik_a_node_offers_is_not_remembered_unless_checked() -> None:
+    topics = protocol.Topics("gatewayd", "gw1")
+    before = len(redaction.REDACTIONS)
+    for _ in range(100):
+        payload = f'{{"cik": "{secrets.token_hex(20)}"}}'.encode()
+        announced = protocol.parse_announce(topics, "SN1", payload, re.compile(r".+"))
+        assert announced.cik is not None
+    assert len(redaction.REDACTIONS) == before
 
 
 def test_core_dumps_are_turned_off() -> None:

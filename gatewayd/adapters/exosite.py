@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from gatewayd.adapters import logs
+from gatewayd.adapters import logs, redaction
 from gatewayd.adapters.ratelimit import RateLimiter
 from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.actions import Activate
@@ -76,7 +76,9 @@ def issued(status: int, body: bytes, broken: str | None = None) -> Issued:
     decoded as Latin-1, which maps each byte to one character and back.
     """
     text = body.decode("latin-1")
-    return Issued(Secret(text), _problem(status, text, broken))
+    cik = Secret(text)
+    redaction.remember_cik(cik)
+    return Issued(cik, _problem(status, text, broken))
 
 
 def _problem(status: int, text: str, broken: str | None) -> str | None:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Final
 
-from gatewayd.core import secret
+from gatewayd.adapters import redaction
 from gatewayd.core.actions import Log
 
 node_log = logging.getLogger("gatewayd.node")
@@ -74,14 +74,14 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = secret.redact(message)
+        redacted = redaction.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         if record.exc_info:
-            record.exc_text = secret.redact(_FORMATTER.formatException(record.exc_info))
+            record.exc_text = redaction.redact(_FORMATTER.formatException(record.exc_info))
             record.exc_info = None
         elif record.exc_text:
-            record.exc_text = secret.redact(record.exc_text)
+            record.exc_text = redaction.redact(record.exc_text)
         return True
 
 
@@ -140,7 +140,7 @@ def to_journal(events: Iterable[Log], identifier: str) -> None:
         message = event.message if event.sn is None else f"node {event.sn}: {event.message}"
         try:
             journal.send(
-                secret.redact(message),
+                redaction.redact(message),
                 message_id,
                 PRIORITY=str(_PRIORITIES.get(event.level, 6)),
                 SYSLOG_IDENTIFIER=identifier,

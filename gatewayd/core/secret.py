@@ -1,55 +1,16 @@
 """A wrapper that keeps a secret out of reprs, f-strings and log lines.
 
-Every secret wrapped in this process is also remembered, so that
-:func:`redact` can take it out of any text: the log handler's filter does so
-for every record, as a last line of defence behind the wrapper itself.
-CIK-shaped values (40 hex digits) are kept in a set and found by their shape;
-the few others (tokens, passwords) are searched for one by one.
+The value is only reachable through :meth:`Secret.reveal`. The log filter's
+last line of defence, which takes known secrets out of any text, is an adapter's
+(:mod:`gatewayd.adapters.redaction`): wrapping a value remembers nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
-import re
-import threading
 from typing import Final
 
 _MASK: Final = "<secret>"
-_MIN_LENGTH: Final = 6
-"""Shorter values are not redacted: they would blank out ordinary words."""
-_CIK_SHAPE: Final = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{40}(?![0-9A-Fa-f])")
-
-_ciks: set[str] = set()
-_others: tuple[str, ...] = ()
-_lock = threading.Lock()
-
-
-def remember(value: str) -> None:
-    """Redact ``value`` from every log record from now on."""
-    global _others  # noqa: PLW0603 (one registry per process, read without a lock)
-    if len(value) < _MIN_LENGTH:
-        return
-    if _CIK_SHAPE.fullmatch(value):
-        _ciks.add(value)
-        return
-    with _lock:
-        if value not in _others:
-            _others = (*_others, value)
-
-
-def known() -> frozenset[str]:
-    """Every secret remembered so far."""
-    return frozenset(_ciks) | frozenset(_others)
-
-
-def redact(text: str) -> str:
-    """``text`` with every remembered secret replaced by a mask."""
-    if _ciks and _CIK_SHAPE.search(text):
-        text = _CIK_SHAPE.sub(lambda m: _MASK if m.group(0) in _ciks else m.group(0), text)
-    for value in _others:
-        if value in text:
-            text = text.replace(value, _MASK)
-    return text
 
 
 class Secret:
@@ -63,7 +24,6 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
-        remember(value)
 
     def reveal(self) -> str:
         return self._value

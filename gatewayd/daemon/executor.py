@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from gatewayd.adapters import logs
+from gatewayd.adapters import logs, redaction
 from gatewayd.core import protocol
 from gatewayd.core.actions import (
     Action,
@@ -196,6 +196,7 @@ class Executor:
     def _store(self, action: StoreCik) -> bool:
         """Hand the CIK to the gathering batch (True); while CIKs are held, hold it behind
         them instead (False: its node is answered with it, from memory)."""
+        redaction.remember_cik(action.cik)
         if self.held:
             self.held.queue(action)
             return False
@@ -207,6 +208,7 @@ class Executor:
         that follows is sent (else a restart would find it and hand it out again): that
         request is not sent if it cannot be."""
         if isinstance(action, CheckCik):
+            redaction.remember_cik(action.cik)
             self.outstanding += 1
             self._exosite.check(action.sn, action.model, action.cik, owner=action.owner)
             return
@@ -232,6 +234,8 @@ class Executor:
             )
         except KeystoreError as exc:
             return CikLookedUp(action.sn, None, error=f"cannot read the keyring: {exc}")
+        if cik is not None:
+            redaction.remember_cik(cik)
         return CikLookedUp(action.sn, cik, retired=retired)
 
     # -------------------------------------------------------------- state, MQTT

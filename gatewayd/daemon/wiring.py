@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
+from gatewayd.adapters import redaction
 from gatewayd.adapters.disk import Volumes
 from gatewayd.adapters.keystore import Keystore, load_key, open_backend
 from gatewayd.adapters.state import StateDB
@@ -160,6 +161,7 @@ def vendor_token(config: Config, keystore: Keystore, *, keep: bool = True) -> Se
     if path is not None:
         try:
             token = Secret(path.read_text(encoding="utf-8").strip())
+            redaction.remember(token)
         except OSError as exc:
             key = "exosite.vendor_token_file"
             raise ConfigError(config.source, key, f"a readable file ({exc.strerror})") from exc
@@ -167,6 +169,8 @@ def vendor_token(config: Config, keystore: Keystore, *, keep: bool = True) -> Se
             keystore.store_token(exosite.vendor, token)
     else:
         token = keystore.load_token(exosite.vendor)
+        if token is not None:
+            redaction.remember(token)
     if token is None and exosite.auto_reenable:
         raise ConfigError(
             config.source,
@@ -193,6 +197,7 @@ def read_password(config: Config) -> Secret | None:
         return None
     try:
         password = Secret(path.read_text(encoding="utf-8").strip())
+        redaction.remember(password)
     except OSError as exc:
         raise ConfigError(
             config.source, "mqtt.password_file", f"a readable file ({exc.strerror})"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import secrets
 
-from gatewayd.core.secret import Secret, remember
+from gatewayd.adapters.redaction import remember_cik
+from gatewayd.core.secret import Secret
 
 Key = tuple[str, str, str]
 """(vendor, model, sn)."""
@@ -26,10 +27,11 @@ class CikBook:
         """A new CIK for ``key``: it replaces any other the device had."""
         self.retire(key)
         cik = secrets.token_hex(20)
-        remember(cik)  # never logged, by gatewayd or the simulator
+        secret = Secret(cik)
+        remember_cik(secret)  # never logged, by gatewayd or the simulator
         self._current[key] = cik
         self._holder[cik] = key
-        return Secret(cik)
+        return secret
 
     def retire(self, key: Key) -> None:
         """The device has no CIK any more."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from gatewayd.config.load import load
 from gatewayd.core.model import Node, State
 from gatewayd.core.secret import Secret
 from gatewayd.ctl import bundle as bundle_module
+from gatewayd.ctl import sealing
 from gatewayd.ctl.main import main
 from gatewayd.daemon import control
 from gatewayd.daemon.wiring import open_keystore
@@ -90,6 +93,7 @@ def third_party_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 def passphrase(tmp_path: Path) -> Path:
     path = tmp_path / "passphrase"
     path.write_text("correct horse battery staple\n")
+    path.chmod(0o600)
     return path
 
 
@@ -128,6 +132,7 @@ def test_a_wrong_passphrase_or_a_flipped_byte_changes_nothing(
     before = snapshot(new)
     wrong = tmp_path / "wrong"
     wrong.write_text("incorrect horse\n")
+    wrong.chmod(0o600)
     code, _, err = ctl(capsys, new, "import", str(bundle), "--passphrase-file", str(wrong))
     assert (code, err) == (1, "gatewayctl: wrong passphrase, or the bundle is damaged\n")
     blob = bytearray(bundle.read_bytes())
@@ -141,6 +146,86 @@ def test_a_wrong_passphrase_or_a_flipped_byte_changes_nothing(
         )
         assert (code, err) == (1, "gatewayctl: wrong passphrase, or the bundle is damaged\n")
     assert snapshot(new) == before
+
+
+def with_costs(blob: bytes, passphrase: Path, log2_n: int, r: int, p: int) -> bytes:
+    """``blob``'s document sealed again, with scrypt's parameters set to these."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # noqa: PLC0415
+
+    secret = sealing.read_passphrase(passphrase)
+    document = sealing.unseal(blob, secret)
+    salt, nonce = os.urandom(16), os.urandom(12)
+    header = sealing._HEADER.pack(sealing.MAGIC, 1, log2_n, r, p, salt, nonce)
+    key = Scrypt(salt=salt, length=32, n=2**log2_n, r=r, p=p).derive(secret)
+    return header + AESGCM(key).encrypt(nonce, json.dumps(document).encode(), header)
+
+
+@pytest.mark.parametrize(("log2_n", "r", "p"), [(16, 8, 1), (14, 8, 1), (15, 4, 1), (15, 8, 2)])
+def test_a_bundle_sealed_with_other_key_parameters_is_refused(
+    tmp_path: Path,
+    gateway: MakeGateway,
+    passphrase: Path,
+    capsys: pytest.CaptureFixture[str],
+    log2_n: int,
+    r: int,
+    p: int,
+) -> None:
+    """Even one the passphrase opens: only gatewayctl's own parameters are accepted."""
+    new, bundle, _ciks = exported(tmp_path, gateway, passphrase, capsys, 2)
+    bundle.write_bytes(with_costs(bundle.read_bytes(), passphrase, log2_n, r, p))
+    code, out, err = ctl(capsys, new, "import", str(bundle), "--passphrase-file", str(passphrase))
+    assert (code, out) == (1, "")
+    assert err == (
+        "gatewayctl: the bundle is damaged, or not gatewayctl's: it asks for a key derived "
+        f"with scrypt N = 2^{log2_n}, r = {r}, p = {p}; gatewayctl writes and reads only "
+        "N = 2^15, r = 8, p = 1\n"
+    )
+    assert snapshot(new) == {}
+
+
+def test_a_header_asking_for_a_4_gib_key_is_refused_before_any_is_derived(
+    tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """N = 2^20, r = 32: scrypt would need 4 GiB and many seconds (17 s on a fast PC)."""
+    new, bundle, _ciks = exported(tmp_path, gateway, passphrase, capsys, 2)
+    filled(new, 1)
+    before = snapshot(new)
+    blob = bytearray(bundle.read_bytes())
+    blob[9:12] = bytes([20, 32, 1])  # log2 of N, r, p
+    bundle.write_bytes(blob)
+    started = time.monotonic()
+    code, out, err = ctl(capsys, new, "import", str(bundle), "--passphrase-file", str(passphrase))
+    assert time.monotonic() - started < 2.0
+    assert (code, out) == (1, "")
+    assert err.startswith("gatewayctl: the bundle is damaged, or not gatewayctl's: it asks ")
+    assert "N = 2^20, r = 32, p = 1;" in err
+    assert snapshot(new) == before
+
+
+@pytest.mark.parametrize("command", ["export", "import"])
+def test_a_passphrase_file_others_can_read_is_warned_of(
+    tmp_path: Path,
+    gateway: MakeGateway,
+    passphrase: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    new, bundle, _ciks = exported(tmp_path, gateway, passphrase, capsys, 1)
+    target = new if command == "import" else gateway()
+    if command == "export":
+        filled(target, 1)
+    argv = (command, str(bundle), "--passphrase-file", str(passphrase))
+    assert ctl(capsys, target, *argv)[::2] == (0, "")  # 0600: no warning
+    passphrase.chmod(0o644)
+    code, _out, err = ctl(capsys, target, *argv)
+    assert code == 0
+    assert err == (
+        f"gatewayctl: warning: the passphrase file {passphrase} is readable by group or "
+        "others (mode 0644); whoever has it and the bundle has every CIK: chmod 600 it\n"
+    )
+    passphrase.chmod(0o640)
+    assert "(mode 0640)" in ctl(capsys, target, *argv)[2]
 
 
 def test_a_stored_cik_that_differs_is_kept_unless_the_bundle_is_preferred(

@@ -1,11 +1,6 @@
 """``gatewayctl export`` and ``import``: every node record and CIK of a gateway in one file,
-sealed with a passphrase, to move them to new hardware or keep them safe.
-
-The file is ``GWBUNDLE``, a format version byte, the scrypt parameters (log2 of N,
-r, p: one byte each), a 16-byte salt and a 12-byte nonce, then the JSON document
-sealed with AES-256-GCM under the key scrypt derives from the passphrase, with
-everything before it as associated data. A wrong passphrase and a file altered
-anywhere both fail to open, and then nothing is changed.
+sealed with a passphrase (:mod:`gatewayd.ctl.sealing`), to move them to new hardware or
+keep them safe.
 
 While gatewayd runs, an import hands the entries to it over the control socket
 (:mod:`gatewayd.daemon.importing`): gatewayctl opens the bundle, and the passphrase
@@ -23,7 +18,6 @@ import json
 import logging
 import os
 import secrets
-import struct
 import sys
 from pathlib import Path
 from typing import Any, Final
@@ -36,72 +30,13 @@ from gatewayd.config.schema import Config
 from gatewayd.core import imports
 from gatewayd.core.actions import Log
 from gatewayd.core.entries import EntryError, entry, node_of
-from gatewayd.core.errors import GatewaydError, KeystoreError
+from gatewayd.core.errors import KeystoreError
 from gatewayd.core.model import Node
 from gatewayd.core.secret import Secret
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_OK
+from gatewayd.ctl.sealing import VERSION, BundleError, read_passphrase, seal, unseal
 from gatewayd.daemon import control
 from gatewayd.daemon.wiring import open_keystore
-
-MAGIC: Final = b"GWBUNDLE"
-VERSION: Final = 1
-_HEADER: Final = struct.Struct(">8sBBBB16s12s")
-_LOG2_N, _R, _P = 15, 8, 1
-"""scrypt's cost: 32 MiB and about a tenth of a second on a Raspberry Pi 4."""
-
-
-class BundleError(GatewaydError):
-    """A bundle that cannot be opened: a wrong passphrase, a damaged file, an unknown format."""
-
-
-def seal(document: dict[str, Any], passphrase: bytes) -> bytes:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415 (here only)
-
-    salt, nonce = os.urandom(16), os.urandom(12)
-    header = _HEADER.pack(MAGIC, VERSION, _LOG2_N, _R, _P, salt, nonce)
-    key = _key(passphrase, salt, _LOG2_N, _R, _P)
-    body = json.dumps(document, separators=(",", ":")).encode()
-    return header + AESGCM(key).encrypt(nonce, body, header)
-
-
-def unseal(blob: bytes, passphrase: bytes) -> dict[str, Any]:
-    from cryptography.exceptions import InvalidTag  # noqa: PLC0415 (here only)
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-
-    if len(blob) < _HEADER.size or not blob.startswith(MAGIC):
-        raise BundleError("not a gatewayd bundle")
-    _magic, version, log2_n, r, p, salt, nonce = _HEADER.unpack_from(blob)
-    if version != VERSION:
-        raise BundleError(f"bundle format {version}; this gatewayctl reads format {VERSION}")
-    if not (10 <= log2_n <= 20 and 1 <= r <= 32 and 1 <= p <= 16):
-        raise BundleError("the bundle is damaged (its key parameters are out of range)")
-    header = blob[: _HEADER.size]
-    key = _key(passphrase, salt, log2_n, r, p)
-    try:
-        body = AESGCM(key).decrypt(nonce, blob[_HEADER.size :], header)
-    except InvalidTag:
-        raise BundleError("wrong passphrase, or the bundle is damaged") from None
-    try:
-        document: dict[str, Any] = json.loads(body)
-    except ValueError:
-        raise BundleError("the bundle is damaged (its content is not JSON)") from None
-    return document
-
-
-def _key(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # noqa: PLC0415 (here only)
-
-    return Scrypt(salt=salt, length=32, n=2**log2_n, r=r, p=p).derive(passphrase)
-
-
-def read_passphrase(path: Path) -> bytes:
-    try:
-        passphrase = path.read_bytes().rstrip(b"\r\n")
-    except OSError as exc:
-        raise BundleError(f"cannot read the passphrase file {path}: {exc.strerror}") from exc
-    if not passphrase:
-        raise BundleError(f"the passphrase file {path} is empty")
-    return passphrase
 
 
 def cmd_export(config: Config, args: argparse.Namespace) -> int:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from gatewayd.config.load import load
 from gatewayd.core.model import Node, State
 from gatewayd.core.secret import Secret
 from gatewayd.ctl import bundle as bundle_module
+from gatewayd.ctl import sealing
 from gatewayd.ctl.main import main
 from gatewayd.daemon import control
 from gatewayd.daemon.wiring import open_keystore
@@ -90,6 +93,7 @@ def third_party_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 def passphrase(tmp_path: Path) -> Path:
     path = tmp_path / "passphrase"
     path.write_text("correct horse battery staple\n")
+    path.chmod(0o600)
     return path
 
 
@@ -128,6 +132,7 @@ def test_a_wrong_passphrase_or_a_flipped_byte_changes_nothing(
     before = snapshot(new)
     wrong = tmp_path / "wrong"
     wrong.write_text("incorrect horse\n")
+    wrong.chmod(0o600)
     code, _, err = ctl(capsys, new, "import", str(bundle), "--passphrase-file", str(wrong))
     assert (code, err) == (1, "gatewayctl: wrong passphrase, or the bundle is damaged\n")
     blob = bytearray(bundle.read_bytes())
@@ -141,6 +146,86 @@ def test_a_wrong_passphrase_or_a_flipped_byte_changes_nothing(
         )
         assert (code, err) == (1, "gatewayctl: wrong passphrase, or the bundle is damaged\n")
     assert snapshot(new) == before
+
+
+def with_costs(blob: bytes, passphrase: Path, log2_n: int, r: int, p: int) -> bytes:
+    """``blob``'s document sealed again, with scrypt's parameters set to these."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # noqa: PLC0415
+
+    secret = sealing.read_passphrase(passphrase)
+    document = sealing.unseal(blob, secret)
+    salt, nonce = os.urandom(16), os.urandom(12)
+    header = sealing._HEADER.pack(sealing.MAGIC, 1, log2_n, r, p, salt, nonce)
+    key = Scrypt(salt=salt, length=32, n=2**log2_n, r=r, p=p).derive(secret)
+    return header + AESGCM(key).encrypt(nonce, json.dumps(document).encode(), header)
+
+
+@pytest.mark.parametrize(("log2_n", "r", "p"), [(16, 8, 1), (14, 8, 1), (15, 4, 1), (15, 8, 2)])
+def test_a_bundle_sealed_with_other_key_parameters_is_refused(
+    tmp_path: Path,
+    gateway: MakeGateway,
+    passphrase: Path,
+    capsys: pytest.CaptureFixture[str],
+    log2_n: int,
+    r: int,
+    p: int,
+) -> None:
+    """Even one the passphrase opens: only gatewayctl's own parameters are accepted."""
+    new, bundle, _ciks = exported(tmp_path, gateway, passphrase, capsys, 2)
+    bundle.write_bytes(with_costs(bundle.read_bytes(), passphrase, log2_n, r, p))
+    code, out, err = ctl(capsys, new, "import", str(bundle), "--passphrase-file", str(passphrase))
+    assert (code, out) == (1, "")
+    assert err == (
+        "gatewayctl: the bundle is damaged, or not gatewayctl's: it asks for a key derived "
+        f"with scrypt N = 2^{log2_n}, r = {r}, p = {p}; gatewayctl writes and reads only "
+        "N = 2^15, r = 8, p = 1\n"
+    )
+    assert snapshot(new) == {}
+
+
+def test_a_header_asking_for_a_4_gib_key_is_refused_before_any_is_derived(
+    tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """N = 2^20, r = 32: scrypt would need 4 GiB and many seconds (17 s on a fast PC)."""
+    new, bundle, _ciks = exported(tmp_path, gateway, passphrase, capsys, 2)
+    filled(new, 1)
+    before = snapshot(new)
+    blob = bytearray(bundle.read_bytes())
+    blob[9:12] = bytes([20, 32, 1])  # log2 of N, r, p
+    bundle.write_bytes(blob)
+    started = time.monotonic()
+    code, out, err = ctl(capsys, new, "import", str(bundle), "--passphrase-file", str(passphrase))
+    assert time.monotonic() - started < 2.0
+    assert (code, out) == (1, "")
+    assert err.startswith("gatewayctl: the bundle is damaged, or not gatewayctl's: it asks ")
+    assert "N = 2^20, r = 32, p = 1;" in err
+    assert snapshot(new) == before
+
+
+@pytest.mark.parametrize("command", ["export", "import"])
+def test_a_passphrase_file_others_can_read_is_warned_of(
+    tmp_path: Path,
+    gateway: MakeGateway,
+    passphrase: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    new, bundle, _ciks = exported(tmp_path, gateway, passphrase, capsys, 1)
+    target = new if command == "import" else gateway()
+    if command == "export":
+        filled(target, 1)
+    argv = (command, str(bundle), "--passphrase-file", str(passphrase))
+    assert ctl(capsys, target, *argv)[::2] == (0, "")  # 0600: no warning
+    passphrase.chmod(0o644)
+    code, _out, err = ctl(capsys, target, *argv)
+    assert code == 0
+    assert err == (
+        f"gatewayctl: warning: the passphrase file {passphrase} is readable by group or "
+        "others (mode 0644); whoever has it and the bundle has every CIK: chmod 600 it\n"
+    )
+    passphrase.chmod(0o640)
+    assert "(mode 0640)" in ctl(capsys, target, *argv)[2]
 
 
 def test_a_stored_cik_that_differs_is_kept_unless_the_bundle_is_preferred(
@@ -165,7 +250,7 @@ def test_a_stored_cik_that_differs_is_kept_unless_the_bundle_is_preferred(
     assert ctl(capsys, new, *argv, "--prefer-bundle")[0] == 0
     with as_gateway(new):
         assert keystore.load(VENDOR, MODEL, "SN-B0000") == Secret(cik(1))
-        assert keystore.load_retired(VENDOR, MODEL, "SN-B0000") == Secret("e" * 40)
+        assert [r.cik for r in keystore.retired(VENDOR, MODEL, "SN-B0000")] == [Secret("e" * 40)]
 
 
 def test_a_cik_retired_here_is_not_taken_back_from_a_bundle(
@@ -254,7 +339,7 @@ def test_a_running_gatewayd_keeps_a_differing_cik_unless_the_bundle_is_preferred
     )
     with as_gateway(new):
         assert keystore.load(VENDOR, MODEL, "SN-B0000") == Secret(cik(1))
-        assert keystore.load_retired(VENDOR, MODEL, "SN-B0000") == Secret("e" * 40)
+        assert [r.cik for r in keystore.retired(VENDOR, MODEL, "SN-B0000")] == [Secret("e" * 40)]
     new.wait_for("node SN-B0000: imported from a bundle; the CIK stored before is retired")
 
 
@@ -360,3 +445,121 @@ def test_a_bundle_goes_to_a_running_gatewayd_in_parts_that_fit_its_line() -> Non
     assert bundle_module._parts([{"sn": "x" * bundle_module.PART}]) == [
         [{"sn": "x" * bundle_module.PART}]
     ]  # one entry larger than a part goes alone
+
+
+# ------------------------------------------------------------- retired CIKs
+
+
+def holding(gw: Gateway, sn: str, value: str) -> None:
+    """``sn`` activated in the (stopped) gateway's state, ``value`` its CIK."""
+    with as_gateway(gw), StateDB.in_dir(gw.state_dir) as db:
+        open_keystore(load(gw.config_path)).store(VENDOR, MODEL, sn, Secret(value))
+        db.begin()
+        db.save(Node(sn, VENDOR, MODEL, State.ACTIVATED, 1_700_000_000.0))
+        db.commit()
+
+
+def export(capsys: pytest.CaptureFixture[str], gw: Gateway, out: Path, passphrase: Path) -> Path:
+    assert ctl(capsys, gw, "export", str(out), "--passphrase-file", str(passphrase))[0] == 0
+    return out
+
+
+def retired_here(gw: Gateway, sn: str) -> list[tuple[Secret, str]]:
+    with as_gateway(gw):
+        keystore = open_keystore(load(gw.config_path))
+        return [(r.cik, r.why) for r in keystore.retired(VENDOR, MODEL, sn)]
+
+
+def stored_here(gw: Gateway, sn: str) -> Secret | None:
+    with as_gateway(gw):
+        return open_keystore(load(gw.config_path)).load(VENDOR, MODEL, sn)
+
+
+REFUSED = (
+    "gatewayctl: {sn}: not imported: its CIK in the bundle was retired here "
+    "(refused, or rotated away)\n"
+)
+
+
+@pytest.mark.parametrize("running", [False, True], ids=["stopped", "running"])
+def test_no_cik_ever_retired_comes_back_from_an_old_bundle(
+    tmp_path: Path,
+    gateway: MakeGateway,
+    broker: Broker,
+    passphrase: Path,
+    capsys: pytest.CaptureFixture[str],
+    running: bool,
+) -> None:
+    """X, then Y and Z, each replacing the one before through a retire (an import that
+    prefers the bundle); the bundle exported while X was current is refused, even with
+    --prefer-bundle: Z stays current, X and Y stay retired."""
+    sn = "SN-R1"
+    x, y, z = "1" * 40, "2" * 40, "3" * 40
+    gw = gateway()
+    holding(gw, sn, x)
+    old = export(capsys, gw, tmp_path / "old.bundle", passphrase)
+    newer: dict[str, Path] = {}
+    for value in (y, z):
+        other = gateway()
+        holding(other, sn, value)
+        newer[value] = export(capsys, other, tmp_path / f"{value[0]}.bundle", passphrase)
+    if running:
+        gw.start()
+    where = "the running gatewayd" if running else str(gw.state_dir)
+    preferring = ("--passphrase-file", str(passphrase), "--prefer-bundle")
+    for value in (y, z):
+        code, out, err = ctl(capsys, gw, "import", str(newer[value]), *preferring)
+        assert (code, err) == (0, "")
+        assert out.startswith(f"1 nodes imported into {where}")
+    code, out, err = ctl(capsys, gw, "import", str(old), *preferring)
+    assert (code, err) == (1, REFUSED.format(sn=sn))
+    assert out.startswith(f"0 nodes imported into {where}")
+    assert stored_here(gw, sn) == Secret(z)
+    replaced = "replaced by an import"
+    assert retired_here(gw, sn) == [(Secret(x), replaced), (Secret(y), replaced)]
+    code, out, _ = ctl(capsys, gw, "show", sn, "--json")
+    shown = json.loads(out)["retired"]
+    assert [one["why"] for one in shown] == [replaced, replaced]
+    assert all(set(one) == {"at", "why"} and one["at"].endswith("Z") for one in shown)
+    assert not any(value in out for value in (x, y, z))
+    if not running:
+        gw.start()
+    assert reannounce(broker, [sn])[sn]["cik"] == z
+
+
+@pytest.mark.parametrize("running", [False, True], ids=["stopped", "running"])
+def test_a_new_gateway_refuses_the_ciks_the_old_one_retired(
+    tmp_path: Path,
+    gateway: MakeGateway,
+    passphrase: Path,
+    capsys: pytest.CaptureFixture[str],
+    running: bool,
+) -> None:
+    """The bundle carries each node's retired CIKs, with when and why: a bundle older
+    still, imported into the new gateway, cannot bring one back there either."""
+    sn = "SN-R2"
+    x, y, z = "4" * 40, "5" * 40, "6" * 40
+    old, new = gateway(), gateway()
+    holding(old, sn, x)
+    oldest = export(capsys, old, tmp_path / "oldest.bundle", passphrase)
+    with as_gateway(old):
+        keystore = open_keystore(load(old.config_path))
+        assert keystore.retire(VENDOR, MODEL, sn)  # Exosite refused it
+        keystore.store(VENDOR, MODEL, sn, Secret(y))
+        assert keystore.retire(VENDOR, MODEL, sn, why="rotated")
+        keystore.store(VENDOR, MODEL, sn, Secret(z))
+        history = keystore.retired(VENDOR, MODEL, sn)
+    moving = export(capsys, old, tmp_path / "moving.bundle", passphrase)
+    if running:
+        new.start()
+    argv = ("--passphrase-file", str(passphrase))
+    assert ctl(capsys, new, "import", str(moving), *argv)[::2] == (0, "")
+    with as_gateway(new):
+        assert open_keystore(load(new.config_path)).retired(VENDOR, MODEL, sn) == history
+    code, _out, err = ctl(capsys, new, "import", str(oldest), *argv, "--prefer-bundle")
+    assert (code, err) == (1, REFUSED.format(sn=sn))
+    assert stored_here(new, sn) == Secret(z)
+    assert retired_here(new, sn) == [
+        (Secret(x), "refused by Exosite, or rotated away"),
+        (Secret(y), "rotated"),
+    ]

@@ -16,6 +16,7 @@ import pytest
 from gatewayd.adapters.keystore import FileKeyring, Keystore
 from gatewayd.adapters.state import DB_NAME, SCHEMA_VERSION, StateDB
 from gatewayd.core.model import Node, Reason, State
+from gatewayd.core.retired import Retired
 from gatewayd.core.secret import Secret
 from gatewayd.ctl.main import main
 
@@ -290,6 +291,7 @@ def test_show_prints_every_field(capsys: pytest.CaptureFixture[str], filled: Pat
         "request_started",
         "request_form",
         "uncertain",
+        "retired",
     ]
     values = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in lines}
     assert values["sn"] == "abc123"
@@ -297,6 +299,7 @@ def test_show_prints_every_field(capsys: pytest.CaptureFixture[str], filled: Pat
     assert values["last_error"] == "HTTP 404"
     assert values["rejected_at"] == "2023-11-14T22:15:01Z"
     assert values["activated_at"] == "-"
+    assert values["retired"] == "0"
     assert len({len(line) - len(line.split(None, 1)[1]) for line in lines}) == 1
 
 
@@ -354,6 +357,57 @@ def test_show_reveal_of_a_node_without_a_cik(
     assert json.loads(out)["cik"] is None
 
 
+RETIRED_CIKS = ("r" * 40, "s" * 40)
+
+
+def test_show_says_when_and_why_each_cik_was_retired_never_which(
+    capsys: pytest.CaptureFixture[str], filled: Path, state_dir: Path
+) -> None:
+    keystore = Keystore(FileKeyring(folder=state_dir / "keyring"), "gatewayd")
+    retired = [
+        Retired(Secret(RETIRED_CIKS[0]), 1_700_000_000.0, "refused by Exosite"),
+        Retired(Secret(RETIRED_CIKS[1]), None, "not recorded"),
+    ]
+    assert keystore.add_retired(VENDOR, MODEL, ACTIVATED.sn, retired) == 2
+    code, out, err = run(capsys, "--config", str(filled), "show", "ABC123")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("retired "))
+    assert lines[at].split() == ["retired", "2"]
+    indent = len(lines[at]) - 1
+    assert lines[at + 1 :] == [
+        " " * indent + "2023-11-14T22:13:20Z  refused by Exosite",
+        " " * indent + "-  not recorded",
+    ]
+    code, out, err = run(capsys, "--config", str(filled), "show", "ABC123", "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["retired"] == [
+        {"at": "2023-11-14T22:13:20Z", "why": "refused by Exosite"},
+        {"at": "-", "why": "not recorded"},
+    ]
+    argv = ("--config", str(filled), "show", "ABC123", "--reveal", "--json")
+    revealed = json.loads(run(capsys, *argv)[1])
+    assert [one["cik"] for one in revealed["retired"]] == list(RETIRED_CIKS)
+    assert (
+        json.loads(run(capsys, "--config", str(filled), "show", "abc123", "--json")[1])["retired"]
+        == []
+    )
+
+
+def test_show_says_so_when_the_retired_ciks_cannot_be_read(
+    capsys: pytest.CaptureFixture[str], filled: Path, state_dir: Path
+) -> None:
+    """Sealed with a key this gatewayctl is not given: the record is shown all the same."""
+    sealed = Keystore(FileKeyring(folder=state_dir / "keyring", key=bytes(32)), "gatewayd")
+    retired = [Retired(Secret(RETIRED_CIKS[0]), 1_700_000_000.0, "rotated")]
+    sealed.add_retired(VENDOR, MODEL, ACTIVATED.sn, retired)
+    code, out, err = run(capsys, "--config", str(filled), "show", "ABC123", "--json")
+    assert code == 0
+    assert json.loads(out)["retired"] is None
+    assert err.startswith("gatewayctl: its retired CIKs cannot be read: cannot load the ")
+    assert "encrypted and no keystore key was given" in err
+
+
 def test_the_cik_is_nowhere_without_reveal(
     capsys: pytest.CaptureFixture[str], filled: Path
 ) -> None:
@@ -369,6 +423,13 @@ def test_the_cik_is_nowhere_without_reveal(
     ]
     assert [code for code, _out, _err in outputs] == [0] * len(outputs)
     assert not [text for _code, out, err in outputs for text in (out, err) if CIK in text]
+    keystore = Keystore(FileKeyring(folder=filled.parent / "state" / "keyring"), "gatewayd")
+    assert keystore.retire(VENDOR, MODEL, ACTIVATED.sn)
+    for argv in (["show", "ABC123"], ["show", "ABC123", "--json"]):
+        code, out, err = run(capsys, "--config", str(filled), *argv)
+        assert code == 0
+        assert "refused by Exosite, or rotated away" in out
+        assert CIK not in out + err
 
 
 def test_a_newer_state_database_exits_1(

@@ -19,6 +19,7 @@ from gatewayd.core.entries import entry
 from gatewayd.core.errors import KeystoreError
 from gatewayd.core.events import Event
 from gatewayd.core.model import Node, Settings, State
+from gatewayd.core.retired import Retired
 from gatewayd.core.secret import Secret
 from gatewayd.daemon import importing
 from gatewayd.daemon.control import Request
@@ -86,7 +87,7 @@ def test_a_stored_cik_that_cannot_be_retired_is_not_replaced(
 ) -> None:
     rig.keystore.store(VENDOR, MODEL, "SN1", OLD)
 
-    def refuses(_keystore: Keystore, _vendor: str, _model: str, sn: str) -> bool:
+    def refuses(_keystore: Keystore, _vendor: str, _model: str, sn: str, **_: str) -> bool:
         raise KeystoreError(f"cannot retire the CIK of {sn!r}: disk full")
 
     monkeypatch.setattr(Keystore, "retire", refuses)
@@ -108,7 +109,7 @@ def test_a_replaced_cik_is_retired_before_the_bundles_is_stored(rig: Rig) -> Non
     rig.keystore.store(VENDOR, MODEL, "SN1", OLD)
     daemon = Daemon(rig, [activated("SN1")])
     request = daemon.imports([entry(activated("SN1"), NEW)], prefer_bundle=True)
-    assert rig.keystore.load_retired(VENDOR, MODEL, "SN1") == OLD
+    assert [r.cik for r in rig.keystore.retired(VENDOR, MODEL, "SN1")] == [OLD]
     assert rig.keystore.load(VENDOR, MODEL, "SN1") is None  # until the flush
     rig.executor.cut()
     rig.flush()
@@ -132,6 +133,52 @@ def test_a_cik_retired_here_is_refused_and_nothing_is_published(rig: Rig) -> Non
     assert rig.out.said == []
 
 
+def test_an_entrys_retired_ciks_are_kept_before_it_is_taken_and_none_comes_back(
+    rig: Rig,
+) -> None:
+    x, y = Secret("1" * 40), Secret("2" * 40)
+    daemon = Daemon(rig, [])
+    listed = (Retired(x, WALL - 100, "rotated"), Retired(y, None, "not recorded"))
+    request = daemon.imports([entry(activated("SN1"), NEW, listed)])
+    assert rig.keystore.retired(VENDOR, MODEL, "SN1") == listed  # on disk before the CIK
+    assert rig.keystore.load(VENDOR, MODEL, "SN1") is None
+    rig.executor.cut()
+    rig.flush()
+    rig.flush()
+    assert request.reply["imported"] == 1
+    for old in (x, y):
+        again = daemon.imports([entry(activated("SN1"), old)], prefer_bundle=True)
+        rig.executor.cut()
+        assert again.reply["problems"] == [
+            "SN1: not imported: its CIK in the bundle was retired here (refused, or rotated away)"
+        ]
+    assert rig.keystore.load(VENDOR, MODEL, "SN1") == NEW
+    assert rig.keystore.retired(VENDOR, MODEL, "SN1") == listed
+
+
+def test_an_entry_whose_retired_ciks_cannot_be_kept_is_not_imported(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.keystore.store(VENDOR, MODEL, "SN1", OLD)
+
+    def refuses(_keystore: Keystore, _vendor: str, _model: str, sn: str, _more: object) -> int:
+        raise KeystoreError(f"cannot retire a CIK of {sn!r}: disk full")
+
+    monkeypatch.setattr(Keystore, "add_retired", refuses)
+    daemon = Daemon(rig, [activated("SN1")])
+    listed = (Retired(Secret("1" * 40), WALL - 100, "rotated"),)
+    request = daemon.imports([entry(activated("SN1"), NEW, listed)], prefer_bundle=True)
+    rig.executor.cut()
+    assert request.reply["problems"] == [
+        (
+            "SN1: not imported: the CIKs the bundle has retired for it cannot be kept: "
+            "cannot retire a CIK of 'SN1': disk full"
+        )
+    ]
+    assert rig.keystore.load(VENDOR, MODEL, "SN1") == OLD  # not retired, not replaced
+    assert rig.keystore.retired(VENDOR, MODEL, "SN1") == ()
+
+
 def test_an_entry_out_of_range_is_refused_and_the_others_taken(rig: Rig) -> None:
     daemon = Daemon(rig, [])
     bad = entry(activated("SN1"), None) | {"attempts": 10**30}
@@ -153,7 +200,7 @@ def test_a_mark_of_an_unretired_cik_ends_once_its_node_is_activated(
     no request follows (the node is activated instead), a later one is sent."""
     rig.keystore.store(VENDOR, MODEL, "SN1", OLD)
 
-    def refuses(_keystore: Keystore, _vendor: str, _model: str, sn: str) -> bool:
+    def refuses(_keystore: Keystore, _vendor: str, _model: str, sn: str, **_why: str) -> bool:
         raise KeystoreError(f"cannot retire the CIK of {sn!r}: disk full")
 
     with monkeypatch.context() as patch:

@@ -21,7 +21,7 @@ from gatewayd.core.actions import (
     StoreCik,
 )
 from gatewayd.core.engine import Engine
-from gatewayd.core.entries import EntryError, entry, node_of
+from gatewayd.core.entries import EntryError, entry, node_of, retired_of
 from gatewayd.core.events import (
     ActivationAnswered,
     Announced,
@@ -31,6 +31,7 @@ from gatewayd.core.events import (
     Rotate,
 )
 from gatewayd.core.model import Node, Reason, Settings, State
+from gatewayd.core.retired import Retired
 from gatewayd.core.secret import Secret
 
 A = TypeVar("A")
@@ -190,9 +191,53 @@ def test_an_entry_holds_every_field_and_comes_back_the_same(clock: Clock) -> Non
         request_started=clock.now, request_form="onep", uncertain=True,
     )  # fmt: skip
     made = json.loads(json.dumps(entry(node, OLD)))
-    assert set(made) == {f.name for f in dataclasses.fields(Node)} | {"cik"}
+    assert set(made) == {f.name for f in dataclasses.fields(Node)} | {"cik", "retired"}
     assert node_of(made) == (node, OLD)
     assert node_of(entry(node, None)) == (node, None)
+
+
+def test_an_entry_carries_its_retired_ciks_and_an_older_one_has_none(clock: Clock) -> None:
+    retired = (
+        Retired(Secret("c" * 40), None, "not recorded"),
+        Retired(NEW, clock.now, "replaced by an import"),
+    )
+    made = json.loads(json.dumps(entry(activated(clock), OLD, retired)))
+    assert retired_of(made) == retired
+    assert node_of(made) == (activated(clock), OLD)
+    older = entry(activated(clock), OLD)
+    del older["retired"]  # a bundle of a gatewayctl that did not export them
+    assert retired_of(older) == ()
+
+
+RETIRED_NEW = {"cik": NEW.reveal(), "at": 1.0, "why": "rotated"}
+
+
+@pytest.mark.parametrize(
+    ("retired", "said"),
+    [
+        ("bbbb", "'retired' is not a list"),
+        (["bbbb"], "a retired CIK is not an object"),
+        ([RETIRED_NEW | {"cik": "b" * 39 + "<"}], "a retired CIK holds something that is not"),
+        ([RETIRED_NEW | {"at": float("inf")}], "a retired CIK's time is not a time since"),
+        ([RETIRED_NEW | {"at": True}], "a retired CIK's time is not a time since"),
+        ([RETIRED_NEW | {"at": -1}], "a retired CIK's time is not a time since"),
+        ([RETIRED_NEW | {"at": 1e300}], "a retired CIK's time is not a time since"),
+        ([RETIRED_NEW | {"why": ""}], "a retired CIK's reason is not text of 1 to 200"),
+        ([RETIRED_NEW | {"why": "x" * 201}], "a retired CIK's reason is not text of 1 to 200"),
+        ([RETIRED_NEW | {"why": "a\x1b[2Jb"}], "a retired CIK's reason is not text of 1 to"),
+        ([RETIRED_NEW | {"why": "\ud800"}], "a retired CIK's reason is not text of 1 to 200"),
+        ([RETIRED_NEW, RETIRED_NEW | {"cik": OLD.reveal()}], "holds a CIK it also lists as"),
+    ],
+)
+def test_an_entry_whose_retired_ciks_are_no_such_is_refused_by_name(
+    clock: Clock, retired: object, said: str
+) -> None:
+    made = entry(activated(clock), OLD) | {"retired": retired}
+    with pytest.raises(EntryError, match=re.escape(said)) as raised:
+        retired_of(made)
+    assert "the entry of 'SN1'" in str(raised.value)
+    assert "a" * 39 not in str(raised.value)  # no CIK is ever quoted
+    assert "b" * 39 not in str(raised.value)
 
 
 @pytest.mark.parametrize(

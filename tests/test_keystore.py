@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from keyring.testing.backend import BackendBasicTests
 from gatewayd.adapters.filestore import FileStore
 from gatewayd.adapters.keystore import KEY_CREDENTIAL, FileKeyring, Keystore, load_key, open_backend
 from gatewayd.core.errors import KeystoreError
+from gatewayd.core.retired import Retired
 from gatewayd.core.secret import Secret
 
 VENDOR = "acme"
@@ -538,8 +540,141 @@ def test_a_retired_cik_is_kept_apart_and_never_read_back_as_the_cik(
     store.store("acme", "thermo", "SN-1", first)
     assert store.retire("acme", "thermo", "SN-1")
     assert store.load("acme", "thermo", "SN-1") is None
-    assert store.load_retired("acme", "thermo", "SN-1") == first
+    assert [r.cik for r in store.retired("acme", "thermo", "SN-1")] == [first]
     store.store("acme", "thermo", "SN-1", second)
     assert store.load("acme", "thermo", "SN-1") == second
-    assert store.load_retired("acme", "thermo", "SN-1") == first
+    assert [r.cik for r in store.retired("acme", "thermo", "SN-1")] == [first]
     assert len(entry_files(tmp_path / "keyring")) == 2
+
+
+def _backends(tmp_path: Path) -> dict[str, Keystore]:
+    folder = tmp_path / "keyring"
+    return {
+        "file": Keystore(FileStore(folder)),
+        "encrypted": Keystore(FileStore(tmp_path / "sealed", KEY)),
+        "keyring": Keystore(FileKeyring(folder=tmp_path / "keyring-backend")),
+    }
+
+
+@pytest.mark.parametrize("backend", ["file", "encrypted", "keyring"])
+def test_every_retired_cik_of_a_serial_is_kept_with_when_and_why(
+    tmp_path: Path, backend: str
+) -> None:
+    """X, Y and Z, each retired in turn: all three are kept, oldest first, none read back."""
+    store = _backends(tmp_path)[backend]
+    x, y, z = new_cik(), new_cik(), new_cik()
+    before = time.time()
+    for cik, why in ((x, {}), (y, {"why": "rotated"}), (z, {"why": "replaced by an import"})):
+        store.store(VENDOR, MODEL, "SN-1", cik)
+        assert store.retire(VENDOR, MODEL, "SN-1", **why)
+        assert store.load(VENDOR, MODEL, "SN-1") is None
+    retired = store.retired(VENDOR, MODEL, "SN-1")
+    assert [(r.cik, r.why) for r in retired] == [
+        (x, "refused by Exosite, or rotated away"),
+        (y, "rotated"),
+        (z, "replaced by an import"),
+    ]
+    moments = [r.at for r in retired if r.at is not None]
+    assert len(moments) == 3
+    assert before <= moments[0] <= moments[1] <= moments[2] <= time.time()
+    store.store(VENDOR, MODEL, "SN-1", y)  # as a stop between its two writes leaves it
+    assert store.retire(VENDOR, MODEL, "SN-1", why="again")
+    assert store.retired(VENDOR, MODEL, "SN-1") == retired  # kept once, as first retired
+    assert store.retired(VENDOR, MODEL, "SN-2") == ()
+    assert store.retired(VENDOR, "other-model", "SN-1") == ()
+
+
+def test_a_retire_writes_the_whole_list_durably_before_the_cik_is_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One entry, replaced whole (temp file, fsync, rename, fsync of the folder): a stop
+    leaves the list before or after, never a part; the stored CIK goes only after it."""
+    folder = tmp_path / "keyring"
+    store = Keystore(FileStore(folder))
+    first, second = new_cik(), new_cik()
+    store.store(VENDOR, MODEL, "SN-1", first)
+    store.retire(VENDOR, MODEL, "SN-1")
+    store.store(VENDOR, MODEL, "SN-1", second)
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_unlink = os.fsync, os.replace, os.unlink
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", str(Path(f"/proc/self/fd/{fd}").readlink())))
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        calls.append(("replace", os.fspath(dst)))
+        real_replace(src, dst)
+
+    def unlink(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> None:
+        calls.append(("unlink", os.fspath(path)))
+        real_unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    assert store.retire(VENDOR, MODEL, "SN-1")
+    monkeypatch.undo()
+    assert [call[0] for call in calls] == ["fsync", "replace", "fsync", "unlink", "fsync"]
+    (_, temp), (_, retired_entry), (_, synced), (_, deleted), (_, synced_again) = calls
+    assert Path(temp).name.startswith(f".{Path(retired_entry).name}.")
+    assert synced == synced_again == str(folder)
+    assert deleted != retired_entry
+    assert [r.cik for r in store.retired(VENDOR, MODEL, "SN-1")] == [first, second]
+    assert len(entry_files(folder)) == 1  # the one list; no CIK stored
+
+
+def test_the_one_retired_cik_an_earlier_gatewayd_kept_is_read_without_when_and_why(
+    tmp_path: Path,
+) -> None:
+    backend = FileStore(tmp_path / "keyring")
+    store = Keystore(backend)
+    earlier, later = new_cik(), new_cik()
+    backend.set_password(f"gatewayd/{VENDOR}/{MODEL}/retired", "SN-1", earlier.reveal())
+    assert store.retired(VENDOR, MODEL, "SN-1") == (Retired(earlier, None, "not recorded"),)
+    store.store(VENDOR, MODEL, "SN-1", later)
+    assert store.retire(VENDOR, MODEL, "SN-1", why="rotated")
+    assert [(r.cik, r.why) for r in store.retired(VENDOR, MODEL, "SN-1")] == [
+        (earlier, "not recorded"),
+        (later, "rotated"),
+    ]
+
+
+def test_ciks_retired_elsewhere_are_added_once_and_never_the_stored_one(tmp_path: Path) -> None:
+    store = Keystore(FileStore(tmp_path / "keyring"))
+    here, there, stored = new_cik(), new_cik(), new_cik()
+    store.store(VENDOR, MODEL, "SN-1", here)
+    store.retire(VENDOR, MODEL, "SN-1", why="rotated")
+    store.store(VENDOR, MODEL, "SN-1", stored)
+    elsewhere = [
+        Retired(there, 1_600_000_000.0, "refused by Exosite"),
+        Retired(here, 1_500_000_000.0, "replaced by an import"),  # kept here already
+        Retired(stored, 1_600_000_001.0, "rotated"),  # this gateway's CIK for it
+    ]
+    assert store.add_retired(VENDOR, MODEL, "SN-1", elsewhere) == 1
+    (kept_here, added) = store.retired(VENDOR, MODEL, "SN-1")
+    assert (kept_here.cik, kept_here.why) == (here, "rotated")
+    assert added == elsewhere[0]
+    assert store.load(VENDOR, MODEL, "SN-1") == stored
+    assert store.add_retired(VENDOR, MODEL, "SN-1", elsewhere) == 0
+    assert store.add_retired(VENDOR, MODEL, "SN-2", []) == 0
+    assert store.retired(VENDOR, MODEL, "SN-2") == ()
+
+
+@pytest.mark.parametrize(
+    "value", ["[{", '{"cik": 1}', '[{"cik": "short", "at": null, "why": "x"}]'], ids=str
+)
+def test_a_damaged_list_of_retired_ciks_is_a_keystore_error_quoting_no_cik(
+    tmp_path: Path, value: str
+) -> None:
+    backend = FileStore(tmp_path / "keyring")
+    backend.set_password(f"gatewayd/{VENDOR}/{MODEL}/retired", "SN-1", value)
+    store = Keystore(backend)
+    cik = new_cik()
+    store.store(VENDOR, MODEL, "SN-1", cik)
+    with pytest.raises(KeystoreError, match="cannot load the retired CIKs of serial 'SN-1'"):
+        store.retired(VENDOR, MODEL, "SN-1")
+    with pytest.raises(KeystoreError) as raised:
+        store.retire(VENDOR, MODEL, "SN-1")
+    assert cik.reveal() not in str(raised.value)
+    assert store.load(VENDOR, MODEL, "SN-1") == cik  # not deleted: it could not be kept

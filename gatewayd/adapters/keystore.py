@@ -16,7 +16,8 @@ import importlib
 import logging
 import secrets
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -28,7 +29,9 @@ from gatewayd.adapters.filestore import (
     Staged,
 )
 from gatewayd.adapters.keyfile import KEY_CREDENTIAL, KEY_SIZE, load_key
+from gatewayd.core import retired as retirement
 from gatewayd.core.errors import KeystoreError
+from gatewayd.core.retired import REFUSED_OR_ROTATED, Retired
 from gatewayd.core.secret import Secret
 
 if TYPE_CHECKING:
@@ -54,7 +57,8 @@ FILE_KEYRING_NAMES: Final = frozenset({FILE_KEYRING, "gatewayd.keystore.FileKeyr
 UNVERIFIED: Final = "/unverified"
 """Suffix of the service under which 2xx bodies that are no CIK are kept."""
 RETIRED: Final = "/retired"
-"""Suffix of the service under which a CIK Exosite refused is kept, never handed out."""
+"""Suffix of the service under which the CIKs of a serial that were retired are kept
+(:mod:`gatewayd.core.retired`), never handed out."""
 TOKEN_USERNAME: Final = "vendor-token"  # noqa: S105 (a user name, not a secret)
 
 
@@ -224,29 +228,49 @@ class Keystore:
             value = self._backend.get_password(f"{self._prefix}/{vendor}", TOKEN_USERNAME)
         return None if value is None else Secret(value)
 
-    def retire(self, vendor: str, model: str, sn: str) -> bool:
-        """Move the CIK of ``sn`` apart (Exosite refuses it): it stays in the node's history,
-        on disk when this returns, and is never read back as its CIK. False if there was
-        none."""
+    def retire(self, vendor: str, model: str, sn: str, *, why: str = REFUSED_OR_ROTATED) -> bool:
+        """Move the CIK of ``sn`` apart: it joins the serial's retired CIKs, with the time
+        (wall clock) and ``why``, on disk before the CIK is deleted, and is never read back
+        as its CIK. False if there was none."""
         cik = self.load(vendor, model, sn)
         if cik is None:
             return False
-        service = self.service(vendor, model) + RETIRED
-        with self._mapped("retire the CIK of", sn, cik.reveal()):
-            self._backend.set_password(service, sn, cik.reveal())
+        self._keep_retired(vendor, model, sn, [Retired(cik, time.time(), why)])
         self._delete(self.service(vendor, model), sn)
-        log.debug("retired the CIK of %s", sn)
+        log.debug("retired the CIK of %s (%s)", sn, why)
         return True
 
     def has_retired(self, vendor: str, model: str, sn: str) -> bool:
         """Whether a CIK of ``sn`` was ever retired (and is kept apart)."""
-        return self.load_retired(vendor, model, sn) is not None
+        with self._mapped("look for the retired CIKs of", sn):
+            return self._backend.get_password(self.service(vendor, model) + RETIRED, sn) is not None
 
-    def load_retired(self, vendor: str, model: str, sn: str) -> Secret | None:
-        """The CIK of ``sn`` last retired, if any."""
-        with self._mapped("load the retired CIK of", sn):
+    def retired(self, vendor: str, model: str, sn: str) -> tuple[Retired, ...]:
+        """Every CIK of ``sn`` retired, oldest first."""
+        with self._mapped("load the retired CIKs of", sn):
             value = self._backend.get_password(self.service(vendor, model) + RETIRED, sn)
-        return None if value is None else Secret(value)
+            return () if value is None else retirement.decode(value)
+
+    def add_retired(self, vendor: str, model: str, sn: str, more: Sequence[Retired]) -> int:
+        """Add CIKs retired elsewhere (a bundle's) to those of ``sn``, each with its own time
+        and reason, on disk when this returns; none that is kept already, nor the CIK stored
+        for it (it is the serial's CIK here). How many were added."""
+        if not more:
+            return 0
+        stored = self.load(vendor, model, sn)
+        return self._keep_retired(vendor, model, sn, [r for r in more if r.cik != stored])
+
+    def _keep_retired(self, vendor: str, model: str, sn: str, more: Sequence[Retired]) -> int:
+        """Write the retired CIKs of ``sn`` with ``more`` added: one entry, replaced whole
+        and durably (a stop leaves the old list or the new one)."""
+        kept = self.retired(vendor, model, sn)
+        updated = retirement.added(kept, more)
+        if len(updated) == len(kept):
+            return 0
+        service = self.service(vendor, model) + RETIRED
+        with self._mapped("retire a CIK of", sn, *(r.cik.reveal() for r in updated)):
+            self._backend.set_password(service, sn, retirement.encode(updated))
+        return len(updated) - len(kept)
 
     def delete(self, vendor: str, model: str, sn: str) -> bool:
         """Delete the CIK of ``sn`` and any unverified answer; False if there was no CIK."""
@@ -265,14 +289,15 @@ class Keystore:
         return True
 
     @contextlib.contextmanager
-    def _mapped(self, action: str, sn: str, secret: str = "") -> Iterator[None]:
+    def _mapped(self, action: str, sn: str, *hidden: str) -> Iterator[None]:
         """One backend call at a time (the daemon's writer thread stages CIKs while its
-        main thread reads them), its errors as KeystoreError."""
+        main thread reads them), its errors as KeystoreError, which quotes none of ``hidden``."""
         try:
             with self._lock:
                 yield
         except self._errors as exc:
             detail = f"{type(exc).__name__}: {exc}"
-            if secret:
-                detail = detail.replace(secret, "<secret>")
+            for secret in hidden:
+                if secret:
+                    detail = detail.replace(secret, "<secret>")
             raise KeystoreError(f"cannot {action} serial {sn!r}: {detail}") from exc

@@ -80,11 +80,13 @@ class CheckCik:
 
 @dataclass(frozen=True, slots=True)
 class RetireCik:
-    """Move the stored CIK apart, durably, before anything else: Exosite refuses it."""
+    """Move the stored CIK apart, durably, before anything else; ``why``, in words, is kept
+    with it."""
 
     sn: str
     vendor: str
     model: str
+    why: str = "refused by Exosite"
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,12 +109,14 @@ class Effects:
         return [CheckCik(node.sn, node.vendor, node.model, step.cik, owner)]
 
     def _retire(self, node: Node, step: Step) -> list[Action]:
-        if step.trigger in {Trigger.REENABLED, Trigger.REENABLED_STOPPING}:
-            said = replies.rotation_log(node)
+        rotated = {Trigger.REENABLED, Trigger.REENABLED_STOPPING, Trigger.REENABLE_SETTLED}
+        if step.trigger in rotated:
+            said, why = replies.rotation_log(node), "rotated away"
         else:
             adopted = step.trigger is Trigger.ADOPTED
             said = replies.refused_log(node, step.detail, adopted=adopted)
-        return [RetireCik(node.sn, node.vendor, node.model), said]
+            why = "refused by Exosite" + ("; the node's own CIK adopted" if adopted else "")
+        return [RetireCik(node.sn, node.vendor, node.model, why), said]
 
     def _warn_no_verdict(self, node: Node, step: Step) -> list[Action]:
         return [replies.no_verdict_log(node, step.detail)]

@@ -2,18 +2,23 @@
 for each node, and what ``gatewayctl import`` hands a running gatewayd.
 
 The object has every field of :class:`~gatewayd.core.model.Node` by name, the state
-and reason as stored, and ``cik``: the CIK, or null when none was stored.
+and reason as stored, ``cik``: the CIK, or null when none was stored, and ``retired``:
+the CIKs of the serial that were retired, each with when and why
+(:mod:`gatewayd.core.retired`), oldest first; an entry without it (written before
+bundles carried them) has none.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any, Final
 
 from gatewayd.core.errors import GatewaydError
 from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.protocol import cik_shape, serial_level
+from gatewayd.core.retired import Retired, RetiredError, as_object, of_object
 from gatewayd.core.secret import Secret
 
 FIELDS: Final = tuple(field.name for field in dataclasses.fields(Node))
@@ -23,13 +28,15 @@ class EntryError(GatewaydError):
     """An object that is not a node's record and CIK."""
 
 
-def entry(node: Node, cik: Secret | None) -> dict[str, Any]:
-    """``node`` and its CIK as one object (the CIK revealed: the object is a secret)."""
+def entry(node: Node, cik: Secret | None, retired: Sequence[Retired] = ()) -> dict[str, Any]:
+    """``node``, its CIK and its retired CIKs as one object (the CIKs revealed: the object
+    is a secret)."""
     made: dict[str, Any] = {}
     for name in FIELDS:
         value = getattr(node, name)
         made[name] = value.value if isinstance(value, State | Reason) else value
     made["cik"] = None if cik is None else cik.reveal()
+    made["retired"] = [as_object(one) for one in retired]
     return made
 
 
@@ -56,6 +63,24 @@ def node_of(made: object) -> tuple[Node, Secret | None]:
     if cik is not None and (not isinstance(cik, str) or cik_shape(cik) is not None):
         raise EntryError(f"{named} holds something that is not a CIK")
     return Node(**fields), None if cik is None else Secret(cik)
+
+
+def retired_of(made: object) -> tuple[Retired, ...]:
+    """The retired CIKs of an entry :func:`node_of` takes; EntryError for a list that is no
+    such, or that holds the entry's own CIK (never quoted)."""
+    if not isinstance(made, dict):
+        raise EntryError("an entry is not a node record")
+    named = f"the entry of {made.get('sn')!r}"
+    listed = made.get("retired", [])
+    if not isinstance(listed, list):
+        raise EntryError(f"{named}: 'retired' is not a list")
+    try:
+        retired = tuple(of_object(one) for one in listed)
+    except RetiredError as exc:
+        raise EntryError(f"{named}: {exc}") from None
+    if made.get("cik") in {one.cik.reveal() for one in retired}:
+        raise EntryError(f"{named} holds a CIK it also lists as retired")
+    return retired
 
 
 _TYPES: Final[dict[str, tuple[type, ...]]] = {

@@ -13,8 +13,10 @@ holds already is not replaced by the bundle's word alone:
   operator prefers the bundle: then the stored CIK is retired (kept apart, never
   handed out again; the daemon does that before it hands the entry over, and a
   CIK it cannot retire is not replaced) and the bundle's stored;
-- a CIK the gateway has retired (Exosite refused it, or it was rotated) is never
-  taken back from a bundle: the daemon refuses such an entry.
+- no CIK the gateway has retired (Exosite refused it, it was rotated, or an import
+  replaced it), however long ago, is taken back from a bundle: the daemon refuses
+  such an entry. The CIKs a bundle lists as retired for a node are kept with the
+  gateway's before its entry is taken or left as it is.
 
 A node taken has its CIK stored (durably, as any CIK) before its record, the
 journal line ``imported`` and the operator's answer; a node that was waiting for
@@ -45,6 +47,8 @@ RETIRED: Final = "not imported: its CIK in the bundle was retired here (refused,
 """The answer for an entry whose CIK the gateway has retired."""
 UNRETIRED: Final = "not imported: the CIK stored for it cannot be retired"
 """The answer for an entry that would replace a stored CIK the keystore cannot retire."""
+UNKEPT: Final = "not imported: the CIKs the bundle has retired for it cannot be kept"
+"""The answer for an entry whose retired CIKs the keystore cannot keep."""
 
 
 def unfinished(node: Node, *, reenabling: bool) -> Trigger | None:

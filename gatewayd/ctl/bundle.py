@@ -1,11 +1,6 @@
 """``gatewayctl export`` and ``import``: every node record and CIK of a gateway in one file,
-sealed with a passphrase, to move them to new hardware or keep them safe.
-
-The file is ``GWBUNDLE``, a format version byte, the scrypt parameters (log2 of N,
-r, p: one byte each), a 16-byte salt and a 12-byte nonce, then the JSON document
-sealed with AES-256-GCM under the key scrypt derives from the passphrase, with
-everything before it as associated data. A wrong passphrase and a file altered
-anywhere both fail to open, and then nothing is changed.
+sealed with a passphrase (:mod:`gatewayd.ctl.sealing`), to move them to new hardware or
+keep them safe.
 
 While gatewayd runs, an import hands the entries to it over the control socket
 (:mod:`gatewayd.daemon.importing`): gatewayctl opens the bundle, and the passphrase
@@ -23,7 +18,6 @@ import json
 import logging
 import os
 import secrets
-import struct
 import sys
 from pathlib import Path
 from typing import Any, Final
@@ -35,73 +29,15 @@ from gatewayd.adapters.state import StateDB
 from gatewayd.config.schema import Config
 from gatewayd.core import imports
 from gatewayd.core.actions import Log
-from gatewayd.core.entries import EntryError, entry, node_of
-from gatewayd.core.errors import GatewaydError, KeystoreError
+from gatewayd.core.entries import EntryError, entry, node_of, retired_of
+from gatewayd.core.errors import KeystoreError
 from gatewayd.core.model import Node
+from gatewayd.core.retired import REPLACED, Retired, retired_ciks
 from gatewayd.core.secret import Secret
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_OK
+from gatewayd.ctl.sealing import VERSION, BundleError, read_passphrase, seal, unseal
 from gatewayd.daemon import control
 from gatewayd.daemon.wiring import open_keystore
-
-MAGIC: Final = b"GWBUNDLE"
-VERSION: Final = 1
-_HEADER: Final = struct.Struct(">8sBBBB16s12s")
-_LOG2_N, _R, _P = 15, 8, 1
-"""scrypt's cost: 32 MiB and about a tenth of a second on a Raspberry Pi 4."""
-
-
-class BundleError(GatewaydError):
-    """A bundle that cannot be opened: a wrong passphrase, a damaged file, an unknown format."""
-
-
-def seal(document: dict[str, Any], passphrase: bytes) -> bytes:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415 (here only)
-
-    salt, nonce = os.urandom(16), os.urandom(12)
-    header = _HEADER.pack(MAGIC, VERSION, _LOG2_N, _R, _P, salt, nonce)
-    key = _key(passphrase, salt, _LOG2_N, _R, _P)
-    body = json.dumps(document, separators=(",", ":")).encode()
-    return header + AESGCM(key).encrypt(nonce, body, header)
-
-
-def unseal(blob: bytes, passphrase: bytes) -> dict[str, Any]:
-    from cryptography.exceptions import InvalidTag  # noqa: PLC0415 (here only)
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-
-    if len(blob) < _HEADER.size or not blob.startswith(MAGIC):
-        raise BundleError("not a gatewayd bundle")
-    _magic, version, log2_n, r, p, salt, nonce = _HEADER.unpack_from(blob)
-    if version != VERSION:
-        raise BundleError(f"bundle format {version}; this gatewayctl reads format {VERSION}")
-    if not (10 <= log2_n <= 20 and 1 <= r <= 32 and 1 <= p <= 16):
-        raise BundleError("the bundle is damaged (its key parameters are out of range)")
-    header = blob[: _HEADER.size]
-    key = _key(passphrase, salt, log2_n, r, p)
-    try:
-        body = AESGCM(key).decrypt(nonce, blob[_HEADER.size :], header)
-    except InvalidTag:
-        raise BundleError("wrong passphrase, or the bundle is damaged") from None
-    try:
-        document: dict[str, Any] = json.loads(body)
-    except ValueError:
-        raise BundleError("the bundle is damaged (its content is not JSON)") from None
-    return document
-
-
-def _key(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # noqa: PLC0415 (here only)
-
-    return Scrypt(salt=salt, length=32, n=2**log2_n, r=r, p=p).derive(passphrase)
-
-
-def read_passphrase(path: Path) -> bytes:
-    try:
-        passphrase = path.read_bytes().rstrip(b"\r\n")
-    except OSError as exc:
-        raise BundleError(f"cannot read the passphrase file {path}: {exc.strerror}") from exc
-    if not passphrase:
-        raise BundleError(f"the passphrase file {path} is empty")
-    return passphrase
 
 
 def cmd_export(config: Config, args: argparse.Namespace) -> int:
@@ -109,7 +45,14 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
     keystore = open_keystore(config)
     with StateDB.in_dir(config.gateway.state_dir, readonly=True) as db:
         nodes = db.all()
-    entries = [entry(node, keystore.load(node.vendor, node.model, node.sn)) for node in nodes]
+    entries = [
+        entry(
+            node,
+            keystore.load(node.vendor, node.model, node.sn),
+            keystore.retired(node.vendor, node.model, node.sn),
+        )
+        for node in nodes
+    ]
     document = {
         "format": VERSION,
         "gateway": config.gateway.id,
@@ -139,8 +82,8 @@ def cmd_import(config: Config, args: argparse.Namespace) -> int:
     entries = document.get("nodes")
     if document.get("format") != VERSION or not isinstance(entries, list):
         raise BundleError("the bundle is damaged (no list of nodes)")
-    try:
-        nodes = [node_of(made) for made in entries]  # every entry checked before any write
+    try:  # every entry checked before any write
+        nodes = [(*node_of(made), retired_of(made)) for made in entries]
     except EntryError as exc:
         raise BundleError(f"the bundle is damaged ({exc})") from None
     if _running(config):
@@ -148,34 +91,36 @@ def cmd_import(config: Config, args: argparse.Namespace) -> int:
     return _import_stopped(config, nodes, prefer_bundle=args.prefer_bundle)
 
 
-def _import_stopped(
-    config: Config, nodes: list[tuple[Node, Secret | None]], *, prefer_bundle: bool
-) -> int:
+Entry = tuple[Node, Secret | None, tuple[Retired, ...]]
+"""A bundle's entry: the node's record, its CIK, and its CIKs retired before."""
+
+
+def _import_stopped(config: Config, nodes: list[Entry], *, prefer_bundle: bool) -> int:
     """Write the bundle's records and CIKs into the state folder of a stopped gatewayd."""
     state_dir = config.gateway.state_dir
     _check_target(config)
     keystore = open_keystore(config)
-    taken: list[tuple[Node, Secret | None]] = []
-    replacing: list[tuple[Node, Secret | None]] = []
+    chosen: list[tuple[Entry, bool]] = []
+    """The entries to take, each with whether it replaces the stored CIK."""
     left: list[str] = []
-    for node, cik in nodes:  # every stored CIK read before anything is written
+    for node, cik, retired in nodes:  # every stored and retired CIK read before any write
         vendor, model, sn = node.vendor, node.model, node.sn
         stored = keystore.load(vendor, model, sn)
-        if cik is not None and cik == keystore.load_retired(vendor, model, sn):
+        if cik is not None and cik in retired_ciks(keystore.retired(vendor, model, sn)):
             left.append(f"{sn}: {imports.RETIRED}")
         elif cik is None or stored in (None, cik):
-            taken.append((node, None if cik == stored else cik))
+            chosen.append(((node, None if cik == stored else cik, retired), False))
         elif not prefer_bundle:
             left.append(f"{sn}: {imports.KEPT}")
         else:
-            replacing.append((node, cik))
-    for node, cik in replacing:
-        try:  # kept apart, on disk, before it is replaced
-            keystore.retire(node.vendor, node.model, node.sn)
-        except KeystoreError as exc:
-            left.append(f"{node.sn}: {imports.UNRETIRED}: {exc}")
-            continue
-        taken.append((node, cik))
+            chosen.append(((node, cik, retired), True))
+    taken: list[tuple[Node, Secret | None]] = []
+    for (node, cik, retired), replaces in chosen:
+        problem = _retire(keystore, node, retired, replaces=replaces)
+        if problem is None:
+            taken.append((node, cik))
+        else:
+            left.append(problem)
     _store(config, keystore, taken)
     with StateDB.in_dir(state_dir) as db:
         db.begin()
@@ -191,6 +136,25 @@ def _import_stopped(
     for problem in left:
         print(f"gatewayctl: {problem}", file=sys.stderr)
     return EXIT_FAILURE if left else EXIT_OK
+
+
+def _retire(
+    keystore: Keystore, node: Node, retired: tuple[Retired, ...], *, replaces: bool
+) -> str | None:
+    """Keep the entry's retired CIKs with the gateway's, then retire the stored CIK the
+    entry replaces (each on disk before its CIK is replaced); the problem, if they cannot
+    be."""
+    vendor, model, sn = node.vendor, node.model, node.sn
+    try:
+        keystore.add_retired(vendor, model, sn, retired)
+    except KeystoreError as exc:
+        return f"{sn}: {imports.UNKEPT}: {exc}"
+    try:
+        if replaces:
+            keystore.retire(vendor, model, sn, why=REPLACED)
+    except KeystoreError as exc:
+        return f"{sn}: {imports.UNRETIRED}: {exc}"
+    return None
 
 
 def _store(config: Config, keystore: Keystore, taken: list[tuple[Node, Secret | None]]) -> None:

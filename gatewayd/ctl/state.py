@@ -1,5 +1,6 @@
 """``gatewayctl check-config``, ``list`` and ``show``: the configuration and the state
-database, read directly (``show --reveal`` also reads the keyring)."""
+database, read directly (``show`` also reads the keyring: the node's retired CIKs, when
+and why, and with ``--reveal`` its CIK and theirs)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
+from gatewayd.adapters.keystore import Keystore
 from gatewayd.adapters.state import DB_NAME, StateDB
 from gatewayd.config.schema import Config
+from gatewayd.core.errors import KeystoreError
 from gatewayd.core.model import Node
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_OK
 from gatewayd.daemon.wiring import open_keystore
@@ -91,8 +94,16 @@ def cmd_show(config: Config, args: argparse.Namespace) -> int:
         print(f"gatewayctl: no node {args.sn!r} in {config.gateway.state_dir}", file=sys.stderr)
         return EXIT_FAILURE
     record = _record(node)
-    if args.reveal:
+    retired: list[dict[str, str]] | None = None
+    try:
         keystore = open_keystore(config)
+        retired = _retired(keystore, node, reveal=args.reveal)
+    except KeystoreError as exc:
+        if args.reveal:
+            raise
+        print(f"gatewayctl: its retired CIKs cannot be read: {exc}", file=sys.stderr)
+    record["retired"] = retired
+    if args.reveal:
         cik = keystore.load(node.vendor, node.model, node.sn)
         record["cik"] = None if cik is None else cik.reveal()
         body = keystore.load_unverified(node.vendor, node.model, node.sn)
@@ -100,8 +111,24 @@ def cmd_show(config: Config, args: argparse.Namespace) -> int:
             record["unverified_answer"] = body.reveal()
     if args.json:
         print(json.dumps(record, indent=2))
-    else:
-        width = max(len(key) for key in record)
-        for key, value in record.items():
+        return EXIT_OK
+    width = max(len(key) for key in record)
+    for key, value in record.items():
+        if key != "retired" or retired is None:
             print(f"{key.ljust(width)}  {cell(value)}")
+            continue
+        print(f"{key.ljust(width)}  {len(retired)}")
+        for one in retired:  # when, why (and with --reveal the CIK), under the count
+            print(" " * (width + 2) + "  ".join(one.values()))
     return EXIT_OK
+
+
+def _retired(keystore: Keystore, node: Node, *, reveal: bool) -> list[dict[str, str]]:
+    """The node's retired CIKs, oldest first: when (ISO 8601 UTC, ``-`` if not recorded)
+    and why; the CIKs themselves only with ``reveal``."""
+    retired = keystore.retired(node.vendor, node.model, node.sn)
+    shown = [{"at": moment_text(one.at), "why": one.why} for one in retired]
+    if reveal:
+        for made, one in zip(shown, retired, strict=True):
+            made["cik"] = one.cik.reveal()
+    return shown

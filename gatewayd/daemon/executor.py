@@ -213,7 +213,7 @@ class Executor:
             self._exosite.check(action.sn, action.model, action.cik, owner=action.owner)
             return
         try:
-            self._keystore.retire(action.vendor, action.model, action.sn)
+            self._keystore.retire(action.vendor, action.model, action.sn, why=action.why)
         except KeystoreError as exc:
             log.error(  # noqa: TRY400 (the message is the whole story)
                 "node %s: cannot retire its refused CIK: %s",

@@ -9,14 +9,19 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MODEL, VENDOR, WAIT, Gateway
+from conftest import MODEL, THIRD_PARTY, VENDOR, WAIT, Gateway
 
 from gatewayd.adapters.mqtt import new_client
+from gatewayd.adapters.state import StateDB
+from gatewayd.config.load import load
+from gatewayd.core.model import Node, State
+from gatewayd.daemon.wiring import open_keystore
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
 from gatewayd.sim.processes import Broker
@@ -282,3 +287,42 @@ def test_a_rotation_whose_re_enable_times_out_never_goes_back_to_the_old_cik(
     assert accepted(registry, answer["cik"])
     listed = json.loads(gw.ctl("list", "--json").stdout)
     assert [(r["sn"], r["state"]) for r in listed] == [("SN-RT", "activated")]
+
+
+@pytest.mark.parametrize("auto", [True, False])
+def test_an_activated_node_whose_cik_was_retired_with_none_stored_is_recovered_at_start(
+    tmp_path: Path,
+    registry: Registry,
+    gateway: MakeGateway,
+    auto: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stop between the retire of a refused CIK and the record saying so (by an earlier
+    gatewayd) left the node activated with no CIK: at start it is re-enabled with
+    auto_reenable, else it needs re-enabling, before it announces."""
+    token = tmp_path / "vendor-token"
+    token.write_text(TOKEN + "\n")
+    registry.set_vendor_token(TOKEN)
+    registry.add(VENDOR, MODEL, "SN-RS")
+    old = registry.activate((VENDOR, MODEL), "SN-RS").cik
+    assert old is not None
+    gw = gateway(exosite={"vendor_token_file": str(token), "auto_reenable": auto})
+    monkeypatch.syspath_prepend(str(THIRD_PARTY))  # the third-party backend, as gatewayd has it
+    monkeypatch.setenv("XDG_DATA_HOME", gw.env["XDG_DATA_HOME"])
+    with StateDB.in_dir(gw.state_dir) as db:
+        db.save(Node("SN-RS", VENDOR, MODEL, State.ACTIVATED, time.time() - 60))
+    keystore = open_keystore(load(gw.config_path))
+    keystore.store(VENDOR, MODEL, "SN-RS", old)
+    keystore.retire(VENDOR, MODEL, "SN-RS")
+    registry.regenerate(VENDOR, MODEL, "SN-RS")  # why it was retired
+    gw.start()
+    if auto:
+        gw.wait_for(r"INFO .*node SN-RS: credentials activated|INFO .*node SN-RS: activated")
+        shown = json.loads(gw.ctl("show", "SN-RS", "--reveal", "--json").stdout)
+        assert shown["state"] == "activated"
+        assert accepted(registry, shown["cik"])
+        assert registry.manage_calls("SN-RS") == 1  # the re-enable
+    else:
+        gw.wait_for(r"node SN-RS: .*revoked")
+        listed = json.loads(gw.ctl("list", "--json").stdout)
+        assert [(r["sn"], r["state"]) for r in listed] == [("SN-RS", "needs_reenable")]

@@ -175,6 +175,8 @@ class Daemon:
             self._close()
             return 1
         unfinished = self._engine.start()  # a request in flight at the last stop: recovering
+        for found in preflight.retired_only(self._keystore, list(self._engine.nodes())):
+            unfinished += self._engine.handle(found)
         counts = self._engine.counts()
         log.info(
             "gatewayd %s started: %s",

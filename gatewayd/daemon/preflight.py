@@ -5,21 +5,29 @@ by root, a read-only file system, a full disk) would be found only when the
 first CIK arrives; so at start gatewayd writes, fsyncs, reads back and deletes
 a test entry in each, and refuses to start when it cannot, naming the path,
 its owner and the user gatewayd runs as. The keystore's test also proves that
-it keeps user names apart by case (two nodes must never share one CIK).
+it keeps user names apart by case (two nodes must never share one CIK). Once
+started, it looks for activated nodes whose CIK was retired with none stored
+(:func:`retired_only`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import secrets
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from gatewayd.adapters.filestore import FileStore
 from gatewayd.adapters.keystore import Keystore
 from gatewayd.adapters.state import StateDB
 from gatewayd.core.errors import KeystoreError, StateError
+from gatewayd.core.events import CikLookedUp
+from gatewayd.core.model import Node, State
+
+log = logging.getLogger(__name__)
 
 
 def open_state(state_dir: Path) -> StateDB:
@@ -82,3 +90,21 @@ def _user(uid: int) -> str:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except KeyError:
         return f"uid {uid}"
+
+
+def retired_only(keystore: Keystore, nodes: Iterable[Node]) -> list[CikLookedUp]:
+    """What the keystore says of each activated node with no CIK stored but one retired (a
+    stop between the retire and the record saying so, by an earlier gatewayd): the engine
+    recovers each. A node the keystore cannot tell of is left to its next announce."""
+    found = []
+    for node in nodes:
+        if node.state is not State.ACTIVATED:
+            continue
+        try:
+            if keystore.has_retired(node.vendor, node.model, node.sn) and (
+                keystore.load(node.vendor, node.model, node.sn) is None
+            ):
+                found.append(CikLookedUp(node.sn, None, retired=True))
+        except KeystoreError as exc:
+            log.warning("node %s: cannot read its CIK at start: %s", node.sn, exc)
+    return found

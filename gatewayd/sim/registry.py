@@ -5,8 +5,9 @@ write here goes through one lock. Only :meth:`Registry.load` does I/O.
 
 Besides activation it models the vendor management API: asking about a serial
 (:attr:`Call.STATUS`) and re-enabling it (:attr:`Call.REENABLE`), and a device's
-own API enough to check a CIK (:attr:`Call.CHECK`) and to tell whose it is (the
-RPC lookup, :attr:`Call.LOOKUP`). The simulator holds at most
+own API: the check of a CIK (:attr:`Call.CHECK`), the RPC lookup that tells whose
+it is (:attr:`Call.LOOKUP`), and the HTTP Data API a node writes and reads its
+values with (:attr:`Call.WRITE`, ``READ``, ``RECORD``). The simulator holds at most
 one vendor token, valid for every vendor it knows.
 """
 
@@ -23,12 +24,14 @@ from pathlib import Path
 
 from gatewayd.core.secret import Secret
 from gatewayd.sim.ciks import CikBook
+from gatewayd.sim.dataports import DataError, Dataports, DataRequest, Point
 from gatewayd.sim.devices import State, read_devices_file
 from gatewayd.sim.faults import Faults
 from gatewayd.sim.model import (
     EXPIRY_SECONDS,
     Answer,
     Call,
+    DataAnswer,
     Device,
     Fault,
     LogEntry,
@@ -71,6 +74,8 @@ class Registry(Faults):
         self._manage_calls: Counter[str] = Counter()
         self._checks: Counter[str] = Counter()
         self._lookups: Counter[str] = Counter()
+        self._data_calls: Counter[str] = Counter()
+        self._data = Dataports()
         self._vendor_token: Secret | None = None
         self._log: list[LogEntry] = []
         self.set_vendor_token(vendor_token)
@@ -92,13 +97,15 @@ class Registry(Faults):
             self._pairs[vendor, model] = None
 
     def add(self, vendor: str, model: str, sn: str, state: State | str = State.PENDING) -> Device:
-        """Add a device, or re-add it: its state starts over and its 24 h window with it."""
+        """Add a device, or re-add it: its state starts over and its 24 h window with it, and
+        the values written to it are gone."""
         _check_names(vendor=vendor, model=model, sn=sn)
         state = State(state)
         with self._lock:
             self._pairs[vendor, model] = None
             record = _Record(state, self._clock())
             self._devices[vendor, model, sn] = record
+            self._data.clear((vendor, model, sn))
             device = self._view(vendor, model, sn, record)
         log.debug("added %s/%s sn=%s as %s", vendor, model, sn, device.state)
         return device
@@ -223,6 +230,45 @@ class Registry(Faults):
         """RPC requests made with a CIK of ``sn`` (with a CIK that is nobody's, or none: "")."""
         with self._lock:
             return self._lookups[sn]
+
+    def data(self, call: Call, cik: str | None, request: DataRequest | DataError) -> DataAnswer:
+        """Count, answer and log one request of the HTTP Data API (:attr:`Call.WRITE`,
+        ``READ`` or ``RECORD``) made with ``cik``.
+
+        After the drop and error rates: 401 unless ``cik`` is its device's
+        current CIK, then the status of ``request`` if it is a :class:`DataError`,
+        else the request is carried out on the device's values (see
+        :class:`~gatewayd.sim.dataports.Dataports`). Counted apart: :meth:`data_calls`.
+        """
+        with self._lock:
+            key = None if cik is None else self._ciks.holder(cik)
+            sn = "" if key is None else key[2]
+            self._data_calls[sn] += 1
+            delay = self._latency + self._sn_latency.get(sn, 0.0)
+            status = self._random_fault()
+            device = result = None
+            if status == 200:
+                if key is None:
+                    status = 401
+                else:
+                    device = self._view(*key, self._devices[key])
+                    if isinstance(request, DataError):
+                        status = request.status
+                    else:
+                        result = self._data.apply(key, request, int(self._clock()))
+                        status = result.status
+            self._log.append(LogEntry(self._clock(), sn, status, call))
+        return DataAnswer(status, device, result, delay)
+
+    def data_calls(self, sn: str) -> int:
+        """Data API requests made with a CIK of ``sn`` (a CIK that is nobody's, or none: "")."""
+        with self._lock:
+            return self._data_calls[sn]
+
+    def points(self, vendor: str, model: str, sn: str, alias: str) -> list[Point]:
+        """The (timestamp, value) pairs the device keeps for ``alias``, oldest first."""
+        with self._lock:
+            return self._data.points((vendor, model, sn), alias)
 
     def record(self, sn: str, status: int) -> None:
         """Count and log a request the server answered by itself (a malformed one)."""

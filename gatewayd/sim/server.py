@@ -16,10 +16,21 @@ The vendor management API, with header ``X-Exosite-Token: <vendor token>``
 
 ``<model>`` and ``<sn>`` are percent-decoded path segments.
 
-A device's own API, enough to check a CIK, with header ``X-Exosite-CIK: <cik>``::
+A device's own API, the HTTP Data API, with header ``X-Exosite-CIK: <cik>`` (a CIK
+that is not its device's current one: 401, before anything else; bodies and
+answers ``application/x-www-form-urlencoded``, see :mod:`gatewayd.sim.dataports`)::
 
-    GET  /onep:v1/stack/alias
-        200 empty body: the CIK is its device's current one; else 401
+    GET  /onep:v1/stack/alias                   no alias named: the check of a CIK
+        200 empty body: the CIK is its device's current one
+    GET  /onep:v1/stack/alias?<alias>&<alias>   a read
+        200 <alias>=<value>&...  the latest value of each alias that has one
+        204 empty body: none has
+    POST /onep:v1/stack/alias{?<alias>&...}     body <alias>=<value>&...: a write
+        204 empty body; with aliases named, the read that follows it (200 or 204)
+    POST /onep:v1/stack/record                  body alias=<alias>&<ts>=<value>&...
+        204 empty body; 409 <alias>=<ts>&... for values of an alias within a second
+    400 a malformed form or query; 413 a value over 4 KiB, or a write that would
+    take the device past 32 aliases
 
 The One Platform RPC, enough to tell whose a CIK is (see :mod:`gatewayd.sim.rpc`)::
 
@@ -36,6 +47,7 @@ The One Platform RPC, enough to tell whose a CIK is (see :mod:`gatewayd.sim.rpc`
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -48,21 +60,32 @@ from urllib.parse import parse_qs, unquote
 
 from gatewayd.core.errors import ConfigError
 from gatewayd.sim import rpc
+from gatewayd.sim.dataports import (
+    MAX_ALIASES,
+    DataError,
+    DataRequest,
+    parse_read,
+    parse_record,
+    parse_write,
+)
 from gatewayd.sim.devices import State, parse_device
-from gatewayd.sim.model import DROP, Answer, Call, Device, Fault, ManageAnswer
+from gatewayd.sim.model import DROP, Answer, Call, DataAnswer, Device, Fault, ManageAnswer
 from gatewayd.sim.registry import Registry
 from gatewayd.sim.wire import JSON, POLL_INTERVAL, TEXT, Request, Response, Route, Server
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
 log = logging.getLogger(__name__)
 
 HTML: Final = "text/html; charset=utf-8"
 FORM: Final = "application/x-www-form-urlencoded"
+FORM_UTF8: Final = "application/x-www-form-urlencoded; charset=utf-8"
 TOKEN_HEADER: Final = "X-Exosite-Token"  # noqa: S105 (a header name, not a secret)
 CIK_HEADER: Final = "X-Exosite-CIK"
-CHECK_PATH: Final = "/onep:v1/stack/alias"
+ALIAS_PATH: Final = "/onep:v1/stack/alias"
+RECORD_PATH: Final = "/onep:v1/stack/record"
 RPC_PATH: Final = "/onep:v1/rpc/process"
 JSON_UTF8: Final = "application/json; charset=utf-8"
 MANAGE_PATH: Final = re.compile(r"/provision/manage/model/(?P<model>[^/]+)/(?P<sn>[^/]+)")
@@ -94,7 +117,9 @@ class Simulator:
             Route("POST", re.compile(r"/provision/activate"), self._activate),
             Route("GET", MANAGE_PATH, self._serial_status),
             Route("POST", MANAGE_PATH, self._reenable),
-            Route("GET", re.compile(re.escape(CHECK_PATH)), self._check),
+            Route("GET", re.compile(re.escape(ALIAS_PATH)), self._read),
+            Route("POST", re.compile(re.escape(ALIAS_PATH)), self._write),
+            Route("POST", re.compile(re.escape(RECORD_PATH)), self._record),
             Route("POST", re.compile(re.escape(RPC_PATH)), self._rpc),
             Route("GET", re.compile(r"/_sim/devices"), self._list_devices),
             Route("POST", re.compile(r"/_sim/devices"), self._add_device),
@@ -142,7 +167,9 @@ class Simulator:
     ) -> None:
         self.stop()
 
-    def dispatch(self, method: str, path: str, headers: Message, body: bytes) -> Response:
+    def dispatch(
+        self, method: str, path: str, headers: Message, body: bytes, query: str = ""
+    ) -> Response:
         """The response the routing table gives; 404 for an unknown path, 405 for a method."""
         path_known = False
         for route in self.routes:
@@ -152,7 +179,7 @@ class Simulator:
             if route.method != method:
                 path_known = True
                 continue
-            return route.endpoint(Request(method, path, headers, body, match.groupdict()))
+            return route.endpoint(Request(method, path, headers, body, match.groupdict(), query))
         return Response.text(405 if path_known else 404)
 
     def _activate(self, request: Request) -> Response:
@@ -191,6 +218,33 @@ class Simulator:
         shown = "dropped" if answer.status == DROP else answer.status
         log.info("%s model=%r sn=%r: %s", call, model, sn, shown)
         return _manage_response(answer)
+
+    def _read(self, request: Request) -> Response:
+        """A read of the aliases the query names; with none named, the check of a CIK."""
+        parsed: DataRequest | DataError
+        try:
+            parsed = parse_read(request.query)
+        except DataError as exc:
+            parsed = exc
+        if isinstance(parsed, DataRequest) and not parsed.reads:
+            return self._check(request)
+        return self._data(Call.READ, request, parsed)
+
+    def _write(self, request: Request) -> Response:
+        """A write of the form's values, then a read of the aliases the query names."""
+        parse = functools.partial(parse_write, query=request.query)
+        return self._data(Call.WRITE, request, _data_form(request, parse))
+
+    def _record(self, request: Request) -> Response:
+        return self._data(Call.RECORD, request, _data_form(request, parse_record))
+
+    def _data(self, call: Call, request: Request, parsed: DataRequest | DataError) -> Response:
+        """Answer a Data API request; its CIK is compared by the registry, never logged."""
+        answer = self.registry.data(call, request.headers.get(CIK_HEADER), parsed)
+        device = answer.device
+        shown = "dropped" if answer.status == DROP else answer.status
+        log.info("%s sn=%r: %s", call, "" if device is None else device.sn, shown)
+        return _data_response(answer, parsed)
 
     def _check(self, request: Request) -> Response:
         """Check a CIK; it is compared by the registry, never logged."""
@@ -275,6 +329,16 @@ def _form(request: Request) -> dict[str, str] | None:
     return {name: values[0] for name, values in fields.items()}
 
 
+def _data_form(request: Request, parse: Callable[[bytes], DataRequest]) -> DataRequest | DataError:
+    """The request a form body makes, or why it makes none."""
+    if request.headers.get_content_type() != FORM:
+        return DataError(400, f"expected a {FORM} body")
+    try:
+        return parse(request.body)
+    except DataError as exc:
+        return exc
+
+
 def _page(status: int, text: str) -> bytes:
     """An HTML error page, as proxies and load balancers write them."""
     title = f"{status} {text}"
@@ -318,6 +382,20 @@ def _manage_response(answer: ManageAnswer) -> Response:
     if answer.status == 205:
         return Response(205, b"", TEXT, answer.delay)
     return replace(Response.text(answer.status), delay=answer.delay)
+
+
+def _data_response(answer: DataAnswer, parsed: DataRequest | DataError) -> Response:
+    result, delay = answer.result, answer.delay
+    if result is not None and result.pairs:
+        return Response(result.status, result.body(), FORM_UTF8, delay)
+    if result is not None and result.status == 413:
+        text = f"a device keeps values for at most {MAX_ALIASES} aliases"
+        return replace(Response.text(413, text), delay=delay)
+    if result is not None:
+        return Response(result.status, b"", TEXT, delay)
+    if isinstance(parsed, DataError) and answer.status == parsed.status:
+        return replace(Response.text(parsed.status, str(parsed)), delay=delay)
+    return replace(Response.text(answer.status), delay=delay)
 
 
 def _json(status: int, document: object, delay: float) -> Response:

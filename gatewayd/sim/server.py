@@ -3,7 +3,17 @@
 An endpoint is a function from a :class:`~gatewayd.sim.wire.Request` to a
 :class:`~gatewayd.sim.wire.Response`; it does no I/O. The server of
 :mod:`gatewayd.sim.wire` reads each request, looks the endpoint up in
-:attr:`Simulator.routes` and writes the response.
+:attr:`Simulator.routes` and writes the response. The registry's faults
+(latency, errors, drops) apply to every endpoint but ``/_sim/``.
+
+Activation (form bodies; 400 for another body)::
+
+    POST /provision/activate    vendor=<vendor>&model=<model>&sn=<sn>
+        200 text/plain <cik>, the first time; 409 after that, or once the 24 h
+        window has passed; 404 unknown serial; 403 unknown vendor/model pair
+    POST /provision/activate    id=<sn>   (Murano's form, for the ``murano`` pair)
+        200 text/plain <cik>; 409 once provisioned; 404 not listed, or no
+        Murano product
 
 The vendor management API, with header ``X-Exosite-Token: <vendor token>``
 (missing or wrong: 401; unknown model or serial: 404)::
@@ -16,38 +26,26 @@ The vendor management API, with header ``X-Exosite-Token: <vendor token>``
 
 ``<model>`` and ``<sn>`` are percent-decoded path segments.
 
-A device's own API, the HTTP Data API, with header ``X-Exosite-CIK: <cik>`` (a CIK
-that is not its device's current one: 401, before anything else; bodies and
-answers ``application/x-www-form-urlencoded``, see :mod:`gatewayd.sim.dataports`)::
+A device's own API, the calls it makes with its CIK (see :mod:`gatewayd.sim.deviceapi`
+for every answer)::
 
-    GET  /onep:v1/stack/alias                   no alias named: the check of a CIK
-        200 empty body: the CIK is its device's current one
-    GET  /onep:v1/stack/alias?<alias>&<alias>   a read
-        200 <alias>=<value>&...  the latest value of each alias that has one
-        204 empty body: none has
-    POST /onep:v1/stack/alias{?<alias>&...}     body <alias>=<value>&...: a write
-        204 empty body; with aliases named, the read that follows it (200 or 204)
-    POST /onep:v1/stack/record                  body alias=<alias>&<ts>=<value>&...
-        204 empty body; 409 <alias>=<ts>&... for values of an alias within a second
-    400 a malformed form or query; 413 a value over 4 KiB, or a write that would
-    take the device past 32 aliases
+    GET  /onep:v1/stack/alias                   the check of a CIK (no alias named)
+    GET  /onep:v1/stack/alias?<alias>&...       the Data API's read
+    POST /onep:v1/stack/alias                   the Data API's write (and read)
+    POST /onep:v1/stack/record                  the Data API's record
+    POST /onep:v1/rpc/process                   the One Platform RPC: lookup
 
-The One Platform RPC, enough to tell whose a CIK is (see :mod:`gatewayd.sim.rpc`)::
+The simulator's own controls (JSON bodies and answers)::
 
-    POST /onep:v1/rpc/process   application/json body
-         {"auth": {"cik": CIK}, "calls": [{"id": 1, "procedure": "lookup",
-                                            "arguments": ["alias", ""]}]}
-        200 application/json  [{"id": 1, "status": "ok", "result": "<rid>"}]
-            the device's rid, as the management GET answers it; a call without
-            an id is not answered (none with one: 204, empty body)
-        401 {"error": {"code": 401, "message": "Invalid", "context": "auth"}}
-            the CIK is not its device's current one
-        400 {"error": {"code": -1 | 400, ...}}  the body is no such request
+    GET  /_sim/devices      200 {"pairs": [...], "devices": [...]}: states and call
+                            counts, never a CIK
+    POST /_sim/devices      {"vendor", "model", "sn", "state"?}: 201, the device
+                            added, or added again (its state anew, its values gone)
+    POST /_sim/regenerate   {"vendor", "model", "sn"}: 200, a new CIK no node holds
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -59,35 +57,19 @@ from typing import TYPE_CHECKING, Final, Self
 from urllib.parse import parse_qs, unquote
 
 from gatewayd.core.errors import ConfigError
-from gatewayd.sim import rpc
-from gatewayd.sim.dataports import (
-    MAX_ALIASES,
-    DataError,
-    DataRequest,
-    parse_read,
-    parse_record,
-    parse_write,
-)
+from gatewayd.sim.answers import activation_response
+from gatewayd.sim.deviceapi import ALIAS_PATH, RECORD_PATH, RPC_PATH, DeviceApi
 from gatewayd.sim.devices import State, parse_device
-from gatewayd.sim.model import DROP, Answer, Call, DataAnswer, Device, Fault, ManageAnswer
+from gatewayd.sim.model import DROP, Call, Device, ManageAnswer
 from gatewayd.sim.registry import Registry
-from gatewayd.sim.wire import JSON, POLL_INTERVAL, TEXT, Request, Response, Route, Server
+from gatewayd.sim.wire import FORM, JSON, POLL_INTERVAL, TEXT, Request, Response, Route, Server
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from types import TracebackType
 
 log = logging.getLogger(__name__)
 
-HTML: Final = "text/html; charset=utf-8"
-FORM: Final = "application/x-www-form-urlencoded"
-FORM_UTF8: Final = "application/x-www-form-urlencoded; charset=utf-8"
 TOKEN_HEADER: Final = "X-Exosite-Token"  # noqa: S105 (a header name, not a secret)
-CIK_HEADER: Final = "X-Exosite-CIK"
-ALIAS_PATH: Final = "/onep:v1/stack/alias"
-RECORD_PATH: Final = "/onep:v1/stack/record"
-RPC_PATH: Final = "/onep:v1/rpc/process"
-JSON_UTF8: Final = "application/json; charset=utf-8"
 MANAGE_PATH: Final = re.compile(r"/provision/manage/model/(?P<model>[^/]+)/(?P<sn>[^/]+)")
 ONEP_STATUS: Final = MappingProxyType(
     {State.ACTIVATED: "activated", State.PENDING: "notactivated", State.EXPIRED: "expired"}
@@ -113,14 +95,15 @@ class Simulator:
     ) -> None:
         self.registry = registry
         self.murano = murano
+        device = DeviceApi(registry)
         self.routes: tuple[Route, ...] = (
             Route("POST", re.compile(r"/provision/activate"), self._activate),
             Route("GET", MANAGE_PATH, self._serial_status),
             Route("POST", MANAGE_PATH, self._reenable),
-            Route("GET", re.compile(re.escape(ALIAS_PATH)), self._read),
-            Route("POST", re.compile(re.escape(ALIAS_PATH)), self._write),
-            Route("POST", re.compile(re.escape(RECORD_PATH)), self._record),
-            Route("POST", re.compile(re.escape(RPC_PATH)), self._rpc),
+            Route("GET", re.compile(re.escape(ALIAS_PATH)), device.read),
+            Route("POST", re.compile(re.escape(ALIAS_PATH)), device.write),
+            Route("POST", re.compile(re.escape(RECORD_PATH)), device.record),
+            Route("POST", re.compile(re.escape(RPC_PATH)), device.rpc),
             Route("GET", re.compile(r"/_sim/devices"), self._list_devices),
             Route("POST", re.compile(r"/_sim/devices"), self._add_device),
             Route("POST", re.compile(r"/_sim/regenerate"), self._regenerate),
@@ -197,7 +180,7 @@ class Simulator:
             return Response.text(400, f"expected a {FORM} body: vendor, model and sn, or id")
         shown = answer.fault or ("dropped" if answer.status == DROP else answer.status)
         log.info("activate sn=%r: %s", sn, shown)
-        return _activation_response(answer)
+        return activation_response(answer)
 
     def _serial_status(self, request: Request) -> Response:
         return self._manage(Call.STATUS, request, well_formed=True)
@@ -218,70 +201,6 @@ class Simulator:
         shown = "dropped" if answer.status == DROP else answer.status
         log.info("%s model=%r sn=%r: %s", call, model, sn, shown)
         return _manage_response(answer)
-
-    def _read(self, request: Request) -> Response:
-        """A read of the aliases the query names; with none named, the check of a CIK."""
-        parsed: DataRequest | DataError
-        try:
-            parsed = parse_read(request.query)
-        except DataError as exc:
-            parsed = exc
-        if isinstance(parsed, DataRequest) and not parsed.reads:
-            return self._check(request)
-        return self._data(Call.READ, request, parsed)
-
-    def _write(self, request: Request) -> Response:
-        """A write of the form's values, then a read of the aliases the query names."""
-        parse = functools.partial(parse_write, query=request.query)
-        return self._data(Call.WRITE, request, _data_form(request, parse))
-
-    def _record(self, request: Request) -> Response:
-        return self._data(Call.RECORD, request, _data_form(request, parse_record))
-
-    def _data(self, call: Call, request: Request, parsed: DataRequest | DataError) -> Response:
-        """Answer a Data API request; its CIK is compared by the registry, never logged."""
-        answer = self.registry.data(call, request.headers.get(CIK_HEADER), parsed)
-        device = answer.device
-        shown = "dropped" if answer.status == DROP else answer.status
-        log.info("%s sn=%r: %s", call, "" if device is None else device.sn, shown)
-        return _data_response(answer, parsed)
-
-    def _check(self, request: Request) -> Response:
-        """Check a CIK; it is compared by the registry, never logged."""
-        answer = self.registry.check(request.headers.get(CIK_HEADER))
-        device = answer.device
-        shown = "dropped" if answer.status == DROP else answer.status
-        log.info("check sn=%r: %s", "" if device is None else device.sn, shown)
-        if answer.status == 200:
-            return Response(200, b"", TEXT, answer.delay)
-        return replace(Response.text(answer.status), delay=answer.delay)
-
-    def _rpc(self, request: Request) -> Response:
-        """Answer a One Platform RPC request (see :mod:`gatewayd.sim.rpc`); its CIK is
-        compared by the registry, never logged."""
-        parsed: rpc.RpcRequest | rpc.RpcError
-        if request.headers.get_content_type() != JSON:
-            parsed = rpc.RpcError(400, f"expected a {JSON} body")
-        else:
-            try:
-                parsed = rpc.parse(request.body)
-            except rpc.RpcError as exc:
-                parsed = exc
-        cik = parsed.cik if isinstance(parsed, rpc.RpcRequest) else None
-        answer = self.registry.lookup(cik, well_formed=cik is not None)
-        device = answer.device
-        shown = "dropped" if answer.status == DROP else answer.status
-        log.info("lookup sn=%r: %s", "" if device is None else device.sn, shown)
-        if isinstance(parsed, rpc.RpcRequest) and device is not None:
-            entries = rpc.answer(parsed.calls, device.rid)
-            if not entries:  # no call asked for an answer
-                return Response(204, b"", TEXT, answer.delay)
-            return _json(200, entries, answer.delay)
-        if isinstance(parsed, rpc.RpcError) and answer.status == 400:
-            return _json(400, parsed.document(), answer.delay)
-        if answer.status == 401:
-            return _json(401, rpc.refusal(), answer.delay)
-        return replace(Response.text(answer.status), delay=answer.delay)
 
     def _list_devices(self, _request: Request) -> Response:
         pairs = [{"vendor": vendor, "model": model} for vendor, model in self.registry.pairs()]
@@ -329,51 +248,6 @@ def _form(request: Request) -> dict[str, str] | None:
     return {name: values[0] for name, values in fields.items()}
 
 
-def _data_form(request: Request, parse: Callable[[bytes], DataRequest]) -> DataRequest | DataError:
-    """The request a form body makes, or why it makes none."""
-    if request.headers.get_content_type() != FORM:
-        return DataError(400, f"expected a {FORM} body")
-    try:
-        return parse(request.body)
-    except DataError as exc:
-        return exc
-
-
-def _page(status: int, text: str) -> bytes:
-    """An HTML error page, as proxies and load balancers write them."""
-    title = f"{status} {text}"
-    return (
-        f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>\n".encode()
-    )
-
-
-def _faulty(fault: Fault, answer: Answer) -> Response:
-    cik = b"" if answer.cik is None else answer.cik.reveal().encode()
-    delay = answer.delay
-    responses = {
-        Fault.ISSUED_THEN_500: Response(500, _page(500, "Internal Server Error"), HTML, delay),
-        Fault.ISSUED_THEN_502: Response(502, _page(502, "Bad Gateway"), HTML, delay),
-        Fault.ISSUED_THEN_504: Response(504, _page(504, "Gateway Timeout"), HTML, delay),
-        Fault.ISSUED_THEN_DROPPED: Response(DROP, delay=delay),
-        Fault.ISSUED_CUT_SHORT: Response(200, cik, TEXT, delay, cut=10),
-        Fault.ISSUED_DRIBBLED: Response(200, cik, TEXT, delay, dribble=True),
-        Fault.ISSUED_AS_201: Response(201, cik, TEXT, delay),
-        Fault.ISSUED_AS_202: Response(202, cik, TEXT, delay),
-        Fault.ISSUED_WITH_NEWLINE: Response(200, cik + b"\n", TEXT, delay),
-        Fault.ISSUED_EMPTY: Response(200, b"", TEXT, delay),
-        Fault.PROXY_PAGE: Response(200, _page(200, "Sign in to continue"), HTML, delay),
-    }
-    return responses[fault]
-
-
-def _activation_response(answer: Answer) -> Response:
-    if answer.fault is not None:
-        return _faulty(answer.fault, answer)
-    if answer.cik is not None:
-        return Response(200, answer.cik.reveal().encode(), TEXT, answer.delay)
-    return replace(Response.text(answer.status), delay=answer.delay)
-
-
 def _manage_response(answer: ManageAnswer) -> Response:
     device = answer.device
     if answer.status == 200 and device is not None:
@@ -382,24 +256,6 @@ def _manage_response(answer: ManageAnswer) -> Response:
     if answer.status == 205:
         return Response(205, b"", TEXT, answer.delay)
     return replace(Response.text(answer.status), delay=answer.delay)
-
-
-def _data_response(answer: DataAnswer, parsed: DataRequest | DataError) -> Response:
-    result, delay = answer.result, answer.delay
-    if result is not None and result.pairs:
-        return Response(result.status, result.body(), FORM_UTF8, delay)
-    if result is not None and result.status == 413:
-        text = f"a device keeps values for at most {MAX_ALIASES} aliases"
-        return replace(Response.text(413, text), delay=delay)
-    if result is not None:
-        return Response(result.status, b"", TEXT, delay)
-    if isinstance(parsed, DataError) and answer.status == parsed.status:
-        return replace(Response.text(parsed.status, str(parsed)), delay=delay)
-    return replace(Response.text(answer.status), delay=delay)
-
-
-def _json(status: int, document: object, delay: float) -> Response:
-    return Response(status, json.dumps(document).encode(), JSON_UTF8, delay)
 
 
 def _device_json(device: Device) -> dict[str, object]:

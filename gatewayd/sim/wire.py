@@ -33,6 +33,7 @@ TEXT: Final = "text/plain; charset=utf-8"
 DRIBBLE_PACE: Final = 0.1
 """Seconds between two bytes of a dribbled answer."""
 JSON: Final = "application/json"
+FORM: Final = "application/x-www-form-urlencoded"
 MAX_BODY: Final = 64 * 1024
 HANDLER_TIMEOUT: Final = 10.0
 POLL_INTERVAL: Final = 0.05

@@ -1,5 +1,6 @@
 """The simulator as a device's Exosite, over real HTTP on 127.0.0.1: the One Platform
-RPC lookup that tells whose a CIK is."""
+RPC lookup that tells whose a CIK is, and the HTTP Data API a node writes, reads
+and records its values with."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import requests
 from conftest import FakeClock
 
 from gatewayd.sim import DROP, Call, LogEntry, Registry, Simulator, State, device_rid
+from gatewayd.sim.dataports import MAX_ALIASES, MAX_POINTS, MAX_VALUE_BYTES
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 VENDOR = "acme"
 MODEL = "thermo-v1"
@@ -24,6 +26,10 @@ TIMEOUT = 5.0
 RPC = "/onep:v1/rpc/process"
 JSON_UTF8 = "application/json; charset=utf-8"
 LOOKUP_SELF = {"id": 1, "procedure": "lookup", "arguments": ["alias", ""]}
+ALIAS = "/onep:v1/stack/alias"
+RECORD = "/onep:v1/stack/record"
+FORM = "application/x-www-form-urlencoded; charset=utf-8"
+MURANO = (VENDOR, "murano-p1")
 
 
 @pytest.fixture
@@ -36,12 +42,13 @@ def registry(clock: FakeClock) -> Registry:
     registry = Registry(clock=clock, rng=random.Random(7), vendor_token=TOKEN)  # noqa: S311 (faults, not secrets)
     registry.add(VENDOR, MODEL, "ABC123")
     registry.add(VENDOR, MODEL, "DEF456")
+    registry.add(*MURANO, "M-1")
     return registry
 
 
 @pytest.fixture
 def sim(registry: Registry) -> Iterator[Simulator]:
-    with Simulator(registry) as sim:
+    with Simulator(registry, murano=MURANO) as sim:
         yield sim
 
 
@@ -269,3 +276,268 @@ def test_lookups_never_log_the_cik(
     assert cik not in caplog.text
     assert cik[::-1] not in caplog.text
     assert registry.lookups("ABC123") == 1
+
+
+# --------------------------------------------------------------- the data API
+
+
+def write(
+    sim: Simulator, cik: str | None, data: str | dict[str, str], query: str = ""
+) -> requests.Response:
+    headers = (
+        {"Content-Type": FORM} if cik is None else {"Content-Type": FORM, "X-Exosite-CIK": cik}
+    )
+    url = f"{sim.url}{ALIAS}" + (f"?{query}" if query else "")
+    return requests.post(url, data=data, headers=headers, timeout=TIMEOUT)
+
+
+def read(sim: Simulator, cik: str | None, query: str) -> requests.Response:
+    headers = {} if cik is None else {"X-Exosite-CIK": cik}
+    headers["Accept"] = FORM
+    url = f"{sim.url}{ALIAS}" + (f"?{query}" if query else "")
+    return requests.get(url, headers=headers, timeout=TIMEOUT)
+
+
+def record(sim: Simulator, cik: str | None, data: str) -> requests.Response:
+    headers = (
+        {"Content-Type": FORM} if cik is None else {"Content-Type": FORM, "X-Exosite-CIK": cik}
+    )
+    return requests.post(f"{sim.url}{RECORD}", data=data, headers=headers, timeout=TIMEOUT)
+
+
+def test_a_write_is_read_back(sim: Simulator, registry: Registry, clock: FakeClock) -> None:
+    cik = activate(sim, "ABC123")
+    written = write(sim, cik, {"temp": "21.5", "note": "a b&c=d é"})
+    assert (written.status_code, written.content) == (204, b"")
+    answer = read(sim, cik, "note&temp")
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == FORM
+    assert answer.text == "note=a+b%26c%3Dd+%C3%A9&temp=21.5"
+    assert read(sim, cik, "temp&nothing").text == "temp=21.5"
+    assert registry.points(VENDOR, MODEL, "ABC123", "temp") == [(int(clock.now), "21.5")]
+    clock.now += 5
+    assert write(sim, cik, "temp=22").status_code == 204
+    assert read(sim, cik, "temp").text == "temp=22"
+    assert registry.data_calls("ABC123") == 5
+    kinds = [e.call for e in registry.request_log() if e.sn == "ABC123"]
+    assert kinds == [Call.ACTIVATE, Call.WRITE, Call.READ, Call.READ, Call.WRITE, Call.READ]
+
+
+def test_an_empty_read_answers_204(sim: Simulator) -> None:
+    cik = activate(sim, "ABC123")
+    answer = read(sim, cik, "temp&hum")
+    assert (answer.status_code, answer.content) == (204, b"")
+
+
+def test_a_get_naming_no_alias_is_the_cik_check(sim: Simulator, registry: Registry) -> None:
+    cik = activate(sim, "ABC123")
+    assert write(sim, cik, "temp=1").status_code == 204
+    for query in ("", "&"):
+        answer = read(sim, cik, query)
+        assert (answer.status_code, answer.content) == (200, b"")
+    assert read(sim, "f" * 40, "").status_code == 401
+    assert registry.checks("ABC123") == 2
+    assert registry.data_calls("ABC123") == 1
+
+
+def test_a_write_then_read_in_one_request(sim: Simulator) -> None:
+    cik = activate(sim, "ABC123")
+    answer = write(sim, cik, "temp=3&hum=40", query="hum&temp&hum")
+    assert (answer.status_code, answer.text) == (200, "hum=40&temp=3")
+    answer = write(sim, cik, "", query="hum")
+    assert (answer.status_code, answer.text) == (200, "hum=40")
+    assert write(sim, cik, "", query="other").status_code == 204
+
+
+def test_each_device_has_its_own_values(sim: Simulator) -> None:
+    first, second = activate(sim, "ABC123"), activate(sim, "DEF456")
+    assert write(sim, first, "temp=1").status_code == 204
+    assert write(sim, second, "temp=2").status_code == 204
+    assert read(sim, first, "temp").text == "temp=1"
+    assert read(sim, second, "temp").text == "temp=2"
+
+
+def test_record_keeps_timestamped_values(
+    sim: Simulator, registry: Registry, clock: FakeClock
+) -> None:
+    cik = activate(sim, "ABC123")
+    now = int(clock.now)
+    body = f"alias=temp&{now - 60}=20&{now - 120}=19&alias=hum&{now - 60}=40&alias=temp&{now}=21"
+    answer = record(sim, cik, body)
+    assert (answer.status_code, answer.content) == (204, b"")
+    assert registry.points(VENDOR, MODEL, "ABC123", "temp") == [
+        (now - 120, "19"),
+        (now - 60, "20"),
+        (now, "21"),
+    ]
+    assert read(sim, cik, "temp&hum").text == "temp=21&hum=40"
+    assert record(sim, cik, f"alias=temp&{now - 600}=5").status_code == 204
+    assert read(sim, cik, "temp").text == "temp=21"  # the latest is still the newest
+    assert record(sim, cik, f"alias=temp&{now}=22").status_code == 204  # same second: replaced
+    assert read(sim, cik, "temp").text == "temp=22"
+    assert registry.request_log()[-1].call is Call.READ
+    assert Call.RECORD in {e.call for e in registry.request_log()}
+
+
+def test_record_refuses_two_values_of_an_alias_within_a_second(
+    sim: Simulator, registry: Registry
+) -> None:
+    cik = activate(sim, "ABC123")
+    body = "alias=temp&100=1&100=2&alias=hum&50=1&alias=door&7=a&8=b&alias=door&7=c"
+    answer = record(sim, cik, body)
+    assert answer.status_code == 409
+    assert answer.text == "temp=100&door=7"
+    assert registry.points(VENDOR, MODEL, "ABC123", "hum") == []
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda sim, cik: write(sim, cik, "temp=1"),
+        lambda sim, cik: write(sim, cik, "", query="temp"),
+        lambda sim, cik: read(sim, cik, "temp"),
+        lambda sim, cik: record(sim, cik, "alias=temp&100=1"),
+        lambda sim, cik: write(sim, cik, "=oops"),  # the CIK is refused before the form
+        lambda sim, cik: rpc(sim, cik or ""),
+    ],
+)
+def test_a_cik_not_accepted_is_refused_everywhere(
+    sim: Simulator,
+    registry: Registry,
+    clock: FakeClock,
+    call: Callable[[Simulator, str | None], requests.Response],
+) -> None:
+    cik = activate(sim, "ABC123")
+    assert write(sim, cik, "temp=0").status_code == 204
+    registry.regenerate(VENDOR, MODEL, "ABC123")
+    for refused in (cik, None, "f" * 40, ""):
+        assert call(sim, refused).status_code == 401
+    assert registry.points(VENDOR, MODEL, "ABC123", "temp") == [(int(clock.now), "0")]
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "content_type"),
+    [
+        ("write", "temp", FORM),
+        ("write", "temp=1&&hum=2", FORM),
+        ("write", "=1", FORM),
+        ("write", "", FORM),
+        ("write", "temp=%ff", FORM),
+        ("write", "temp=1", "text/plain"),
+        ("write", "temp=1", "application/json"),
+        ("write", f"{'a' * 129}=1", FORM),
+        ("read", "temp=1", FORM),
+        ("read", "temp&=x", FORM),
+        ("read", "%ff", FORM),
+        ("record", "100=1", FORM),
+        ("record", "alias=temp", FORM),
+        ("record", "alias=temp&soon=1", FORM),
+        ("record", "alias=temp&-5=1", FORM),
+        ("record", "alias=temp&1.5=1", FORM),
+        ("record", f"alias=temp&{'9' * 13}=1", FORM),
+        ("record", "alias=&100=1", FORM),
+        ("record", "alias=temp&100=1", "text/plain"),
+    ],
+)
+def test_a_malformed_data_request_answers_400(
+    sim: Simulator, registry: Registry, kind: str, data: str, content_type: str
+) -> None:
+    cik = activate(sim, "ABC123")
+    headers = {"X-Exosite-CIK": cik, "Content-Type": content_type}
+    if kind == "read":
+        answer = requests.get(f"{sim.url}{ALIAS}?{data}", headers=headers, timeout=TIMEOUT)
+    else:
+        path = ALIAS if kind == "write" else RECORD
+        answer = requests.post(f"{sim.url}{path}", data=data, headers=headers, timeout=TIMEOUT)
+    assert answer.status_code == 400
+    assert answer.text.strip()
+    assert registry.request_log()[-1].status == 400
+    assert registry.request_log()[-1].sn == "ABC123"
+    assert write(sim, cik, "", query="temp").status_code == 204  # nothing was written
+
+
+def test_what_a_device_keeps_is_bounded(
+    sim: Simulator, registry: Registry, clock: FakeClock
+) -> None:
+    cik = activate(sim, "ABC123")
+    big = "x" * (MAX_VALUE_BYTES + 1)
+    assert write(sim, cik, {"temp": big}).status_code == 413
+    assert record(sim, cik, f"alias=temp&100={big}").status_code == 413
+    assert write(sim, cik, {"temp": "é" * (MAX_VALUE_BYTES // 2)}).status_code == 204
+    assert write(sim, cik, {"temp": "é" * (MAX_VALUE_BYTES // 2) + "x"}).status_code == 413
+
+    many = {f"a{n}": str(n) for n in range(MAX_ALIASES - 1)}
+    assert write(sim, cik, many).status_code == 204  # temp and these: the cap
+    over = write(sim, cik, {"a0": "new", "one-too-many": "1"})
+    assert over.status_code == 413
+    assert str(MAX_ALIASES) in over.text
+    assert read(sim, cik, "a0&one-too-many").text == "a0=0"  # nothing of it written
+    assert write(sim, cik, {"a0": "new"}).status_code == 204  # a held alias still takes values
+
+    points = "&".join(f"{1000 + n}={n}" for n in range(MAX_POINTS + 4))
+    assert record(sim, cik, f"alias=a1&{points}").status_code == 204
+    kept = registry.points(VENDOR, MODEL, "ABC123", "a1")
+    assert len(kept) == MAX_POINTS
+    assert kept[-1] == (int(clock.now), "1")  # the write's, the newest
+    assert kept[0] == (1000 + 5, "5")
+
+
+def test_values_are_gone_once_the_device_is_added_again(sim: Simulator, registry: Registry) -> None:
+    cik = activate(sim, "ABC123")
+    assert write(sim, cik, "temp=1").status_code == 204
+    body = {"vendor": VENDOR, "model": MODEL, "sn": "ABC123", "state": "activated"}
+    assert requests.post(f"{sim.url}/_sim/devices", json=body, timeout=TIMEOUT).status_code == 201
+    assert read(sim, cik, "temp").status_code == 204
+    assert registry.points(VENDOR, MODEL, "ABC123", "temp") == []
+
+
+def test_faults_and_latency_apply_to_the_data_api(sim: Simulator, registry: Registry) -> None:
+    cik = activate(sim, "ABC123")
+    registry.error_rate = 1.0
+    assert write(sim, cik, "temp=1").status_code == 503
+    assert read(sim, cik, "temp").status_code == 503
+    registry.error_rate = 0.0
+    registry.drop_rate = 1.0
+    with pytest.raises(requests.ConnectionError):
+        record(sim, cik, "alias=temp&100=1")
+    registry.drop_rate = 0.0
+    registry.set_latency("ABC123", 30)
+    with pytest.raises(requests.ReadTimeout):
+        requests.get(f"{sim.url}{ALIAS}?temp", headers={"X-Exosite-CIK": cik}, timeout=0.3)
+    registry.set_latency("ABC123", 0)
+    assert registry.points(VENDOR, MODEL, "ABC123", "temp") == []
+    log = [(e.call, e.status) for e in registry.request_log() if e.call is not Call.ACTIVATE]
+    assert log == [(Call.WRITE, 503), (Call.READ, 503), (Call.RECORD, DROP), (Call.READ, 204)]
+
+
+def test_a_murano_product_activates_by_id_and_then_writes_and_reads(
+    sim: Simulator, registry: Registry
+) -> None:
+    host = {"Host": "p1abc.m2.exosite.io"}
+    activated = requests.post(
+        f"{sim.url}/provision/activate", data={"id": "M-1"}, headers=host, timeout=TIMEOUT
+    )
+    assert activated.status_code == 200
+    cik = activated.text
+    assert registry.issued() == [("M-1", cik)]
+    again = requests.post(f"{sim.url}/provision/activate", data={"id": "M-1"}, timeout=TIMEOUT)
+    assert again.status_code == 409
+    headers = {**host, "X-Exosite-CIK": cik, "Content-Type": FORM}
+    written = requests.post(f"{sim.url}{ALIAS}", data="state=on", headers=headers, timeout=TIMEOUT)
+    assert written.status_code == 204
+    assert read(sim, cik, "state").text == "state=on"
+    assert rpc(sim, cik).json()[0]["result"] == device_rid(*MURANO, "M-1")
+
+
+def test_the_data_api_never_logs_the_cik(sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="gatewayd.sim")
+    cik = activate(sim, "ABC123")
+    write(sim, cik, "temp=1")
+    read(sim, cik, "temp")
+    record(sim, cik, "alias=temp&100=1")
+    write(sim, cik[::-1], "temp=1")
+    assert "write sn='ABC123': 204" in caplog.text
+    assert "record sn='ABC123': 204" in caplog.text
+    assert "write sn='': 401" in caplog.text
+    assert cik not in caplog.text
+    assert cik[::-1] not in caplog.text

@@ -12,7 +12,8 @@ the daemon never imports it. Start one from Python::
 
 or from a shell with ``python -m gatewayd.sim``. With a vendor token
 (``Registry(vendor_token=...)``, or ``--vendor-token-file``) it also answers the
-vendor management API: see :mod:`gatewayd.sim.server`.
+vendor management API. A node's CIK works with the RPC lookup and the HTTP Data
+API: see :mod:`gatewayd.sim.server`.
 """
 
 from gatewayd.sim.devices import State
@@ -21,6 +22,7 @@ from gatewayd.sim.model import (
     EXPIRY_SECONDS,
     Answer,
     Call,
+    DataAnswer,
     Device,
     Fault,
     LogEntry,
@@ -36,6 +38,7 @@ __all__ = [
     "EXPIRY_SECONDS",
     "Answer",
     "Call",
+    "DataAnswer",
     "Device",
     "Fault",
     "LogEntry",

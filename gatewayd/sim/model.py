@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from gatewayd.core.secret import Secret
+from gatewayd.sim.dataports import DataResult
 from gatewayd.sim.devices import State
 
 EXPIRY_SECONDS: Final = 24 * 60 * 60
@@ -48,6 +49,9 @@ class Call(enum.StrEnum):
     REENABLE = "reenable"  # POST /provision/manage/model/<model>/<sn>, enable=true
     CHECK = "check"  # GET /onep:v1/stack/alias, X-Exosite-CIK: <cik>
     LOOKUP = "lookup"  # POST /onep:v1/rpc/process, {"auth": {"cik": <cik>}, ...}
+    WRITE = "write"  # POST /onep:v1/stack/alias, X-Exosite-CIK: <cik>, <alias>=<value>&...
+    READ = "read"  # GET /onep:v1/stack/alias?<alias>&..., X-Exosite-CIK: <cik>
+    RECORD = "record"  # POST /onep:v1/stack/record, X-Exosite-CIK: <cik>
 
 
 def device_rid(vendor: str, model: str, sn: str) -> str:
@@ -87,6 +91,17 @@ class Answer:
     cik: Secret | None = None
     delay: float = 0.0
     fault: Fault | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DataAnswer:
+    """How to answer one request of the HTTP Data API: ``result`` when it was carried out
+    (its status then is the answer's), ``device`` when the CIK was accepted."""
+
+    status: int
+    device: Device | None = None
+    result: DataResult | None = None
+    delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,10 @@ The HTTP server answers each request on its own thread, so every read and
 write here goes through one lock. Only :meth:`Registry.load` does I/O.
 
 Besides activation it models the vendor management API: asking about a serial
-(:attr:`Call.STATUS`) and re-enabling it (:attr:`Call.REENABLE`), and a device's
-own API enough to check a CIK (:attr:`Call.CHECK`) and to tell whose it is (the
-RPC lookup, :attr:`Call.LOOKUP`). The simulator holds at most
-one vendor token, valid for every vendor it knows.
+(:attr:`Call.STATUS`) and re-enabling it (:attr:`Call.REENABLE`). The simulator
+holds at most one vendor token, valid for every vendor it knows. A device's own
+API, the calls made with its CIK (the check, the RPC lookup, the HTTP Data API),
+is the part it has from :class:`~gatewayd.sim.devicecalls.DeviceCalls`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gatewayd.core.secret import Secret
-from gatewayd.sim.ciks import CikBook
+from gatewayd.sim.devicecalls import DeviceCalls
 from gatewayd.sim.devices import State, read_devices_file
-from gatewayd.sim.faults import Faults
 from gatewayd.sim.model import (
     EXPIRY_SECONDS,
     Answer,
@@ -44,7 +43,7 @@ class _Record:
     added_at: float
 
 
-class Registry(Faults):
+class Registry(DeviceCalls):
     """Devices keyed by (vendor, model, sn), the CIKs issued to them, and the faults to inject.
 
     Serials are case-sensitive. A vendor/model pair is known once it has been
@@ -62,17 +61,14 @@ class Registry(Faults):
         vendor_token: str | None = None,
     ) -> None:
         self._clock = clock
-        super().__init__(rng)
+        super().__init__(rng)  # the lock, the faults, the CIK book, the device's own calls
         self._pairs: dict[tuple[str, str], None] = {}
         self._devices: dict[tuple[str, str, str], _Record] = {}
         self._issued: list[tuple[str, str]] = []
-        self._ciks = CikBook()
         self._calls: Counter[str] = Counter()
         self._manage_calls: Counter[str] = Counter()
-        self._checks: Counter[str] = Counter()
-        self._lookups: Counter[str] = Counter()
         self._vendor_token: Secret | None = None
-        self._log: list[LogEntry] = []
+        self._log = []
         self.set_vendor_token(vendor_token)
 
     def set_vendor_token(self, token: str | None) -> None:
@@ -92,13 +88,15 @@ class Registry(Faults):
             self._pairs[vendor, model] = None
 
     def add(self, vendor: str, model: str, sn: str, state: State | str = State.PENDING) -> Device:
-        """Add a device, or re-add it: its state starts over and its 24 h window with it."""
+        """Add a device, or re-add it: its state starts over and its 24 h window with it, and
+        the values written to it are gone."""
         _check_names(vendor=vendor, model=model, sn=sn)
         state = State(state)
         with self._lock:
             self._pairs[vendor, model] = None
             record = _Record(state, self._clock())
             self._devices[vendor, model, sn] = record
+            self._data.clear((vendor, model, sn))
             device = self._view(vendor, model, sn, record)
         log.debug("added %s/%s sn=%s as %s", vendor, model, sn, device.state)
         return device
@@ -192,20 +190,6 @@ class Registry(Faults):
             self._log.append(LogEntry(self._clock(), sn, status, call))
         return ManageAnswer(status, device, delay)
 
-    def check(self, cik: str | None) -> ManageAnswer:
-        """Count, answer and log one check of a CIK: after the drop and error rates, 200
-        while it is its device's current CIK (the answer names the device), else 401."""
-        return self._by_cik(Call.CHECK, cik, self._checks, well_formed=True)
-
-    def lookup(self, cik: str | None, *, well_formed: bool = True) -> ManageAnswer:
-        """Count, answer and log one One Platform RPC request made with ``cik``.
-
-        After the drop and error rates: 400 if not ``well_formed``, else as
-        :meth:`check`: 200 naming the device while ``cik`` is its current CIK,
-        else 401. Counted apart: :meth:`lookups`.
-        """
-        return self._by_cik(Call.LOOKUP, cik, self._lookups, well_formed=well_formed)
-
     def regenerate(self, vendor: str, model: str, sn: str) -> Secret:
         """Give the device a new CIK that no gateway holds, and return it: the one it had
         stops working (as regenerating a CIK in Portals does); the device stays activated."""
@@ -214,41 +198,11 @@ class Registry(Faults):
                 raise KeyError((vendor, model, sn))
             return self._ciks.issue((vendor, model, sn))
 
-    def checks(self, sn: str) -> int:
-        """Checks of a CIK of ``sn`` (a CIK that is nobody's counts under "")."""
-        with self._lock:
-            return self._checks[sn]
-
-    def lookups(self, sn: str) -> int:
-        """RPC requests made with a CIK of ``sn`` (with a CIK that is nobody's, or none: "")."""
-        with self._lock:
-            return self._lookups[sn]
-
     def record(self, sn: str, status: int) -> None:
         """Count and log a request the server answered by itself (a malformed one)."""
         with self._lock:
             self._calls[sn] += 1
             self._log.append(LogEntry(self._clock(), sn, status))
-
-    def _by_cik(
-        self, call: Call, cik: str | None, counter: Counter[str], *, well_formed: bool
-    ) -> ManageAnswer:
-        with self._lock:
-            key = None if cik is None else self._ciks.holder(cik)
-            sn = "" if key is None else key[2]
-            counter[sn] += 1
-            delay = self._latency + self._sn_latency.get(sn, 0.0)
-            status = self._random_fault()
-            device = None
-            if status == 200:
-                if not well_formed:
-                    status = 400
-                elif key is None:
-                    status = 401
-                else:
-                    device = self._view(*key, self._devices[key])
-            self._log.append(LogEntry(self._clock(), sn, status, call))
-        return ManageAnswer(status, device, delay)
 
     def _activate(
         self, pair: tuple[str, str] | None, sn: str, *, murano: bool
@@ -289,6 +243,10 @@ class Registry(Faults):
             self._ciks.retire((vendors[0], model, sn))  # its CIK stops working
             return 205, self._view(vendors[0], model, sn, record)
         return 200, self._view(vendors[0], model, sn, record)
+
+    def _holder(self, cik: str | None) -> Device | None:
+        key = None if cik is None else self._ciks.holder(cik)
+        return None if key is None else self._view(*key, self._devices[key])
 
     def _state(self, record: _Record) -> State:
         if record.state is State.PENDING and self._clock() - record.added_at > EXPIRY_SECONDS:

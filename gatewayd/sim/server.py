@@ -3,7 +3,17 @@
 An endpoint is a function from a :class:`~gatewayd.sim.wire.Request` to a
 :class:`~gatewayd.sim.wire.Response`; it does no I/O. The server of
 :mod:`gatewayd.sim.wire` reads each request, looks the endpoint up in
-:attr:`Simulator.routes` and writes the response.
+:attr:`Simulator.routes` and writes the response. The registry's faults
+(latency, errors, drops) apply to every endpoint but ``/_sim/``.
+
+Activation (form bodies; 400 for another body)::
+
+    POST /provision/activate    vendor=<vendor>&model=<model>&sn=<sn>
+        200 text/plain <cik>, the first time; 409 after that, or once the 24 h
+        window has passed; 404 unknown serial; 403 unknown vendor/model pair
+    POST /provision/activate    id=<sn>   (Murano's form, for the ``murano`` pair)
+        200 text/plain <cik>; 409 once provisioned; 404 not listed, or no
+        Murano product
 
 The vendor management API, with header ``X-Exosite-Token: <vendor token>``
 (missing or wrong: 401; unknown model or serial: 404)::
@@ -16,22 +26,22 @@ The vendor management API, with header ``X-Exosite-Token: <vendor token>``
 
 ``<model>`` and ``<sn>`` are percent-decoded path segments.
 
-A device's own API, enough to check a CIK, with header ``X-Exosite-CIK: <cik>``::
+A device's own API, the calls it makes with its CIK (see :mod:`gatewayd.sim.deviceapi`
+for every answer)::
 
-    GET  /onep:v1/stack/alias
-        200 empty body: the CIK is its device's current one; else 401
+    GET  /onep:v1/stack/alias                   the check of a CIK (no alias named)
+    GET  /onep:v1/stack/alias?<alias>&...       the Data API's read
+    POST /onep:v1/stack/alias                   the Data API's write (and read)
+    POST /onep:v1/stack/record                  the Data API's record
+    POST /onep:v1/rpc/process                   the One Platform RPC: lookup
 
-The One Platform RPC, enough to tell whose a CIK is (see :mod:`gatewayd.sim.rpc`)::
+The simulator's own controls (JSON bodies and answers)::
 
-    POST /onep:v1/rpc/process   application/json body
-         {"auth": {"cik": CIK}, "calls": [{"id": 1, "procedure": "lookup",
-                                            "arguments": ["alias", ""]}]}
-        200 application/json  [{"id": 1, "status": "ok", "result": "<rid>"}]
-            the device's rid, as the management GET answers it; a call without
-            an id is not answered (none with one: 204, empty body)
-        401 {"error": {"code": 401, "message": "Invalid", "context": "auth"}}
-            the CIK is not its device's current one
-        400 {"error": {"code": -1 | 400, ...}}  the body is no such request
+    GET  /_sim/devices      200 {"pairs": [...], "devices": [...]}: states and call
+                            counts, never a CIK
+    POST /_sim/devices      {"vendor", "model", "sn", "state"?}: 201, the device
+                            added, or added again (its state anew, its values gone)
+    POST /_sim/regenerate   {"vendor", "model", "sn"}: 200, a new CIK no node holds
 """
 
 from __future__ import annotations
@@ -47,24 +57,19 @@ from typing import TYPE_CHECKING, Final, Self
 from urllib.parse import parse_qs, unquote
 
 from gatewayd.core.errors import ConfigError
-from gatewayd.sim import rpc
+from gatewayd.sim.answers import activation_response
+from gatewayd.sim.deviceapi import ALIAS_PATH, RECORD_PATH, RPC_PATH, DeviceApi
 from gatewayd.sim.devices import State, parse_device
-from gatewayd.sim.model import DROP, Answer, Call, Device, Fault, ManageAnswer
+from gatewayd.sim.model import DROP, Call, Device, ManageAnswer
 from gatewayd.sim.registry import Registry
-from gatewayd.sim.wire import JSON, POLL_INTERVAL, TEXT, Request, Response, Route, Server
+from gatewayd.sim.wire import FORM, JSON, POLL_INTERVAL, TEXT, Request, Response, Route, Server
 
 if TYPE_CHECKING:
     from types import TracebackType
 
 log = logging.getLogger(__name__)
 
-HTML: Final = "text/html; charset=utf-8"
-FORM: Final = "application/x-www-form-urlencoded"
 TOKEN_HEADER: Final = "X-Exosite-Token"  # noqa: S105 (a header name, not a secret)
-CIK_HEADER: Final = "X-Exosite-CIK"
-CHECK_PATH: Final = "/onep:v1/stack/alias"
-RPC_PATH: Final = "/onep:v1/rpc/process"
-JSON_UTF8: Final = "application/json; charset=utf-8"
 MANAGE_PATH: Final = re.compile(r"/provision/manage/model/(?P<model>[^/]+)/(?P<sn>[^/]+)")
 ONEP_STATUS: Final = MappingProxyType(
     {State.ACTIVATED: "activated", State.PENDING: "notactivated", State.EXPIRED: "expired"}
@@ -90,12 +95,15 @@ class Simulator:
     ) -> None:
         self.registry = registry
         self.murano = murano
+        device = DeviceApi(registry)
         self.routes: tuple[Route, ...] = (
             Route("POST", re.compile(r"/provision/activate"), self._activate),
             Route("GET", MANAGE_PATH, self._serial_status),
             Route("POST", MANAGE_PATH, self._reenable),
-            Route("GET", re.compile(re.escape(CHECK_PATH)), self._check),
-            Route("POST", re.compile(re.escape(RPC_PATH)), self._rpc),
+            Route("GET", re.compile(re.escape(ALIAS_PATH)), device.read),
+            Route("POST", re.compile(re.escape(ALIAS_PATH)), device.write),
+            Route("POST", re.compile(re.escape(RECORD_PATH)), device.record),
+            Route("POST", re.compile(re.escape(RPC_PATH)), device.rpc),
             Route("GET", re.compile(r"/_sim/devices"), self._list_devices),
             Route("POST", re.compile(r"/_sim/devices"), self._add_device),
             Route("POST", re.compile(r"/_sim/regenerate"), self._regenerate),
@@ -142,7 +150,9 @@ class Simulator:
     ) -> None:
         self.stop()
 
-    def dispatch(self, method: str, path: str, headers: Message, body: bytes) -> Response:
+    def dispatch(
+        self, method: str, path: str, headers: Message, body: bytes, query: str = ""
+    ) -> Response:
         """The response the routing table gives; 404 for an unknown path, 405 for a method."""
         path_known = False
         for route in self.routes:
@@ -152,7 +162,7 @@ class Simulator:
             if route.method != method:
                 path_known = True
                 continue
-            return route.endpoint(Request(method, path, headers, body, match.groupdict()))
+            return route.endpoint(Request(method, path, headers, body, match.groupdict(), query))
         return Response.text(405 if path_known else 404)
 
     def _activate(self, request: Request) -> Response:
@@ -170,7 +180,7 @@ class Simulator:
             return Response.text(400, f"expected a {FORM} body: vendor, model and sn, or id")
         shown = answer.fault or ("dropped" if answer.status == DROP else answer.status)
         log.info("activate sn=%r: %s", sn, shown)
-        return _activation_response(answer)
+        return activation_response(answer)
 
     def _serial_status(self, request: Request) -> Response:
         return self._manage(Call.STATUS, request, well_formed=True)
@@ -191,43 +201,6 @@ class Simulator:
         shown = "dropped" if answer.status == DROP else answer.status
         log.info("%s model=%r sn=%r: %s", call, model, sn, shown)
         return _manage_response(answer)
-
-    def _check(self, request: Request) -> Response:
-        """Check a CIK; it is compared by the registry, never logged."""
-        answer = self.registry.check(request.headers.get(CIK_HEADER))
-        device = answer.device
-        shown = "dropped" if answer.status == DROP else answer.status
-        log.info("check sn=%r: %s", "" if device is None else device.sn, shown)
-        if answer.status == 200:
-            return Response(200, b"", TEXT, answer.delay)
-        return replace(Response.text(answer.status), delay=answer.delay)
-
-    def _rpc(self, request: Request) -> Response:
-        """Answer a One Platform RPC request (see :mod:`gatewayd.sim.rpc`); its CIK is
-        compared by the registry, never logged."""
-        parsed: rpc.RpcRequest | rpc.RpcError
-        if request.headers.get_content_type() != JSON:
-            parsed = rpc.RpcError(400, f"expected a {JSON} body")
-        else:
-            try:
-                parsed = rpc.parse(request.body)
-            except rpc.RpcError as exc:
-                parsed = exc
-        cik = parsed.cik if isinstance(parsed, rpc.RpcRequest) else None
-        answer = self.registry.lookup(cik, well_formed=cik is not None)
-        device = answer.device
-        shown = "dropped" if answer.status == DROP else answer.status
-        log.info("lookup sn=%r: %s", "" if device is None else device.sn, shown)
-        if isinstance(parsed, rpc.RpcRequest) and device is not None:
-            entries = rpc.answer(parsed.calls, device.rid)
-            if not entries:  # no call asked for an answer
-                return Response(204, b"", TEXT, answer.delay)
-            return _json(200, entries, answer.delay)
-        if isinstance(parsed, rpc.RpcError) and answer.status == 400:
-            return _json(400, parsed.document(), answer.delay)
-        if answer.status == 401:
-            return _json(401, rpc.refusal(), answer.delay)
-        return replace(Response.text(answer.status), delay=answer.delay)
 
     def _list_devices(self, _request: Request) -> Response:
         pairs = [{"vendor": vendor, "model": model} for vendor, model in self.registry.pairs()]
@@ -275,41 +248,6 @@ def _form(request: Request) -> dict[str, str] | None:
     return {name: values[0] for name, values in fields.items()}
 
 
-def _page(status: int, text: str) -> bytes:
-    """An HTML error page, as proxies and load balancers write them."""
-    title = f"{status} {text}"
-    return (
-        f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>\n".encode()
-    )
-
-
-def _faulty(fault: Fault, answer: Answer) -> Response:
-    cik = b"" if answer.cik is None else answer.cik.reveal().encode()
-    delay = answer.delay
-    responses = {
-        Fault.ISSUED_THEN_500: Response(500, _page(500, "Internal Server Error"), HTML, delay),
-        Fault.ISSUED_THEN_502: Response(502, _page(502, "Bad Gateway"), HTML, delay),
-        Fault.ISSUED_THEN_504: Response(504, _page(504, "Gateway Timeout"), HTML, delay),
-        Fault.ISSUED_THEN_DROPPED: Response(DROP, delay=delay),
-        Fault.ISSUED_CUT_SHORT: Response(200, cik, TEXT, delay, cut=10),
-        Fault.ISSUED_DRIBBLED: Response(200, cik, TEXT, delay, dribble=True),
-        Fault.ISSUED_AS_201: Response(201, cik, TEXT, delay),
-        Fault.ISSUED_AS_202: Response(202, cik, TEXT, delay),
-        Fault.ISSUED_WITH_NEWLINE: Response(200, cik + b"\n", TEXT, delay),
-        Fault.ISSUED_EMPTY: Response(200, b"", TEXT, delay),
-        Fault.PROXY_PAGE: Response(200, _page(200, "Sign in to continue"), HTML, delay),
-    }
-    return responses[fault]
-
-
-def _activation_response(answer: Answer) -> Response:
-    if answer.fault is not None:
-        return _faulty(answer.fault, answer)
-    if answer.cik is not None:
-        return Response(200, answer.cik.reveal().encode(), TEXT, answer.delay)
-    return replace(Response.text(answer.status), delay=answer.delay)
-
-
 def _manage_response(answer: ManageAnswer) -> Response:
     device = answer.device
     if answer.status == 200 and device is not None:
@@ -318,10 +256,6 @@ def _manage_response(answer: ManageAnswer) -> Response:
     if answer.status == 205:
         return Response(205, b"", TEXT, answer.delay)
     return replace(Response.text(answer.status), delay=answer.delay)
-
-
-def _json(status: int, document: object, delay: float) -> Response:
-    return Response(status, json.dumps(document).encode(), JSON_UTF8, delay)
 
 
 def _device_json(device: Device) -> dict[str, object]:

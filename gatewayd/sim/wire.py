@@ -33,6 +33,7 @@ TEXT: Final = "text/plain; charset=utf-8"
 DRIBBLE_PACE: Final = 0.1
 """Seconds between two bytes of a dribbled answer."""
 JSON: Final = "application/json"
+FORM: Final = "application/x-www-form-urlencoded"
 MAX_BODY: Final = 64 * 1024
 HANDLER_TIMEOUT: Final = 10.0
 POLL_INTERVAL: Final = 0.05
@@ -45,6 +46,8 @@ class Request:
     headers: Message
     body: bytes
     params: Mapping[str, str] = field(default_factory=dict)
+    query: str = ""
+    """The target's query, as sent (still percent-encoded)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,7 @@ class Server(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        dispatch: Callable[[str, str, Message, bytes], Response],
+        dispatch: Callable[[str, str, Message, bytes, str], Response],
     ) -> None:
         self.dispatch = dispatch
         self.stopping = threading.Event()
@@ -163,8 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(413 if length > MAX_BODY else 400, "bad Content-Length")
             return
         body = self.rfile.read(length)
-        path = urlsplit(self.path).path
-        response = self.server.dispatch(self.command, path, self.headers, body)
+        target = urlsplit(self.path)
+        response = self.server.dispatch(self.command, target.path, self.headers, body, target.query)
         delay = response.delay - (time.monotonic() - self._arrived)
         if delay > 0 and self.server.stopping.wait(delay):
             self.close_connection = True

@@ -367,6 +367,7 @@ def test_regenerating_a_cik_at_run_time_makes_the_old_one_refused(sim: Simulator
         ('{"vendor": "a", "model": "b", "sn": "c", "cik": "x"}', "cik: unknown key"),
         ("[1, 2]", "expected a table"),
         ("{not json", "not valid JSON"),
+        ("[" * 3000 + "]" * 3000, "not valid JSON"),
     ],
 )
 def test_add_device_rejects_a_bad_body(

@@ -215,7 +215,7 @@ class Simulator:
             document = json.loads(request.body)
             key = (document["vendor"], document["model"], document["sn"])
             self.registry.regenerate(*key)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return Response.text(404, "expected vendor, model and sn of a known device")
         log.info("regenerated the CIK of %s/%s sn=%r", *key)
         return Response.json(200, {"vendor": key[0], "model": key[1], "sn": key[2]})
@@ -226,7 +226,7 @@ class Simulator:
         try:
             document = json.loads(request.body)
             vendor, model, sn, state = parse_device(document, "request body")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return Response.text(400, f"request body: not valid JSON: {exc}")
         except ConfigError as exc:
             return Response.text(400, str(exc))

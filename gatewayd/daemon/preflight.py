@@ -20,6 +20,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from gatewayd.adapters import logs
 from gatewayd.adapters.filestore import FileStore
 from gatewayd.adapters.keystore import Keystore
 from gatewayd.adapters.state import StateDB
@@ -106,5 +107,7 @@ def retired_only(keystore: Keystore, nodes: Iterable[Node]) -> list[CikLookedUp]
             ):
                 found.append(CikLookedUp(node.sn, None, retired=True))
         except KeystoreError as exc:
-            log.warning("node %s: cannot read its CIK at start: %s", node.sn, exc)
+            log.warning(
+                "node %s: cannot read its CIK at start: %s", node.sn, exc, extra=logs.about(node.sn)
+            )
     return found

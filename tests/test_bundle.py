@@ -8,6 +8,7 @@ nodes played by one MQTT client.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ from conftest import MODEL, THIRD_PARTY, VENDOR, WAIT, Gateway
 from gatewayd.adapters.mqtt import new_client
 from gatewayd.adapters.state import StateDB
 from gatewayd.config.load import load
-from gatewayd.core.model import Node, State
+from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.secret import Secret
 from gatewayd.ctl import bundle as bundle_module
 from gatewayd.ctl import sealing
@@ -238,7 +239,7 @@ def test_a_stored_cik_that_differs_is_kept_unless_the_bundle_is_preferred(
     argv = ("import", str(bundle), "--passphrase-file", str(passphrase))
     assert ctl(capsys, new, *argv) == (
         1,
-        f"1 nodes imported into {new.state_dir}\n",
+        f"1 nodes imported into {new.state_dir}, 0 already held, 1 kept as stored, 0 refused\n",
         (
             "gatewayctl: SN-B0000: kept as stored: its CIK differs from the bundle's "
             "(--prefer-bundle takes the bundle's)\n"
@@ -264,7 +265,7 @@ def test_a_cik_retired_here_is_not_taken_back_from_a_bundle(
     argv = ("import", str(bundle), "--passphrase-file", str(passphrase))
     assert ctl(capsys, new, *argv) == (
         1,
-        f"1 nodes imported into {new.state_dir}\n",
+        f"1 nodes imported into {new.state_dir}, 0 already held, 0 kept as stored, 1 refused\n",
         (
             "gatewayctl: SN-B0000: not imported: its CIK in the bundle was retired here "
             "(refused, or rotated away)\n"
@@ -294,7 +295,10 @@ def test_an_import_into_a_running_gatewayd_goes_through_its_control_socket(
         argv = ("import", str(bundle), "--passphrase-file", str(passphrase))
         assert ctl(capsys, new, *argv) == (
             0,
-            "1000 nodes imported into the running gatewayd, 0 already held\n",
+            (
+                "1000 nodes imported into the running gatewayd, 0 already held, 0 kept as stored, "
+                "0 refused\n"
+            ),
             "",
         )
         told.wait(timeout=WAIT)
@@ -306,7 +310,10 @@ def test_an_import_into_a_running_gatewayd_goes_through_its_control_socket(
     assert registry.total_calls() == calls  # every answer from the keystore
     assert ctl(capsys, new, *argv) == (
         0,
-        "0 nodes imported into the running gatewayd, 1000 already held\n",
+        (
+            "0 nodes imported into the running gatewayd, 1000 already held, 0 kept as stored, "
+            "0 refused\n"
+        ),
         "",
     )
 
@@ -324,7 +331,13 @@ def test_a_running_gatewayd_keeps_a_differing_cik_unless_the_bundle_is_preferred
     new.start()
     argv = ("import", str(bundle), "--passphrase-file", str(passphrase))
     code, out, err = ctl(capsys, new, *argv)
-    assert (code, out) == (1, "1 nodes imported into the running gatewayd, 0 already held\n")
+    assert (code, out) == (
+        1,
+        (
+            "1 nodes imported into the running gatewayd, 0 already held, 1 kept as stored, "
+            "0 refused\n"
+        ),
+    )
     assert err == (
         "gatewayctl: SN-B0000: kept as stored: its CIK differs from the bundle's "
         "(--prefer-bundle takes the bundle's)\n"
@@ -334,7 +347,10 @@ def test_a_running_gatewayd_keeps_a_differing_cik_unless_the_bundle_is_preferred
         assert keystore.load(VENDOR, MODEL, "SN-B0001") == Secret(cik(2))
     assert ctl(capsys, new, *argv, "--prefer-bundle") == (
         0,
-        "1 nodes imported into the running gatewayd, 1 already held\n",
+        (
+            "1 nodes imported into the running gatewayd, 1 already held, 0 kept as stored, "
+            "0 refused\n"
+        ),
         "",
     )
     with as_gateway(new):
@@ -563,3 +579,172 @@ def test_a_new_gateway_refuses_the_ciks_the_old_one_retired(
         (Secret(x), "refused by Exosite, or rotated away"),
         (Secret(y), "rotated"),
     ]
+
+
+# ------------------------------------------- one set of rules, gatewayd running or not
+
+
+X, Y = "7" * 40, "8" * 40
+
+
+def record(sn: str, state: State, now: float) -> Node:
+    """A record of ``sn`` in ``state`` as gatewayd leaves it, made a minute before ``now``."""
+    seen = now - 60
+    match state:
+        case State.ACTIVATED:
+            return Node(sn, VENDOR, MODEL, state, seen, 1, activated_at=seen)
+        case State.PENDING:  # its next attempt an hour away (retry_cap is raised to match)
+            return Node(sn, VENDOR, MODEL, state, seen, 1, now + 3600, "HTTP 503")
+        case _:
+            return Node(sn, VENDOR, MODEL, state, seen, 1, None, "HTTP 404",
+                        Reason.UNKNOWN_SERIAL, 404, rejected_at=seen)  # fmt: skip
+
+
+def put(gw: Gateway, node: Node | None, cik: str | None, retired: tuple[str, ...] = ()) -> None:
+    """``node`` (None: no record), ``cik`` as its stored CIK and ``retired`` as CIKs retired
+    for it, in the (stopped) gateway's state folder and keystore."""
+    sn = "SN-S1"
+    with as_gateway(gw), StateDB.in_dir(gw.state_dir) as db:
+        keystore = open_keystore(load(gw.config_path))
+        for value in retired:
+            keystore.store(VENDOR, MODEL, sn, Secret(value))
+            assert keystore.retire(VENDOR, MODEL, sn, why="rotated")
+        if cik is not None:
+            keystore.store(VENDOR, MODEL, sn, Secret(cik))
+        if node is not None:
+            db.begin()
+            db.save(node)
+            db.commit()
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A node held here, its entry in a bundle, and what an import of it comes to."""
+
+    here: tuple[State | None, str | None, tuple[str, ...]]
+    """The record's state held here (None: no record), the CIK stored, the CIKs retired."""
+    bundle: tuple[State, str | None]
+    """The state and the CIK of the bundle's entry."""
+    prefer: bool
+    """--prefer-bundle."""
+    counted: tuple[int, int, int, int]
+    """Imported, already held, kept as stored, refused."""
+    after: tuple[State, str]
+    """The record's state and the CIK stored, after the import."""
+
+
+A, P, R = State.ACTIVATED, State.PENDING, State.REJECTED
+# fmt: off
+CASES = {
+    "activated-vs-rejected-without-cik":
+        Case((A, X, ()), (R, None), prefer=False, counted=(0, 1, 0, 0), after=(A, X)),
+    "activated-vs-rejected-without-cik-preferred":
+        Case((A, X, ()), (R, None), prefer=True, counted=(0, 1, 0, 0), after=(A, X)),
+    "activated-vs-pending-with-another-cik-preferred":
+        Case((A, X, ()), (P, Y), prefer=True, counted=(0, 0, 1, 0), after=(A, X)),
+    "differing-cik":
+        Case((A, X, ()), (A, Y), prefer=False, counted=(0, 0, 1, 0), after=(A, X)),
+    "differing-cik-preferred":
+        Case((A, X, ()), (A, Y), prefer=True, counted=(1, 0, 0, 0), after=(A, Y)),
+    "cik-retired-here":
+        Case((A, Y, (X,)), (A, X), prefer=True, counted=(0, 0, 0, 1), after=(A, Y)),
+    "unknown-here":
+        Case((None, None, ()), (A, X), prefer=False, counted=(1, 0, 0, 0), after=(A, X)),
+    "pending-vs-activated":
+        Case((P, None, ()), (A, X), prefer=False, counted=(1, 0, 0, 0), after=(A, X)),
+}
+# fmt: on
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What an import printed and left: its exit code, its counts line (where it imported
+    into left out), its stderr, the record, the CIK stored and the CIKs retired."""
+
+    code: int
+    said: str
+    err: str
+    node: Node | None
+    stored: Secret | None
+    retired: list[tuple[Secret, str]]
+
+
+def imported(gw: Gateway, bundle: Path, passphrase: Path, *, prefer: bool) -> Outcome:
+    """gatewayctl (a subprocess) imports ``bundle`` into ``gw``, running or not."""
+    argv = ["import", str(bundle), "--passphrase-file", str(passphrase)]
+    done = gw.ctl(*argv, *(["--prefer-bundle"] if prefer else []))
+    where = "the running gatewayd" if gw.process is not None else str(gw.state_dir)
+    assert done.stdout.count(f" nodes imported into {where}, ") == 1, done.stdout
+    with StateDB.in_dir(gw.state_dir, readonly=True) as db:
+        node = db.get("SN-S1")
+    said = done.stdout.replace(where, "HERE")
+    return Outcome(
+        done.returncode, said, done.stderr, node, stored_here(gw, "SN-S1"),
+        retired_here(gw, "SN-S1"),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_an_import_comes_to_the_same_whether_gatewayd_runs_or_not(
+    tmp_path: Path, gateway: MakeGateway, passphrase: Path, capsys: pytest.CaptureFixture[str],
+    case: Case,
+) -> None:  # fmt: skip
+    """The same bundle imported into the same state: by gatewayctl alone, gatewayd stopped,
+    and into a running gatewayd; the records, CIKs and counts are the same, and as the
+    case says."""
+    now = time.time()
+    old = gateway()
+    (state, cik), (here_state, stored, retired) = case.bundle, case.here
+    put(old, record("SN-S1", state, now), cik)
+    bundle = export(capsys, old, tmp_path / "case.bundle", passphrase)
+    outcomes = []
+    for running in (False, True):
+        gw = gateway(exosite={"retry_cap": 7200.0})
+        put(gw, None if here_state is None else record("SN-S1", here_state, now), stored, retired)
+        if running:
+            gw.start()
+        outcomes.append(imported(gw, bundle, passphrase, prefer=case.prefer))
+    stopped, live = outcomes
+    assert stopped == live
+    taken, held, kept, refused = case.counted
+    assert stopped.said == (
+        f"{taken} nodes imported into HERE, {held} already held, {kept} kept as stored, "
+        f"{refused} refused\n"
+    )
+    assert stopped.code == (1 if kept or refused else 0)
+    assert stopped.node is not None
+    assert (stopped.node.state, stopped.stored) == (case.after[0], Secret(case.after[1]))
+    if taken:
+        assert stopped.node == record("SN-S1", state, now)
+    elif here_state is not None:
+        assert stopped.node == record("SN-S1", here_state, now)  # left as it was
+
+
+def test_a_node_activated_here_is_not_downgraded_by_an_offline_import(
+    tmp_path: Path,
+    gateway: MakeGateway,
+    registry: Registry,
+    broker: Broker,
+    passphrase: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A bundle holding the node rejected, without a CIK, imported with gatewayd stopped:
+    the node stays activated with its CIK here, and is answered from the keystore."""
+    now = time.time()
+    old, new = gateway(), gateway()
+    put(old, record("SN-S1", State.REJECTED, now), None)
+    bundle = export(capsys, old, tmp_path / "rejected.bundle", passphrase)
+    held = record("SN-S1", State.ACTIVATED, now)
+    put(new, held, X)
+    done = new.ctl("import", str(bundle), "--passphrase-file", str(passphrase))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (
+        f"0 nodes imported into {new.state_dir}, 1 already held, 0 kept as stored, 0 refused\n"
+    )
+    with StateDB.in_dir(new.state_dir, readonly=True) as db:
+        assert db.get("SN-S1") == held
+    assert stored_here(new, "SN-S1") == Secret(X)
+    new.start()
+    answer = reannounce(broker, ["SN-S1"])["SN-S1"]
+    assert (answer["status"], answer["cik"]) == ("activated", X)
+    assert registry.total_calls() == 0

@@ -74,9 +74,11 @@ def test_the_answer_waits_until_cik_and_record_are_flushed(rig: Rig, tmp_path: P
     assert request.done.is_set()
     assert request.reply == {
         "ok": True,
-        "message": "1 imported, 0 already held",
+        "message": "1 imported, 0 already held, 0 kept as stored, 0 refused",
         "imported": 1,
         "unchanged": 0,
+        "kept": 0,
+        "refused": 0,
         "problems": [],
     }
     assert rig.keystore.load(VENDOR, MODEL, "SN1") == NEW

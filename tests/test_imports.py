@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
 from conftest import FakeClock as Clock
 
+from gatewayd.core import imports
 from gatewayd.core.actions import (
     Action,
     Log,
@@ -30,6 +32,7 @@ from gatewayd.core.events import (
     Refused,
     Rotate,
 )
+from gatewayd.core.imports import Answer, Decision
 from gatewayd.core.model import Node, Reason, Settings, State
 from gatewayd.core.retired import Retired
 from gatewayd.core.secret import Secret
@@ -103,9 +106,10 @@ def test_a_node_with_a_request_in_flight_is_not_imported(clock: Clock) -> None:
     before = engine.node("SN1")
     actions = engine.handle(Imported(activated(clock), OLD, None))
     assert actions == [
-        Result(
+        Decision(
             ok=False,
             message="SN1: not imported: a request about it is under way; import it again later",
+            answer=Answer.REFUSED,
         )
     ]
     assert engine.node("SN1") == before
@@ -115,7 +119,9 @@ def test_the_same_cik_stored_leaves_the_node_as_it_is(clock: Clock) -> None:
     here = dataclasses.replace(activated(clock), activated_at=clock.now)
     engine = Engine(SETTINGS, [here], clock, upper)
     actions = engine.handle(Imported(activated(clock), OLD, OLD))
-    assert actions == [Result(ok=True, message="SN1: already held, unchanged")]
+    assert actions == [
+        Decision(ok=True, message="SN1: already held, unchanged", answer=Answer.UNCHANGED)
+    ]
     assert engine.node("SN1") == here
 
 
@@ -124,8 +130,8 @@ def test_a_differing_cik_is_kept_unless_the_bundle_is_preferred(clock: Clock) ->
     engine = Engine(SETTINGS, [here], clock, upper)
     kept = engine.handle(Imported(activated(clock), NEW, OLD))
     assert kept == [
-        Result(ok=False, message="SN1: kept as stored: its CIK differs from the bundle's "
-               "(--prefer-bundle takes the bundle's)")
+        Decision(ok=False, message="SN1: kept as stored: its CIK differs from the bundle's "
+                 "(--prefer-bundle takes the bundle's)", answer=Answer.KEPT)
     ]  # fmt: skip
     preferred = Imported(activated(clock), NEW, OLD, prefer_bundle=True)
     assert engine.import_refusal(preferred) is None
@@ -150,8 +156,8 @@ def test_a_node_with_a_check_or_a_reenable_under_way_is_not_imported(clock: Cloc
     assert "Reenable" in acts(engine.handle(Rotate("SN2")))
     engine.handle(ReenableAnswered("SN2", error="HTTP 503"))  # back to activated
     assert engine.node("SN2").state is State.ACTIVATED  # type: ignore[union-attr]
-    assert engine.import_refusal(Imported(here, OLD, OLD)) == Result(
-        ok=True, message="SN2: already held, unchanged"
+    assert engine.import_refusal(Imported(here, OLD, OLD)) == Decision(
+        ok=True, message="SN2: already held, unchanged", answer=Answer.UNCHANGED
     )
     engine.handle(Rotate("SN2"))
     assert engine.import_refusal(Imported(here, NEW, None)) is not None
@@ -179,6 +185,108 @@ def test_a_rejected_record_is_held_from_its_own_rejection_time(clock: Clock) -> 
     assert acts(engine.handle(Announced("SN2"))) == ["Publish"]  # told rejected again
     clock.advance(240)
     assert acts(engine.handle(Announced("SN2"))) == ["SaveNode", "Activate"]
+
+
+# ------------------------------------------------------- one set of rules for both imports
+
+
+def pending(clock: Clock) -> Node:
+    return Node("SN1", "acme", "thermo-v1", State.PENDING, clock.now - 60, 1, clock.now + 30)
+
+
+def rejected(clock: Clock) -> Node:
+    ago = clock.now - 60
+    return Node("SN1", "acme", "thermo-v1", State.REJECTED, ago, 1,
+                reason=Reason.UNKNOWN_SERIAL, http_status=404, rejected_at=ago)  # fmt: skip
+
+
+KEPT_ACTIVATED = "SN1: kept as stored: activated here, and the bundle's record of it is pending"
+# the record here, the stored CIK, the retired CIKs; the entry's record and CIK; --prefer-bundle
+# fmt: off
+DECISIONS = {
+    "unknown here": (None, None, (), activated, OLD, False, Answer.IMPORTED),
+    "unknown here, a differing CIK stored": (None, NEW, (), activated, OLD, False, Answer.KEPT),
+    "unknown here, preferred": (None, NEW, (), activated, OLD, True, Answer.IMPORTED),
+    "activated vs rejected without a CIK":
+        (activated, OLD, (), rejected, None, False, Answer.UNCHANGED),
+    "activated vs rejected without a CIK, preferred":
+        (activated, OLD, (), rejected, None, True, Answer.UNCHANGED),
+    "activated vs pending with another CIK, preferred":
+        (activated, OLD, (), pending, NEW, True, Answer.KEPT),
+    "activated vs pending with its CIK": (activated, OLD, (), pending, OLD, True, Answer.UNCHANGED),
+    "the same CIK": (activated, OLD, (), activated, OLD, False, Answer.UNCHANGED),
+    "a differing CIK": (activated, OLD, (), activated, NEW, False, Answer.KEPT),
+    "a differing CIK, preferred": (activated, OLD, (), activated, NEW, True, Answer.IMPORTED),
+    "a CIK retired here": (activated, NEW, (OLD,), activated, OLD, True, Answer.REFUSED),
+    "a CIK retired here, none stored": (None, None, (OLD,), activated, OLD, True, Answer.REFUSED),
+    "pending vs activated": (pending, None, (), activated, OLD, False, Answer.IMPORTED),
+    "pending vs rejected without a CIK":
+        (pending, None, (), rejected, None, False, Answer.UNCHANGED),
+}
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("here", "stored", "retired", "made", "cik", "prefer", "expected"),
+    list(DECISIONS.values()),
+    ids=list(DECISIONS),
+)
+def test_each_entry_is_decided_from_what_is_held_here(
+    clock: Clock,
+    here: Callable[[Clock], Node] | None,
+    stored: Secret | None,
+    retired: tuple[Secret, ...],
+    made: Callable[[Clock], Node],
+    cik: Secret | None,
+    prefer: bool,
+    expected: Answer,
+) -> None:
+    """The rules both imports follow, gatewayd running (the engine) or stopped (gatewayctl)."""
+    event = Imported(made(clock), cik, stored, prefer, frozenset(retired))
+    current = None if here is None else here(clock)
+    decision = imports.decide(event, current, under_way=False)
+    assert decision.answer is expected
+    assert decision.ok is (expected in {Answer.IMPORTED, Answer.UNCHANGED})
+    engine = Engine(SETTINGS, [] if current is None else [current], clock, upper)
+    assert imports.answer_of(engine.import_refusal(event)) is expected
+
+
+def test_a_node_activated_here_is_not_replaced_by_an_older_record_even_preferred(
+    clock: Clock,
+) -> None:
+    engine = Engine(SETTINGS, [activated(clock)], clock, upper)
+    actions = engine.handle(Imported(pending(clock), NEW, OLD, prefer_bundle=True))
+    assert actions == [Decision(ok=False, message=KEPT_ACTIVATED, answer=Answer.KEPT)]
+    assert engine.node("SN1") == activated(clock)
+
+
+def test_a_cik_retired_here_is_refused_by_the_engine(clock: Clock) -> None:
+    engine = Engine(SETTINGS, [], clock, upper)
+    event = Imported(activated(clock), OLD, None, prefer_bundle=True, retired=frozenset({OLD}))
+    assert engine.handle(event) == [
+        Decision(
+            ok=False,
+            message="SN1: not imported: its CIK in the bundle was retired here (refused, or "
+            "rotated away)",
+            answer=Answer.REFUSED,
+        )
+    ]
+    assert engine.node("SN1") is None
+
+
+def test_a_record_left_with_something_under_way_is_not_imported_offline(clock: Clock) -> None:
+    """gatewayd stopped: what it finishes at its start (a request, a re-enable it started
+    itself, a rotation) refuses the import as the running gatewayd refuses it meanwhile."""
+    node = activated(clock)
+    reenabling = dataclasses.replace(node, state=State.NEEDS_REENABLE, uncertain=True)
+    assert imports.left_under_way(reenabling, auto_reenable=True)
+    assert not imports.left_under_way(reenabling, auto_reenable=False)
+    for state in (State.ACTIVATING, State.ROTATING):
+        assert imports.left_under_way(dataclasses.replace(node, state=state), auto_reenable=False)
+    assert not imports.left_under_way(node, auto_reenable=True)
+    assert not imports.left_under_way(None, auto_reenable=True)
+    event = Imported(activated(clock), OLD, None)
+    assert imports.decide(event, reenabling, under_way=True).answer is Answer.REFUSED
 
 
 # -------------------------------------------------------------------- entries

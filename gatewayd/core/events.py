@@ -183,15 +183,19 @@ class Forget:
 
 @dataclass(frozen=True, slots=True)
 class Imported:
-    """The operator imports a node's record and CIK from a bundle into the running daemon.
+    """The operator imports a node's record and CIK from a bundle: into the running daemon,
+    or, gatewayd stopped, decided on by gatewayctl by the same rules
+    (:func:`gatewayd.core.imports.decide`).
 
-    ``stored``: the CIK the keystore holds for the serial now, read by the daemon.
-    ``prefer_bundle``: a stored CIK that differs from the bundle's is replaced."""
+    ``stored``: the CIK the keystore holds for the serial now, read from it.
+    ``prefer_bundle``: a stored CIK that differs from the bundle's is replaced.
+    ``retired``: the CIKs the gateway has retired for the serial, read from the keystore."""
 
     node: Node
     cik: Secret | None
     stored: Secret | None
     prefer_bundle: bool = False
+    retired: frozenset[Secret] = frozenset()
 
 
 Event = (

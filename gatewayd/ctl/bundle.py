@@ -6,8 +6,9 @@ While gatewayd runs, an import hands the entries to it over the control socket
 (:mod:`gatewayd.daemon.importing`): gatewayctl opens the bundle, and the passphrase
 never reaches the daemon. While it is stopped, the import writes to the gateway's
 state folder itself, so it runs as the folder's owner (``sudo -u gatewayd gatewayctl
-import ...``). A CIK stored already that differs from the bundle's is kept unless
-``--prefer-bundle``.
+import ...``). Either way, what becomes of each entry (imported, already held, kept as
+stored, refused) is decided by the same rules (:func:`gatewayd.core.imports.decide`),
+and gatewayctl prints how many of each.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from gatewayd.core import imports
 from gatewayd.core.actions import Log
 from gatewayd.core.entries import EntryError, entry, node_of, retired_of
 from gatewayd.core.errors import KeystoreError
+from gatewayd.core.events import Imported
+from gatewayd.core.imports import Answer
 from gatewayd.core.model import Node
 from gatewayd.core.retired import REPLACED, Retired, retired_ciks
 from gatewayd.core.secret import Secret
@@ -96,33 +99,46 @@ Entry = tuple[Node, Secret | None, tuple[Retired, ...]]
 
 
 def _import_stopped(config: Config, nodes: list[Entry], *, prefer_bundle: bool) -> int:
-    """Write the bundle's records and CIKs into the state folder of a stopped gatewayd."""
+    """Write the bundle's records and CIKs into the state folder of a stopped gatewayd,
+    each entry decided on by the rules the running gatewayd follows (:func:`imports.decide`)."""
     state_dir = config.gateway.state_dir
     _check_target(config)
     keystore = open_keystore(config)
-    chosen: list[tuple[Entry, bool]] = []
-    """The entries to take, each with whether it replaces the stored CIK."""
+    counts = dict.fromkeys(Answer, 0)
     left: list[str] = []
-    for node, cik, retired in nodes:  # every stored and retired CIK read before any write
-        vendor, model, sn = node.vendor, node.model, node.sn
-        stored = keystore.load(vendor, model, sn)
-        if cik is not None and cik in retired_ciks(keystore.retired(vendor, model, sn)):
-            left.append(f"{sn}: {imports.RETIRED}")
-        elif cik is None or stored in (None, cik):
-            chosen.append(((node, None if cik == stored else cik, retired), False))
-        elif not prefer_bundle:
-            left.append(f"{sn}: {imports.KEPT}")
-        else:
-            chosen.append(((node, cik, retired), True))
     taken: list[tuple[Node, Secret | None]] = []
-    for (node, cik, retired), replaces in chosen:
-        problem = _retire(keystore, node, retired, replaces=replaces)
-        if problem is None:
-            taken.append((node, cik))
-        else:
-            left.append(problem)
-    _store(config, keystore, taken)
     with StateDB.in_dir(state_dir) as db:
+        chosen: list[tuple[Answer, Imported, Node, tuple[Retired, ...]]] = []
+        """The entries to take or leave as they are, each with the record held here."""
+        imported: set[str] = set()
+        for node, cik, retired in nodes:  # every stored and retired CIK read before any write
+            sn = node.sn
+            current = db.get(sn)
+            held = current or node
+            stored = keystore.load(held.vendor, held.model, sn)
+            here = retired_ciks(keystore.retired(held.vendor, held.model, sn))
+            event = Imported(node, cik, stored, prefer_bundle, here)
+            under_way = imports.left_under_way(current, auto_reenable=config.exosite.auto_reenable)
+            decision = imports.decide(event, current, under_way=under_way)
+            if sn in imported and decision.answer is not Answer.REFUSED:
+                decision = imports.Decision(ok=False, message=f"{sn}: {_TWICE}")
+            if decision.answer in {Answer.IMPORTED, Answer.UNCHANGED}:
+                chosen.append((decision.answer, event, held, retired))
+                if decision.answer is Answer.IMPORTED:
+                    imported.add(sn)
+            else:
+                counts[decision.answer] += 1
+                left.append(decision.message)
+        for answer, event, held, retired in chosen:
+            problem = _retire(keystore, held, retired, replaces=imports.replaces(event))
+            if problem is not None:
+                counts[Answer.REFUSED] += 1
+                left.append(problem)
+                continue
+            counts[answer] += 1
+            if answer is Answer.IMPORTED:  # the CIK, unless it is stored already
+                taken.append((event.node, None if event.cik == event.stored else event.cik))
+        _store(config, keystore, taken)
         db.begin()
         for node, _cik in taken:
             db.save(node)
@@ -132,18 +148,31 @@ def _import_stopped(config: Config, nodes: list[Entry], *, prefer_bundle: bool) 
         (Log("imported", logging.INFO, said, node.sn, node.state) for node, _cik in taken),
         "gatewayctl",
     )
-    print(f"{len(taken)} nodes imported into {state_dir}")
+    print(_counted(counts, str(state_dir)))
     for problem in left:
         print(f"gatewayctl: {problem}", file=sys.stderr)
     return EXIT_FAILURE if left else EXIT_OK
+
+
+_TWICE: Final = "not imported: an earlier entry of the bundle for it is imported"
+"""The answer for a second entry of a serial whose first is taken."""
+
+
+def _counted(counts: dict[Answer, int], where: str) -> str:
+    """What became of a bundle's entries, as both imports print it."""
+    return (
+        f"{counts[Answer.IMPORTED]} nodes imported into {where}, "
+        f"{counts[Answer.UNCHANGED]} already held, {counts[Answer.KEPT]} kept as stored, "
+        f"{counts[Answer.REFUSED]} refused"
+    )
 
 
 def _retire(
     keystore: Keystore, node: Node, retired: tuple[Retired, ...], *, replaces: bool
 ) -> str | None:
     """Keep the entry's retired CIKs with the gateway's, then retire the stored CIK the
-    entry replaces (each on disk before its CIK is replaced); the problem, if they cannot
-    be."""
+    entry replaces (each on disk before its CIK is replaced); ``node``: the record held
+    here for the serial (else the entry's). The problem, if they cannot be."""
     vendor, model, sn = node.vendor, node.model, node.sn
     try:
         keystore.add_retired(vendor, model, sn, retired)
@@ -192,7 +221,7 @@ PART: Final = 256 * 1024
 def _import_live(config: Config, entries: list[Any], *, prefer_bundle: bool) -> int:
     """Hand the bundle's entries to the running gatewayd, a part at a time; each part is
     answered once what it stored is durable."""
-    imported = unchanged = 0
+    counts = dict.fromkeys(Answer, 0)
     problems: list[str] = []
     try:
         for part in _parts(entries):
@@ -206,11 +235,11 @@ def _import_live(config: Config, entries: list[Any], *, prefer_bundle: bool) -> 
             listed = reply.get("problems")
             if not isinstance(listed, list):  # the whole part refused
                 raise BundleError(f"gatewayd refused the import: {reply.get('message')}")
-            imported += _count(reply.get("imported"))
-            unchanged += _count(reply.get("unchanged"))
+            for answer in Answer:
+                counts[answer] += _count(reply.get(answer.value))
             problems += [str(p) for p in listed]
     finally:
-        print(f"{imported} nodes imported into the running gatewayd, {unchanged} already held")
+        print(_counted(counts, "the running gatewayd"))
         for problem in problems:
             print(f"gatewayctl: {problem}", file=sys.stderr)
     return EXIT_FAILURE if problems else EXIT_OK

@@ -1,15 +1,15 @@
 """``gatewayctl import`` while gatewayd runs: a bundle's entries, opened by gatewayctl
 (the passphrase never reaches the daemon), come over the control socket a part at a
-time, and each is handed to the engine (:mod:`gatewayd.core.imports`) with the CIK
-the keystore holds for its serial now.
+time, and each is handed to the engine with the CIK the keystore holds for its serial
+now and the CIKs retired for it: it decides what becomes of the entry by the rules an
+import with gatewayd stopped follows too (:func:`gatewayd.core.imports.decide`).
 
 Before an entry is handed over, or left as it is, the CIKs the bundle lists as retired
 for its serial are kept with the gateway's, on disk; before one that replaces a stored
 CIK (``--prefer-bundle``) is, the stored CIK is retired here, on disk; one that cannot
-be is not replaced. An entry whose CIK is any the gateway has retired is refused: a CIK
-Exosite refused, one rotated away or one an import replaced is never taken back. The
-answer comes once what the part wrote is durable: its CIKs flushed, then its records
-committed and flushed.
+be is not replaced. The answer counts the entries imported, already held, kept as
+stored and refused, and comes once what the part wrote is durable: its CIKs flushed,
+then its records committed and flushed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from gatewayd.core.engine import Engine
 from gatewayd.core.entries import EntryError, node_of, retired_of
 from gatewayd.core.errors import KeystoreError
 from gatewayd.core.events import Event, Imported
+from gatewayd.core.imports import Answer
 from gatewayd.core.retired import REPLACED, Retired, retired_ciks
 from gatewayd.daemon.control import Request
 from gatewayd.daemon.executor import Executor
@@ -43,26 +44,27 @@ def take(
         return
     problems: list[str] = []
     imported: list[str] = []
-    unchanged = 0
+    counts = dict.fromkeys(Answer, 0)
     for made in request.entries:
         try:
             event, retired = _event(made, engine, executor, prefer_bundle=request.prefer_bundle)
         except EntryError as exc:
             problems.append(str(exc))
+            counts[Answer.REFUSED] += 1
             continue
         refusal = engine.import_refusal(event)
-        if refusal is None or refusal.ok:
+        if imports.answer_of(refusal) in {Answer.IMPORTED, Answer.UNCHANGED}:
             refusal = _retire(executor, engine, event, retired) or refusal
-        if refusal is None:
+        kind = imports.answer_of(refusal)
+        counts[kind] += 1
+        if kind is Answer.IMPORTED:
             handle(event)
             imported.append(event.node.sn)
-        elif refusal.ok:
-            unchanged += 1
-        else:
+        elif kind is not Answer.UNCHANGED and refusal is not None:
             problems.append(refusal.message)
     executor.results.clear()
 
-    def answer() -> None:
+    def reply() -> None:
         unstored = [sn for sn in imported if sn in executor.held]
         said = problems + [f"{sn}: its CIK is not stored yet ({_REFUSED})" for sn in unstored]
         if executor.state_failing:
@@ -70,21 +72,24 @@ def take(
         request.answer(
             {
                 "ok": not said,
-                "message": f"{len(imported)} imported, {unchanged} already held",
-                "imported": len(imported),
-                "unchanged": unchanged,
+                "message": (
+                    f"{counts[Answer.IMPORTED]} imported, {counts[Answer.UNCHANGED]} already "
+                    f"held, {counts[Answer.KEPT]} kept as stored, {counts[Answer.REFUSED]} refused"
+                ),
+                **{one.value: count for one, count in counts.items()},
                 "problems": said,
             }
         )
 
-    executor.batches.after_writes(answer)
+    executor.batches.after_writes(reply)
 
 
 def _event(
     made: object, engine: Engine, executor: Executor, *, prefer_bundle: bool
 ) -> tuple[Imported, tuple[Retired, ...]]:
-    """The engine's event for one entry, and the CIKs it lists as retired; EntryError,
-    saying why, for one not imported."""
+    """The engine's event for one entry, with the CIKs stored and retired here for its
+    serial, and the CIKs the entry lists as retired; EntryError, saying why, for one the
+    daemon cannot hand over now."""
     try:
         node, cik = node_of(made)
         retired = retired_of(made)
@@ -94,21 +99,20 @@ def _event(
     current = engine.node(sn) or node
     looked_up = executor.lookup(LookupCik(sn, current.vendor, current.model))
     refusal = looked_up.error
+    here: tuple[Retired, ...] = ()
     if sn in executor.held:
         refusal = f"a CIK of it is not stored yet ({_REFUSED}); import it again later"
     elif executor.batches.waiting(sn):
         refusal = "a write about it is under way; import it again later"
-    elif refusal is None and cik is not None:
+    elif refusal is None:
         try:
             here = executor.keystore.retired(current.vendor, current.model, sn)
         except KeystoreError as exc:
             refusal = f"cannot read the keyring: {exc}"
-        else:
-            if cik in retired_ciks(here):
-                raise EntryError(f"{sn}: {imports.RETIRED}")
     if refusal is not None:
         raise EntryError(f"{sn}: not imported: {refusal}")
-    return Imported(node, cik, looked_up.cik, prefer_bundle), retired
+    event = Imported(node, cik, looked_up.cik, prefer_bundle, retired_ciks(here))
+    return event, retired
 
 
 def _retire(

@@ -178,7 +178,9 @@ def no_secret_in_any_log(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
     """At the end of the run, every log any test wrote (gatewayd's, mosquitto's, the
-    demo's) is searched for every CIK issued and every token and password used."""
+    demo's) is searched for every CIK the simulators issued and every token and password
+    used (gatewayd's redaction set holds the newest of them: :data:`redaction.MAX_CIKS`
+    CIKs, every token and password)."""
     yield
     logs = sorted(tmp_path_factory.getbasetemp().rglob("*.log"))
     secrets = redaction.known()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,13 @@ from gatewayd.core.actions import (
     LookupCik,
     Publish,
     Result,
+    RetireCik,
     SaveNode,
     StoreCik,
 )
 from gatewayd.core.errors import StateError
 from gatewayd.core.events import CikLookedUp, RequestUnsent
-from gatewayd.core.model import Node, State
+from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.secret import Secret
 from gatewayd.daemon.executor import Executor
 from gatewayd.daemon.writer import Flushed
@@ -196,3 +198,29 @@ def test_a_failed_commit_sends_no_request(rig: Rig, monkeypatch: pytest.MonkeyPa
         RequestUnsent("SN-1", "cannot write to state.sqlite3: database or disk is full")
     ]
     assert rig.out.said == []
+
+
+@pytest.mark.parametrize("flushed", [True, False])
+def test_a_refused_cik_is_retired_only_once_the_record_saying_so_is_on_disk(
+    rig: Rig, flushed: bool
+) -> None:
+    """The record first, then the retire: when the record's flush fails, the CIK is kept
+    (a restart would otherwise find the node activated with no CIK) and no request is
+    sent."""
+    rig.keystore.store(VENDOR, MODEL, "SN1", CIK)
+    revoking = replace(node("SN1", State.ACTIVATING), reason=Reason.CIK_REVOKED)
+    rig.executor.run(
+        [SaveNode(revoking), RetireCik("SN1", VENDOR, MODEL), Activate("SN1", VENDOR, MODEL)]
+    )
+    assert rig.keystore.load(VENDOR, MODEL, "SN1") == CIK  # not before the flush
+    rig.executor.cut()
+    rig.flush(error=None if flushed else "EIO")
+    stored = rig.keystore.load(VENDOR, MODEL, "SN1")
+    if flushed:
+        assert stored is None
+        assert [r.cik for r in rig.keystore.retired(VENDOR, MODEL, "SN1")] == [CIK]
+        assert rig.out.said == [("request", "SN1")]
+    else:
+        assert stored == CIK
+        assert rig.out.said == []
+        assert [type(e).__name__ for e in rig.executor.followups] == ["RequestUnsent"]

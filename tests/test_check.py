@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -33,7 +34,7 @@ from gatewayd.core.model import Node, State
 from gatewayd.core.secret import Secret
 from gatewayd.ctl.main import main
 from gatewayd.daemon.wiring import open_keystore
-from gatewayd.sim import Registry, Simulator
+from gatewayd.sim import Registry, Response, Route, Simulator
 from gatewayd.sim.model import Call
 from gatewayd.sim.processes import Output, free_port
 
@@ -324,3 +325,22 @@ def test_checks_wait_behind_activations(sim: Simulator) -> None:
     finally:
         client.close(timeout=WAIT)
     assert order.index("ActivationAnswered") <= 1, order
+
+
+def test_a_bare_401_for_a_serial_still_activated_is_no_refusal(sim: Simulator) -> None:
+    """A 401 that is not the RPC's own JSON could be a proxy's: with a vendor token, it
+    counts only if the vendor API has the serial re-enabled or expired."""
+    cik = activate(sim)
+    bare = Route("POST", re.compile(re.escape(cikcheck.RPC_PATH)), lambda _r: Response.text(401))
+    sim.routes = (bare, *sim.routes)
+    verdict, said = asked(sim, cik, vendor=True)
+    assert verdict is Verdict.UNKNOWN
+    assert (
+        said == "HTTP 401, not in the RPC's own words, and the vendor API has the serial activated"
+    )
+    assert asked(sim, cik) == (Verdict.REFUSED, "HTTP 401")  # without a token, Exosite's 401
+    sim.registry.manage(Call.REENABLE, MODEL, "SN-1", TOKEN)
+    assert asked(sim, cik, vendor=True) == (
+        Verdict.REFUSED,
+        "HTTP 401; the vendor API has the serial notactivated",
+    )

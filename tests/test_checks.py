@@ -19,7 +19,9 @@ from gatewayd.core.events import (
     CikChecked,
     CikLookedUp,
     Issued,
+    ReenableAnswered,
     Refused,
+    Rotate,
     Verdict,
 )
 from gatewayd.core.model import Reason, Settings, State
@@ -28,6 +30,7 @@ from gatewayd.core.secret import Secret
 SETTINGS = Settings(vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1"}), adopt=True)
 REAL = Secret("1" * 40)
 JUNK = Secret("0" * 40)
+NEW = Secret("2" * 40)
 
 
 def upper(_low: float, high: float) -> float:
@@ -162,3 +165,49 @@ def test_what_is_remembered_of_checks_is_pruned_and_bounded() -> None:
     assert book.remembered() == checks.MAX_REMEMBERED
     assert book.start("late", JUNK, 10_000.0, 300.0)  # all the others are older than 300 s
     assert book.remembered() == 1
+
+
+def activated(engine: Engine, sn: str = "SN1") -> None:
+    engine.handle(Announced(sn))
+    engine.handle(ActivationAnswered(sn, Issued(REAL)))
+
+
+def test_a_late_verdict_after_the_operator_stepped_in_decides_nothing() -> None:
+    """A check of the stored CIK is under way when the operator rotates it: the verdict on
+    the old CIK, coming once the new one is stored, neither retires the new one nor hands
+    the old one out."""
+    for verdict in (Verdict.REFUSED, Verdict.ACCEPTED):
+        engine = engine_with(Clock())
+        activated(engine)
+        engine.handle(Announced("SN1", cik_rejected=True))
+        assert len(checked(engine.handle(CikLookedUp("SN1", REAL)))) == 1
+        engine.handle(Rotate("SN1"))
+        engine.handle(ReenableAnswered("SN1"))
+        engine.handle(ActivationAnswered("SN1", Issued(NEW)))  # the rotation is done
+        late = engine.handle(CikChecked("SN1", REAL, verdict, "HTTP"))
+        assert kinds(late) == [], verdict
+        node = engine.node("SN1")
+        assert node is not None
+        assert node.state is State.ACTIVATED
+
+
+def test_a_verdict_counts_only_for_the_cik_it_was_about() -> None:
+    engine = engine_with(Clock())
+    not_activatable(engine, "B")
+    engine.handle(Announced("B", cik=JUNK))
+    assert kinds(engine.handle(CikChecked("B", REAL, Verdict.ACCEPTED, "rid"))) == []
+    node = engine.node("B")
+    assert node is not None
+    assert node.state is State.REJECTED  # REAL was never asked about: not adopted
+
+
+def test_a_lookup_that_finds_nothing_does_not_forget_a_check_sent() -> None:
+    """An offer is being checked; the operator's retry activates the node meanwhile, a 409
+    and an empty keystore follow: the check stays under way, so a second offer waits for
+    its verdict instead of sending a second check."""
+    engine = engine_with(Clock())
+    not_activatable(engine, "B")
+    assert len(checked(engine.handle(Announced("B", cik=REAL)))) == 1
+    engine.handle(ActivationAnswered("B", Refused(409)))  # a request of before, answered
+    engine.handle(CikLookedUp("B", None))
+    assert checked(engine.handle(Announced("B", cik=JUNK))) == []

@@ -48,7 +48,7 @@ from gatewayd.core.events import (
 from gatewayd.core.model import Node, Reason, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
 from gatewayd.core.timers import backoff_ceiling
-from gatewayd.core.transitions import TRANSITIONS, Trigger, as_table
+from gatewayd.core.transitions import TRANSITIONS, Effect, Trigger, as_table, stopping
 
 SETTINGS = Settings(
     vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1", "hygro"}), adopt=True
@@ -520,12 +520,11 @@ def _found_then(verdict: Verdict | None, state: State) -> Scenario:
     it (None: none yet)."""
 
     def scenario(e: Engine, c: Clock) -> list[Action]:
-        actions = (
-            e.handle(CikLookedUp("SN1", CIK)) if state is State.RECOVERING else _revoked_409(e, c)
-        )
+        recovering = state is State.RECOVERING
+        actions = e.handle(CikLookedUp("SN1", CIK)) if recovering else _revoked_409(e, c)
         if verdict is None:
             return actions
-        return e.handle(CikChecked("SN1", CIK, verdict, "HTTP"))
+        return e.handle(CikChecked("SN1", CIK if recovering else NEW_CIK, verdict, "HTTP"))
 
     return scenario
 
@@ -571,10 +570,12 @@ SCENARIOS[(State.ROTATING, Trigger.RETRY_DUE)] = lambda e, c: (
     c.advance(3600),
     e.handle(Tick()),
 )[2]
-SCENARIOS[(State.ROTATING, Trigger.REENABLE_SETTLED)] = lambda e, c: (
+SCENARIOS[(State.ROTATING, Trigger.STOPPING)] = lambda e, c: (
     _rotation_unsure(e, c),
-    e.handle(ReenableAnswered("SN1", "HTTP 401")),
-)[1]
+    e.handle(Drain()),
+    c.advance(3600),
+    e.handle(Tick()),
+)[3]
 
 # the recovering record of the expiry row: started, its expiry then due
 ENGINES[(State.RECOVERING, Trigger.EXPIRY_DUE)] = ENGINES.pop(
@@ -652,14 +653,14 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.ACTIVATED, Trigger.RETIRED_ONLY_AUTO): ["SaveNode", "Reenable"],
     (State.ROTATING, Trigger.REENABLE_MAYBE): ["SaveNode"],
     (State.ROTATING, Trigger.RETRY_DUE): ["Reenable"],
-    (State.ROTATING, Trigger.REENABLE_SETTLED): ["RetireCik", "SaveNode", "Activate"],
+    (State.ROTATING, Trigger.STOPPING): [],
     (State.ACTIVATING, Trigger.CIK_REVOKED): ["SaveNode", "Publish"],
     (State.ACTIVATING, Trigger.CIK_REVOKED_AUTO): ["SaveNode", "Reenable"],
     **{(state, Trigger.ANNOUNCE_ADOPT): ["CheckCik"] for state in NO_CIK},
     **{(state, Trigger.ANNOUNCE_CHECKING): [] for state in NO_CIK},
     (State.ACTIVATED, Trigger.ROTATE): ["SaveNode", "Reenable", "Result"],
     (State.ACTIVATED, Trigger.CHECK_OFFERED): ["CheckCik"],
-    (State.ACTIVATED, Trigger.ADOPTED): ["RetireCik", "StoreCik", "SaveNode", "Publish"],
+    (State.ACTIVATED, Trigger.ADOPTED): ["StoreCik", "SaveNode", "RetireCik", "Publish"],
     (State.ROTATING, Trigger.RESTARTED_ROTATING): ["Reenable"],
     (State.ROTATING, Trigger.ANNOUNCE): ["Publish"],
     (State.ROTATING, Trigger.REENABLED): ["RetireCik", "SaveNode", "Activate"],
@@ -674,6 +675,14 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
         for state in (State.PENDING, State.ACTIVATED, State.REJECTED, State.NEEDS_REENABLE)
     },
 }
+
+
+def test_every_row_that_sends_a_request_or_retries_has_one_for_a_stop() -> None:
+    """While gatewayd stops, no request leaves and no retry fires: each such row has a row
+    for its state and the trigger :func:`stopping` makes of it."""
+    for (state, trigger), row in TRANSITIONS.items():
+        if Effect.REQUEST in row.effects or trigger is Trigger.RETRY_DUE:
+            assert (state, stopping(trigger)) in TRANSITIONS, (state, trigger)
 
 
 def test_every_row_has_a_scenario() -> None:
@@ -1264,3 +1273,25 @@ def test_an_offered_cik_not_adopted_goes_on_as_a_plain_announce(engine: Engine) 
     engine.handle(Announced("SN1", cik=OTHER))
     actions = engine.handle(CikChecked("SN1", OTHER, Verdict.REFUSED, "HTTP 401"))
     assert kinds(actions) == ["SaveNode", "Activate"]
+
+
+def test_a_rotation_found_at_start_never_goes_back_to_the_old_cik(clock: Clock) -> None:
+    """Its re-enable may have been carried out before the stop: a refusal of the one sent
+    again keeps the node rotating (asked again, backed off), never activated with the old
+    CIK; a stop meanwhile sends no re-enable."""
+    node = Node("SN1", "acme", "thermo-v1", State.ROTATING, clock.now - 60, reason=Reason.ROTATION)
+    engine = Engine(SETTINGS, [node], clock, upper)
+    assert kinds(engine.start()) == ["Reenable"]
+    actions = engine.handle(ReenableAnswered("SN1", "HTTP 403"))  # a proxy's, say
+    rotating = engine.node("SN1")
+    assert rotating is not None
+    assert (rotating.state, rotating.uncertain) == (State.ROTATING, True)
+    assert of(Publish, actions) == []
+    answer = answers(engine.handle(Announced("SN1")))[0].answer
+    assert (answer.status, answer.cik) == ("pending", None)
+    clock.advance(3600)
+    assert kinds(engine.handle(Tick())) == ["Reenable"]
+    engine.handle(ReenableAnswered("SN1", "HTTP 401"))
+    engine.handle(Drain())
+    clock.advance(3600)
+    assert kinds(engine.handle(Tick())) == []  # no re-enable while gatewayd stops

@@ -67,17 +67,38 @@ def test_only_remembered_values_are_redacted() -> None:
 
 
 def test_what_is_remembered_is_bounded_the_oldest_forgotten_first() -> None:
-    book = redaction.Redactions(max_ciks=3, max_others=2)
-    ciks = [secrets.token_hex(20) for _ in range(4)]
+    book = redaction.Redactions(max_ciks=3, max_checked=2, max_others=2)
+    ciks = [Secret(secrets.token_hex(20)) for _ in range(4)]
     for cik in ciks:
-        book.remember(cik)
-    book.remember(ciks[1])  # seen again: the most recent now
-    book.remember(secrets.token_hex(20))
-    assert [book.redact(c) == "<secret>" for c in ciks] == [False, True, False, True]
+        book.remember_cik(cik)
+    book.remember_cik(ciks[1])  # seen again: the most recent now
+    book.remember_cik(Secret(secrets.token_hex(20)))
+    assert [book.redact(c.reveal()) == "<secret>" for c in ciks] == [False, True, False, True]
     for token in ("token-one", "token-two", "token-three"):
         book.remember(token)
     assert book.redact("token-one token-two token-three") == "token-one <secret> <secret>"
     assert len(book) == 5
+
+
+def test_junk_checked_pushes_out_no_cik_of_gatewayds_own_nor_a_token() -> None:
+    """A token may have a CIK's shape (40 hex digits): it is kept with the tokens, and the
+    CIKs nodes offer, once checked, are kept apart from gatewayd's own."""
+    book = redaction.Redactions(max_ciks=3, max_checked=2, max_others=2)
+    token, own = secrets.token_hex(20), Secret(secrets.token_hex(20))
+    book.remember(token)
+    book.remember_cik(own)
+    for _ in range(100):
+        book.remember_cik(Secret(secrets.token_hex(20)), checked=True)
+    assert book.redact(f"{token} {own.reveal()}") == "<secret> <secret>"
+
+
+def test_a_cik_of_other_visible_characters_is_redacted_too() -> None:
+    book = redaction.Redactions()
+    cik = "Zq9-" * 10
+    book.remember_cik(Secret(cik))
+    assert book.redact(f"answer was {cik}.") == "answer was <secret>."
+    book.remember_cik(Secret("short"))  # no CIK: nothing kept
+    assert len(book) == 1
 
 
 def test_a_cik_a_node_offers_is_not_remembered_unless_checked() -> None:

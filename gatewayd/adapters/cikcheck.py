@@ -8,9 +8,10 @@ broken link could have given decides nothing (:attr:`Verdict.UNKNOWN`):
   "procedure": "lookup", "arguments": ["alias", ""]}]}``) answers its resource
   id (rid). HTTP 401, or the RPC's own refusal of the CIK (``{"error": {"code":
   401, ...}}``), means Exosite refuses it. With a vendor token that refusal
-  counts only once the vendor API, asked about the serial, answers
-  (``GET /provision/manage/model/<model>/<sn>``): the serial exists and its rid
-  is not one the refused CIK resolves to any more.
+  counts only once the vendor API, asked about the serial, confirms it
+  (``GET /provision/manage/model/<model>/<sn>``): the serial was re-enabled or
+  has expired (its CIK is void), or it is activated and the refusal was the
+  RPC's own JSON, which no proxy writes (its CIK was regenerated).
 - **Is it this serial's?** (``owner``, before a CIK a node offers is adopted) The
   CIK's rid, as above, equals the serial's rid from the vendor API. Without a
   vendor token nothing can prove it: no verdict.
@@ -51,6 +52,19 @@ def lookup_body(cik: Secret) -> bytes:
     return json.dumps({"auth": {"cik": cik.reveal()}, "calls": [call]}).encode()
 
 
+def own_refusal(status: int, body: bytes) -> bool:
+    """Whether a refusal is the RPC's own JSON (``{"error": {"code": 401, ...}}``), not a
+    bare status a proxy could have sent."""
+    if status not in {200, 401} or len(body) > MAX_ANSWER:
+        return False
+    try:
+        answer = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return isinstance(error, dict) and error.get("code") == 401
+
+
 def read_lookup(status: int, body: bytes) -> str | Verdict:
     """The rid a lookup answered, or :attr:`Verdict.REFUSED` (Exosite refuses the CIK),
     or :attr:`Verdict.UNKNOWN` (anything else)."""
@@ -76,8 +90,9 @@ def read_lookup(status: int, body: bytes) -> str | Verdict:
     return rid if _RID.fullmatch(rid) else Verdict.UNKNOWN
 
 
-def lookup(client: Client, config: ExositeConfig, cik: Secret) -> tuple[str | Verdict, str]:
-    """The RPC lookup of ``cik``'s rid (:func:`read_lookup`), and its answer in words."""
+def lookup(client: Client, config: ExositeConfig, cik: Secret) -> tuple[str | Verdict, str, bool]:
+    """The RPC lookup of ``cik``'s rid (:func:`read_lookup`), its answer in words, and
+    whether a refusal was the RPC's own (:func:`own_refusal`)."""
     from gatewayd.adapters.http import HttpError  # noqa: PLC0415 (loaded with the client)
 
     try:
@@ -89,14 +104,14 @@ def lookup(client: Client, config: ExositeConfig, cik: Secret) -> tuple[str | Ve
             timeout=config.timeout,
         )
     except HttpError as exc:
-        return Verdict.UNKNOWN, str(exc)
+        return Verdict.UNKNOWN, str(exc), False
     said = f"HTTP {answer.status}"
     if answer.broken is not None:
-        return Verdict.UNKNOWN, f"{said}, {answer.broken}"
+        return Verdict.UNKNOWN, f"{said}, {answer.broken}", False
     found = read_lookup(answer.status, answer.body)
     if found is Verdict.UNKNOWN and answer.status == 200:
         said += ", not an RPC lookup answer"
-    return found, said
+    return found, said, own_refusal(answer.status, answer.body)
 
 
 def check(
@@ -111,7 +126,7 @@ def check(
 ) -> tuple[Verdict, str]:
     """Exosite's verdict on ``cik`` as ``sn``'s CIK (``owner``: that it is ``sn``'s own),
     and what it came to in words ("HTTP 401", a timeout)."""
-    found, said = lookup(client, config, cik)
+    found, said, own = lookup(client, config, cik)
     if found is Verdict.UNKNOWN:
         return Verdict.UNKNOWN, said
     if vendor is None:
@@ -122,15 +137,18 @@ def check(
         return Verdict.REFUSED, said  # not adopted: nothing to confirm
     if found is not Verdict.REFUSED and not owner:
         return Verdict.ACCEPTED, said
-    return _with_vendor(vendor, model, sn, found, said)
+    return _with_vendor(vendor, model, sn, found, said, own=own)
 
 
 def _with_vendor(
-    vendor: VendorClient, model: str, sn: str, found: str | Verdict, said: str
+    vendor: VendorClient, model: str, sn: str, found: str | Verdict, said: str, *, own: bool
 ) -> tuple[Verdict, str]:
     """The verdict once the vendor API says what it knows of the serial: it confirms a
     refusal, and proves (or disproves) that a CIK with rid ``found`` is the serial's."""
-    from gatewayd.adapters.vendor import VendorApiError  # noqa: PLC0415 (with the client)
+    from gatewayd.adapters.vendor import (  # noqa: PLC0415 (with the client)
+        SerialState,
+        VendorApiError,
+    )
 
     try:
         serial = vendor.status(model, sn)
@@ -139,7 +157,12 @@ def _with_vendor(
             return Verdict.REFUSED, f"{said}; the vendor API does not know the serial (HTTP 404)"
         return Verdict.UNKNOWN, f"{said}; the vendor API did not answer: {exc}"
     if found is Verdict.REFUSED:
-        return Verdict.REFUSED, f"{said}; the vendor API has the serial {serial.state}"
+        void = serial.state is not SerialState.ACTIVATED  # re-enabled, or expired
+        if void or own:
+            return Verdict.REFUSED, f"{said}; the vendor API has the serial {serial.state}"
+        return Verdict.UNKNOWN, (
+            f"{said}, not in the RPC's own words, and the vendor API has the serial activated"
+        )
     if found == serial.rid.lower():
         return Verdict.ACCEPTED, f"{said}; the CIK's rid is the serial's"
     return Verdict.REFUSED, f"{said}; the CIK is another device's (its rid is not the serial's)"

@@ -77,7 +77,7 @@ def issued(status: int, body: bytes, broken: str | None = None) -> Issued:
     """
     text = body.decode("latin-1")
     cik = Secret(text)
-    redaction.remember_cik(cik)
+    redaction.remember_cik(Secret(text.strip()))  # a CIK with a newline after it too
     return Issued(cik, _problem(status, text, broken))
 
 

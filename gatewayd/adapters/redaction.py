@@ -2,12 +2,16 @@
 :class:`~gatewayd.core.secret.Secret`, whose value no repr, f-string or log line shows.
 
 Only what gatewayd handles as a secret of its own is remembered, and boundedly:
-the CIKs it stores, reads from its keystore, receives from Exosite or checks
-(at most :data:`MAX_CIKS` hex ones and as many others, the least recently seen
-forgotten first), and its
-tokens and passwords (at most :data:`MAX_OTHERS`). A CIK a node merely offers is
-not remembered unless it is checked. A hex CIK (40 hex digits, as Exosite's are)
-is found in a text by its shape and looked up in a set; a CIK of other visible
+
+- the CIKs it stores, reads from its keystore or receives from Exosite: at most
+  :data:`MAX_CIKS` of Exosite's hex form and as many of other visible characters,
+  the least recently seen forgotten first;
+- the CIKs nodes offer that it checks with Exosite, apart (at most
+  :data:`MAX_CHECKED`), so that junk pushes none of its own out;
+- its tokens and passwords, whatever their shape (at most :data:`MAX_OTHERS`).
+
+A CIK a node merely offers is not remembered unless it is checked. A hex CIK is
+found in a text by its shape and looked up in a set; a CIK of other visible
 characters by looking up each 40-character stretch of the text. Either way the
 cost of a log line depends on its length, not on how many CIKs are remembered;
 the few others are searched for one by one.
@@ -25,53 +29,71 @@ from gatewayd.core.secret import Secret
 
 MASK: Final = "<secret>"
 MAX_CIKS: Final = 16_384
+MAX_CHECKED: Final = 1_024
 MAX_OTHERS: Final = 64
 MIN_LENGTH: Final = 6
 """Shorter values are not redacted: they would blank out ordinary words."""
 _CIK_SHAPE: Final = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{40}(?![0-9A-Fa-f])")
 
 
+class _Ciks:
+    """CIKs, the most recently seen last: hex ones apart from the others."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.hex: OrderedDict[str, None] = OrderedDict()
+        self.odd: OrderedDict[str, None] = OrderedDict()
+
+    def keep(self, cik: str) -> None:
+        kept = self.hex if _CIK_SHAPE.fullmatch(cik) else self.odd
+        kept[cik] = None
+        kept.move_to_end(cik)
+        if len(kept) > self.most:
+            kept.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self.hex) + len(self.odd)
+
+
 class Redactions:
     """Secrets to take out of texts; safe to share between threads."""
 
-    def __init__(self, max_ciks: int = MAX_CIKS, max_others: int = MAX_OTHERS) -> None:
-        self._max_ciks = max_ciks
+    def __init__(
+        self, max_ciks: int = MAX_CIKS, max_checked: int = MAX_CHECKED, max_others: int = MAX_OTHERS
+    ) -> None:
+        self._own = _Ciks(max_ciks)
+        self._checked = _Ciks(max_checked)
         self._max_others = max_others
-        self._ciks: OrderedDict[str, None] = OrderedDict()
-        """Hex CIKs, the most recently seen last."""
-        self._odd: OrderedDict[str, None] = OrderedDict()
-        """CIKs of other characters, the same way."""
         self._others: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
     def remember(self, value: Secret | str) -> None:
-        """Redact ``value`` from every text from now on (until it is among the oldest of
-        more than the bound)."""
+        """Redact ``value``, a token or a password, from every text from now on."""
         text = value.reveal() if isinstance(value, Secret) else value
         if len(text) < MIN_LENGTH:
             return
         with self._lock:
-            if _CIK_SHAPE.fullmatch(text):
-                self._keep(self._ciks, text)
-            elif cik_shape(text) is None:
-                self._keep(self._odd, text)
-            elif text not in self._others:
+            if text not in self._others:
                 self._others = (*self._others, text)[-self._max_others :]
 
-    def _keep(self, ciks: OrderedDict[str, None], cik: str) -> None:
-        ciks[cik] = None
-        ciks.move_to_end(cik)
-        if len(ciks) > self._max_ciks:
-            ciks.popitem(last=False)
+    def remember_cik(self, value: Secret, *, checked: bool = False) -> None:
+        """Redact ``value``, a CIK (``checked``: one a node offered, checked with Exosite),
+        until it is among the least recently seen of more than the bound; a value that is
+        no CIK is not kept."""
+        text = value.reveal()
+        if cik_shape(text) is not None:
+            return
+        with self._lock:
+            (self._checked if checked else self._own).keep(text)
 
     def redact(self, text: str) -> str:
         """``text`` with every remembered secret replaced by a mask."""
-        ciks, odd = self._ciks, self._odd
-        if ciks and _CIK_SHAPE.search(text):
-            text = _CIK_SHAPE.sub(lambda m: MASK if m.group(0) in ciks else m.group(0), text)
-        if odd and len(text) >= CIK_LENGTH:
+        pools = (self._own, self._checked)
+        if any(pool.hex for pool in pools) and _CIK_SHAPE.search(text):
+            text = _CIK_SHAPE.sub(lambda m: _masked(m.group(0), pools), text)
+        if any(pool.odd for pool in pools) and len(text) >= CIK_LENGTH:
             stretches = {text[i : i + CIK_LENGTH] for i in range(len(text) - CIK_LENGTH + 1)}
-            for cik in [stretch for stretch in stretches if stretch in odd]:
+            for cik in [s for s in stretches if any(s in pool.odd for pool in pools)]:
                 text = text.replace(cik, MASK)
         for value in self._others:
             if value in text:
@@ -80,10 +102,16 @@ class Redactions:
 
     def known(self) -> frozenset[str]:
         with self._lock:
-            return frozenset(self._ciks) | frozenset(self._odd) | frozenset(self._others)
+            pools = (self._own, self._checked)
+            ciks = {cik for pool in pools for cik in (*pool.hex, *pool.odd)}
+            return frozenset(ciks) | frozenset(self._others)
 
     def __len__(self) -> int:
-        return len(self._ciks) + len(self._odd) + len(self._others)
+        return len(self._own) + len(self._checked) + len(self._others)
+
+
+def _masked(cik: str, pools: tuple[_Ciks, ...]) -> str:
+    return MASK if any(cik in pool.hex for pool in pools) else cik
 
 
 REDACTIONS: Final = Redactions()
@@ -91,14 +119,13 @@ REDACTIONS: Final = Redactions()
 
 
 def remember(value: Secret | str) -> None:
-    """Remember a token or a password (or a CIK)."""
+    """Remember a token or a password."""
     REDACTIONS.remember(value)
 
 
-def remember_cik(value: Secret) -> None:
-    """Remember a CIK: a value of any other shape (a body that is no CIK) is not kept."""
-    if cik_shape(value.reveal()) is None:
-        REDACTIONS.remember(value)
+def remember_cik(value: Secret, *, checked: bool = False) -> None:
+    """Remember a CIK (``checked``: one a node offered, checked with Exosite)."""
+    REDACTIONS.remember_cik(value, checked=checked)
 
 
 def redact(text: str) -> str:

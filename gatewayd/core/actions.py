@@ -87,6 +87,9 @@ class RetireCik:
     vendor: str
     model: str
     why: str = "refused by Exosite"
+    cik: Secret | None = None
+    """The CIK to retire, when it is not (or no longer) the one stored: it joins the
+    retired ones, and the one stored stays."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,8 +52,24 @@ class _Check:
     """The node said its CIK is refused."""
     refusal: str | None = None
     """Set once Exosite refused the stored CIK (and why) and the offered one is checked."""
-    sent: bool = False
-    """The CIK is on its way to Exosite: a check is sent once."""
+    cik: Secret | None = None
+    """The CIK on its way to Exosite (None: not sent yet): a check is sent once, and only
+    the verdict on that CIK counts."""
+    refused: Secret | None = None
+    """The stored CIK Exosite refused, while the offered one is checked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    """What a verdict leads to: the trigger to fire, with the CIK, the detail and the model
+    that go with it; ``retired``: the stored CIK Exosite refused, to retire once the one
+    adopted in its place is stored."""
+
+    trigger: Trigger
+    cik: Secret | None = None
+    detail: str = ""
+    model: str | None = None
+    retired: Secret | None = None
 
 
 class Checks:
@@ -85,9 +101,10 @@ class Checks:
         self._done.move_to_end(key)
         return True
 
-    def begin(self, sn: str) -> None:
-        """Start a check of ``sn``'s stored CIK that must be made, whatever the limits."""
-        self._under_way[sn] = _Check(sent=True)
+    def begin(self, sn: str, cik: Secret) -> None:
+        """Start a check of ``cik``, stored for ``sn``, that must be made, whatever the
+        limits."""
+        self._under_way[sn] = _Check(cik=cik)
 
     def under_way(self, sn: str) -> bool:
         """A check of a CIK of ``sn`` has started and has no verdict yet."""
@@ -102,7 +119,15 @@ class Checks:
         return len(self._done)
 
     def done(self, sn: str) -> None:
+        """Forget the check of ``sn`` under way: a verdict that comes for it is ignored."""
         self._under_way.pop(sn, None)
+
+    def unsent(self, sn: str) -> None:
+        """Forget the check of ``sn``, if it is still waiting for the stored CIK (none was
+        found to send)."""
+        check = self._under_way.get(sn)
+        if check is not None and check.cik is None:
+            del self._under_way[sn]
 
     def announced(self, event: Announced, *, adopt: bool, offers: bool) -> Secret | None:
         """Note an announce whose check was just started; the CIK to check now (the offered
@@ -112,7 +137,7 @@ class Checks:
         if check is None:
             return None
         if adopt:
-            check.offer, check.sent = event, True
+            check.offer, check.cik = event, event.cik
             return event.cik
         check.rejected = event.cik_rejected
         if offers:
@@ -124,30 +149,32 @@ class Checks:
         to Exosite now (once; not when the node offered the very CIK stored and did not
         say it is refused: then there is nothing to check)."""
         check = self._under_way.get(sn)
-        if check is None or check.sent:
+        if check is None or check.cik is not None:
             return False
         if not check.rejected and check.offered == stored:
             self.done(sn)
             self._done.pop((sn, None), None)  # not checked after all
             return False
-        check.sent = True
+        check.cik = stored
         return True
 
-    def after(
-        self, event: CikChecked, now: float, interval: float
-    ) -> Announced | tuple[Trigger, Secret | None, str, str | None]:
-        """What a verdict leads to: the trigger to fire (with the CIK, the detail and the
-        model that go with it), or the announce to go on with, its offered CIK set aside."""
+    def after(self, event: CikChecked, now: float, interval: float) -> Announced | Next | None:
+        """What a verdict leads to: the trigger to fire, or the announce to go on with, its
+        offered CIK set aside; None for a verdict no check waits for (the check was
+        forgotten, or was of another CIK): it decides nothing."""
         sn, verdict = event.sn, event.verdict
-        check = self._under_way.pop(sn, None) or _Check()
+        check = self._under_way.get(sn)
+        if check is None or check.cik != event.cik:
+            return None
+        del self._under_way[sn]
         if check.offer is not None:
             if verdict is Verdict.ACCEPTED:
-                return Trigger.ADOPTED, event.cik, event.detail, check.offer.model
+                return Next(Trigger.ADOPTED, event.cik, event.detail, check.offer.model)
             return dataclasses.replace(check.offer, cik=None, response=None)
         if check.refusal is not None:  # the stored CIK was refused; this is the node's own
             if verdict is Verdict.ACCEPTED:
-                return Trigger.ADOPTED, event.cik, check.refusal, None
-            return Trigger.CIK_REFUSED, None, check.refusal, None
+                return Next(Trigger.ADOPTED, event.cik, check.refusal, retired=check.refused)
+            return Next(Trigger.CIK_REFUSED, check.refused, check.refusal)
         offered = check.offered
         if (
             verdict is Verdict.REFUSED
@@ -155,9 +182,10 @@ class Checks:
             and offered != event.cik
             and self._due((sn, offered), now, interval)
         ):
-            self._under_way[sn] = _Check(refusal=event.detail, sent=True)
-            return Trigger.CHECK_OFFERED, offered, "", None
-        return VERDICTS[verdict], event.cik, event.detail, None
+            replacing = _Check(refusal=event.detail, cik=offered, refused=event.cik)
+            self._under_way[sn] = replacing
+            return Next(Trigger.CHECK_OFFERED, offered)
+        return Next(VERDICTS[verdict], event.cik, event.detail)
 
 
 def may_check(node: Node | None, *, held_over: bool) -> bool:
@@ -189,7 +217,7 @@ def found(
     if cik is not None and node is not None and revoking(node):
         # the record says Exosite refused the node's CIK: this one may be that CIK, not
         # yet retired, or the one issued since
-        checks.begin(node.sn)
+        checks.begin(node.sn, cik)
         return Trigger.REVOKED_FOUND
     if cik is not None:
         return Trigger.CIK_FOUND

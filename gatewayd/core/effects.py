@@ -109,14 +109,14 @@ class Effects:
         return [CheckCik(node.sn, node.vendor, node.model, step.cik, owner)]
 
     def _retire(self, node: Node, step: Step) -> list[Action]:
-        rotated = {Trigger.REENABLED, Trigger.REENABLED_STOPPING, Trigger.REENABLE_SETTLED}
+        rotated = {Trigger.REENABLED, Trigger.REENABLED_STOPPING}
         if step.trigger in rotated:
             said, why = replies.rotation_log(node), "rotated away"
         else:
             adopted = step.trigger is Trigger.ADOPTED
             said = replies.refused_log(node, step.detail, adopted=adopted)
             why = "refused by Exosite" + ("; the node's own CIK adopted" if adopted else "")
-        return [RetireCik(node.sn, node.vendor, node.model, why), said]
+        return [RetireCik(node.sn, node.vendor, node.model, why, step.retired), said]
 
     def _warn_no_verdict(self, node: Node, step: Step) -> list[Action]:
         return [replies.no_verdict_log(node, step.detail)]

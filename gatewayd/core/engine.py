@@ -42,6 +42,7 @@ from gatewayd.core.events import (
     Retry,
     Rotate,
     Tick,
+    Verdict,
 )
 from gatewayd.core.model import Node, Reason, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
@@ -160,16 +161,25 @@ class Engine:
     def _checked(self, event: CikChecked) -> list[Action]:
         """Exosite's verdict on a CIK (:meth:`gatewayd.core.checks.Checks.after`)."""
         after = self._checks.after(event, self._clock(), self.settings.check_interval)
+        node = self._book.get(event.sn)
+        if after is None:
+            text = "a verdict on a CIK no check waits for any more: ignored"
+            return [Log("cik_checked", logging.DEBUG, text, event.sn, _state(node))]
         if isinstance(after, Announced):  # an offered CIK not adopted: as if never offered
-            node = self._book.get(event.sn)
-            said = replies.not_adopted_log(
-                event.sn, _state(node), event.detail, verdict=str(event.verdict)
-            )
+            unknown = event.verdict is Verdict.UNKNOWN
+            said = replies.not_adopted_log(event.sn, _state(node), event.detail, unknown=unknown)
             return [said, *self._announced(after)]
-        trigger, cik, detail, model = after
-        failed = Failed(f"no verdict on the CIK: {detail}")  # a backoff row says why
-        outcome = failed if trigger is Trigger.CHECK_UNKNOWN else None
-        return self._fire(event.sn, trigger, cik=cik, detail=detail, model=model, outcome=outcome)
+        failed = Failed(f"no verdict on the CIK: {after.detail}")  # a backoff row says why
+        outcome = failed if after.trigger is Trigger.CHECK_UNKNOWN else None
+        return self._fire(
+            event.sn,
+            after.trigger,
+            cik=after.cik,
+            detail=after.detail,
+            model=after.model,
+            outcome=outcome,
+            retired=after.retired,
+        )
 
     def _unsent_or_reenabled(self, event: RequestUnsent | ReenableAnswered) -> list[Action]:
         self._reenables.discard(event.sn)
@@ -179,11 +189,13 @@ class Engine:
         failed_or_none = None if event.error is None else Failed(event.error)
         node = self._book.get(event.sn)
         trigger = Trigger.REENABLED if failed_or_none is None else Trigger.REENABLE_FAILED
-        if trigger is Trigger.REENABLE_FAILED and node is not None and node.state is State.ROTATING:
-            if event.maybe_done:
-                trigger = Trigger.REENABLE_MAYBE
-            elif node.uncertain:  # refused now, after one that may have been carried out
-                trigger = Trigger.REENABLE_SETTLED
+        if (
+            trigger is Trigger.REENABLE_FAILED
+            and node is not None
+            and node.state is State.ROTATING
+            and (event.maybe_done or node.uncertain)
+        ):  # this re-enable, or one before (a restart's), may have been carried out
+            trigger = Trigger.REENABLE_MAYBE
         return self._fire(event.sn, trigger, outcome=failed_or_none)
 
     def _tick(self) -> list[Action]:
@@ -218,7 +230,7 @@ class Engine:
             )
             actions = self._fire(sn, found, cik=event.cik)
         if error is not None or event.cik is None:
-            self._checks.done(sn)  # nothing to check
+            self._checks.unsent(sn)  # nothing to check
         return actions + commands.republished(self._republishing, sn, event.cik, error)
 
     def import_refusal(self, event: Imported) -> Result | None:
@@ -242,6 +254,8 @@ class Engine:
         ``import`` (:mod:`.imports`)."""
         if isinstance(command, Imported):
             return self._imported(command)
+        if not isinstance(command, Republish):
+            self._checks.done(command.sn)  # the operator's word: a verdict later is ignored
         node = self._book.get(command.sn)
         reenabling = node is not None and self._reenabling(node)
         return commands.carry_out(
@@ -258,12 +272,14 @@ class Engine:
         model: str | None = None,
         response: ResponseTarget | None = None,
         detail: str = "",
+        retired: Secret | None = None,
     ) -> list[Action]:
         """Apply the row of ``trigger`` for ``sn``'s state; a trigger without one is logged."""
         node = self._book.get(sn)
         state = _state(node)
         row = TRANSITIONS.get((state, trigger))
-        if row is not None and self._draining and Effect.REQUEST in row.effects:
+        retry = trigger is Trigger.RETRY_DUE
+        if row is not None and self._draining and (Effect.REQUEST in row.effects or retry):
             trigger = stopping(trigger)
             row = TRANSITIONS[(state, trigger)]
         if row is None:
@@ -271,7 +287,9 @@ class Engine:
             return [Log("unexpected", logging.ERROR, f"{trigger.value} for {where}", sn, state)]
         if Effect.REENABLE in row.effects:
             self._reenables.add(sn)
-        step = records.Step(sn, trigger, self._wall(), cik, outcome, model, response, detail)
+        step = records.Step(
+            sn, trigger, self._wall(), cik, outcome, model, response, detail, retired
+        )
         record = self._move(node, row, step)
         return self._effects.emit(row.effects, record, step)
 

@@ -93,8 +93,8 @@ class ActivationAnswered:
 class Verdict(enum.StrEnum):
     """What Exosite said of a CIK when asked (:mod:`gatewayd.adapters.cikcheck`)."""
 
-    ACCEPTED = "accepted"  # 2xx
-    REFUSED = "refused"  # 401 or 403: no longer valid
+    ACCEPTED = "accepted"  # Exosite accepts it (and, asked whose it is: the serial's own)
+    REFUSED = "refused"  # Exosite refuses it (or proves it another device's)
     UNKNOWN = "unknown"  # anything else, or no answer: nothing is decided
 
 

@@ -44,6 +44,8 @@ class Step:
     """The model the announce named, if any."""
     response: ResponseTarget | None = None
     detail: str = ""
+    retired: Secret | None = None
+    """A CIK to retire once the one that replaces it is stored."""
 
 
 Fields = dict[str, object]

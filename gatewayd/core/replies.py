@@ -83,8 +83,8 @@ def no_verdict_log(node: Node, detail: str) -> Log:
     return Log("cik_no_verdict", logging.WARNING, text, node.sn, node.state)
 
 
-def not_adopted_log(sn: str, state: State | None, detail: str, *, verdict: str) -> Log:
-    why = f"no verdict ({detail})" if verdict == "unknown" else detail
+def not_adopted_log(sn: str, state: State | None, detail: str, *, unknown: bool) -> Log:
+    why = f"no verdict ({detail})" if unknown else detail
     text = f"the CIK the node offered is not adopted: {why}; it goes on as an announce without it"
     return Log("cik_not_adopted", logging.WARNING, text, sn, state)
 

@@ -66,8 +66,7 @@ class Trigger(enum.Enum):
     ROTATE = "the operator asks to rotate the CIK"
     RESTARTED_ROTATING = "gatewayd starts while it rotates the CIK"
     ISSUED_ROTATED = "200 for a rotation"
-    REENABLE_MAYBE = "the vendor API failed after the re-enable may have been carried out"
-    REENABLE_SETTLED = "the vendor API refuses a re-enable after one that may have been done"
+    REENABLE_MAYBE = "the vendor API failed, and a re-enable may have been carried out"
     REVOKED_FOUND = "a CIK found after Exosite refused the node's: checked before it is used"
     RETIRED_ONLY = "no CIK stored, one retired: Exosite refused it or it was rotated away"
     RETIRED_ONLY_AUTO = "no CIK stored, one retired, with auto_reenable"
@@ -221,7 +220,7 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
     (ACTIVATED,  T.CIK_REFUSED): Row(ACTIVATING, (C.REVOKED, C.REQUEST), (SAVE, E.RETIRE, REQUEST)),
     (ACTIVATED,  T.CHECK_OFFERED):     Row(ACTIVATED, (), (E.CHECK,)),
     (ACTIVATED,  T.ADOPTED):
-        Row(ACTIVATED, (C.ADOPTED,), (E.RETIRE, STORE, SAVE, E.TELL_ADOPTED), CLEAR),
+        Row(ACTIVATED, (C.ADOPTED,), (STORE, SAVE, E.RETIRE, E.TELL_ADOPTED), CLEAR),
     (ACTIVATED,  T.STOPPING):          Row(PENDING, (C.REVOKED, C.DUE_NOW), (SAVE, E.RETIRE)),
     (ACTIVATING, T.CIK_REVOKED):       Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, TELL_REJECTED)),
     (ACTIVATING, T.CIK_REVOKED_AUTO):  Row(REENABLE, (C.REVOKED_ACTIVE,), (SAVE, E.REENABLE), SET),
@@ -245,18 +244,19 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
                                  CLEAR) for state in _NO_CIK},
     # -- the operator rotates a CIK: re-enable, retire the old, activate, store, publish
     (ACTIVATED,  T.ROTATE):            Row(ROTATING, (C.ROTATION,), (SAVE, E.REENABLE)),
-    (ROTATING,   T.RESTARTED_ROTATING): Row(ROTATING, (), (E.REENABLE,)),
+    (ROTATING,   T.RESTARTED_ROTATING): Row(ROTATING, (), (E.REENABLE,), SET),
     (ROTATING,   T.ANNOUNCE):          Row(ROTATING, (), (TELL_PENDING,)),
     (ROTATING,   T.REENABLED):      Row(ACTIVATING, (C.REQUEST,), (E.RETIRE, SAVE, REQUEST), CLEAR),
     (ROTATING,   T.REENABLED_STOPPING): Row(PENDING, (C.DUE_NOW,), (E.RETIRE, SAVE), CLEAR),
     (ROTATING,   T.REENABLE_FAILED):
         Row(ACTIVATED, (C.ROTATION_FAILED,), (SAVE, E.WARN_ROTATION), CLEAR),
-    # -- a re-enable that may have been carried out: the old CIK may be dead, so it is never
-    #    gone back to; asked again until a clear answer, or settled by activating
+    # -- a re-enable that may have been carried out (this one, or one before a restart): the
+    #    old CIK may be dead, so it is never gone back to; the re-enable is asked for again,
+    #    backed off, until the vendor API carries it out (not while gatewayd stops)
     (ROTATING,   T.REENABLE_MAYBE):
         Row(ROTATING, (C.ROTATION_UNSURE,), (SCHEDULE, SAVE, E.WARN_ROTATION), SET),
     (ROTATING,   T.RETRY_DUE):         Row(ROTATING, (), (E.REENABLE,)),
-    (ROTATING,   T.REENABLE_SETTLED):  Row(ACTIVATING, (C.REQUEST,), (E.RETIRE, SAVE, REQUEST)),
+    (ROTATING,   T.STOPPING):          Row(ROTATING, (), ()),
     (ACTIVATING, T.ISSUED_ROTATED): Row(ACTIVATED, (C.ACTIVATED,), (STORE, SAVE, TELL_CIK), CLEAR),
     # -- the operator (gatewayctl republish, retry, forget)
     (ACTIVATED,  T.REPUBLISH):         Row(ACTIVATED, (), (LOOKUP,)),
@@ -270,7 +270,8 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
 
 
 def stopping(trigger: Trigger) -> Trigger:
-    """What ``trigger`` becomes while gatewayd stops, if its row would send a request."""
+    """What ``trigger`` becomes while gatewayd stops, if its row would send a request (or
+    is a retry of a rotation's re-enable)."""
     return Trigger.REENABLED_STOPPING if trigger is Trigger.REENABLED else Trigger.STOPPING
 
 

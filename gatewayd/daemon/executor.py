@@ -14,6 +14,7 @@ A CIK the keystore does not take is held in memory (:mod:`gatewayd.daemon.held`)
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ from gatewayd.core.actions import (
 from gatewayd.core.errors import KeystoreError, StateError
 from gatewayd.core.events import CikLookedUp, RequestUnsent
 from gatewayd.core.model import Node, State
+from gatewayd.core.retired import Retired
 from gatewayd.daemon.batches import Batch, Batches, subject
 from gatewayd.daemon.held import Held
 
@@ -121,8 +123,10 @@ class Executor:
                 self._request(action, saved.pop(action.sn, None))
             case LookupCik():
                 self.followups.append(self.lookup(action))
-            case CheckCik() | RetireCik():
-                self._check_or_retire(action)
+            case CheckCik():
+                self._check(action)
+            case RetireCik():
+                self._retire(action, saved.get(action.sn))
             case Publish():
                 self._publish(action)
             case Log():
@@ -203,17 +207,25 @@ class Executor:
         self.batches.store(action)
         return True
 
-    def _check_or_retire(self, action: CheckCik | RetireCik) -> None:
-        """Ask Exosite about a CIK; or move a refused CIK apart, on disk before the request
-        that follows is sent (else a restart would find it and hand it out again): that
-        request is not sent if it cannot be."""
-        if isinstance(action, CheckCik):
-            redaction.remember_cik(action.cik)
-            self.outstanding += 1
-            self._exosite.check(action.sn, action.model, action.cik, owner=action.owner)
+    def _check(self, action: CheckCik) -> None:
+        """Ask Exosite about a CIK."""
+        redaction.remember_cik(action.cik, checked=True)
+        self.outstanding += 1
+        self._exosite.check(action.sn, action.model, action.cik, owner=action.owner)
+
+    def _retire(self, action: RetireCik, unsaved: str | None) -> None:
+        """Move a CIK apart, on disk before the request that follows is sent (else a restart
+        would find it and hand it out again): that request is not sent if it cannot be.
+        Not when the record written ahead of it (saying the CIK is refused) failed to save
+        (``unsaved``): the CIK is then kept until that record is saved."""
+        if unsaved is not None:
             return
         try:
-            self._keystore.retire(action.vendor, action.model, action.sn, why=action.why)
+            if action.cik is None:
+                self._keystore.retire(action.vendor, action.model, action.sn, why=action.why)
+            else:  # one replaced already: it joins the retired ones
+                retired = Retired(action.cik, time.time(), action.why)
+                self._keystore.add_retired(action.vendor, action.model, action.sn, [retired])
         except KeystoreError as exc:
             log.error(  # noqa: TRY400 (the message is the whole story)
                 "node %s: cannot retire its refused CIK: %s",

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gatewayd.adapters.redaction import remember
 from gatewayd.core.secret import Secret
 from gatewayd.sim.devicecalls import DeviceCalls
 from gatewayd.sim.devices import State, read_devices_file
@@ -81,6 +82,8 @@ class Registry(DeviceCalls):
             raise ValueError("the vendor token must be non-empty printable ASCII (not shown)")
         with self._lock:
             self._vendor_token = None if token is None else Secret(token)
+        if token is not None:
+            remember(token)  # never logged, by gatewayd or the simulator
 
     def add_pair(self, vendor: str, model: str) -> None:
         _check_names(vendor=vendor, model=model)

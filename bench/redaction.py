@@ -66,6 +66,19 @@ def _per_line_us(log: logging.Logger, alphabet: str, lines: int) -> float:
     return statistics.median(runs)
 
 
+def _long_line_us(lines: int) -> float:
+    """Microseconds to take the secrets out of a 2,000-character text (a traceback's), the
+    set full."""
+    text = "Traceback (most recent call last):\n" + "  File x.py, line 1, in f\n" * 76
+    runs = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for _ in range(lines):
+            redaction.redact(text)
+        runs.append((time.perf_counter() - start) / lines * 1e6)
+    return statistics.median(runs)
+
+
 def run(offers_seen: tuple[int, ...] = OFFERS, lines: int = LINES) -> dict[str, Any]:
     """Per line, offering CIKs of Exosite's hex and of other visible characters."""
     log = _logger()
@@ -82,6 +95,7 @@ def run(offers_seen: tuple[int, ...] = OFFERS, lines: int = LINES) -> dict[str, 
         redaction.remember_cik(Secret(_cik(HEX if i % 2 else VISIBLE)))
     figures["remembered_full"] = len(redaction.REDACTIONS)
     figures["us_full"] = _per_line_us(log, VISIBLE, lines)
+    figures["us_long_line"] = _long_line_us(lines)
     fewest = figures[f"us_after_{offers_seen[0]}"]
     figures["ratio"] = max(figures[f"us_after_{offers_seen[-1]}"], figures["us_full"]) / fewest
     return figures

@@ -89,6 +89,7 @@ def debian_rows(debian: dict[str, Any] | None) -> list[tuple[str, str, str]]:
 def redaction_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     after = " / ".join(f"{v:.1f}" for k, v in r.items() if k.startswith("us_after_"))
     remembered = r["remembered_after_offers"]
+    long_line = f"a 2,000-character text (a traceback's), the set full: {r['us_long_line']:.0f} us"
     full = f"{r['us_full']:.1f} us ({r['remembered_full']:,} CIKs) / {r['us_after_0']:.1f} us"
     offered = "A log line about an announce offering a CIK, after 0 / 40,000 / 86,400 such"
     return [
@@ -99,7 +100,7 @@ def redaction_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ),
         (
             "The same with the redaction set full / empty",
-            f"{full}; the dearest over the cheapest: {r['ratio']:.2f}",
+            f"{full}; the dearest over the cheapest: {r['ratio']:.2f}; {long_line}",
             met("redaction_ratio", r["ratio"]),
         ),
     ]

@@ -1295,3 +1295,14 @@ def test_a_rotation_found_at_start_never_goes_back_to_the_old_cik(clock: Clock) 
     engine.handle(Drain())
     clock.advance(3600)
     assert kinds(engine.handle(Tick())) == []  # no re-enable while gatewayd stops
+
+
+def test_rotating_a_node_first_seen_long_ago_warns_of_no_expiry(clock: Clock) -> None:
+    node = Node("SN1", "acme", "thermo-v1", State.ACTIVATED, clock.now - 3 * EXPIRY_WINDOW)
+    engine = Engine(SETTINGS, [node], clock, upper)
+    engine.handle(Rotate("SN1"))
+    clock.advance(1)
+    assert engine.handle(Tick()) == []
+    engine.handle(ReenableAnswered("SN1"))
+    clock.advance(1)
+    assert engine.handle(Tick()) == []

@@ -167,6 +167,7 @@ def test_a_storm_of_offers_makes_few_checks(
 ) -> None:
     gw = token_gateway(tmp_path, registry, gateway, max_pending=5)
     gw.start()
+    registry.set_latency("", 2.0)  # a check of a CIK that is nobody's takes 2 s
     fleet = Answered(broker)
     try:
         for i in range(300):  # made-up serials, each offering a random CIK
@@ -175,6 +176,7 @@ def test_a_storm_of_offers_makes_few_checks(
     finally:
         fleet.close()
     checks = registry.lookups("")  # CIKs that are nobody's count under ""
-    assert 0 < checks <= 36
+    # 5 under way at once; the burst is all answered before the first verdicts
+    assert 5 <= checks <= 10
     busy = sum(body["status"] == "pending" for body in fleet.answers.values())
-    assert busy >= 300 - 36
+    assert busy >= 300 - checks

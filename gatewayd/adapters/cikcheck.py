@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from gatewayd.config.schema import ExositeConfig
@@ -123,9 +124,11 @@ def check(
     model: str,
     vendor: VendorClient | None,
     owner: bool = False,
+    pace: Callable[[], bool] = lambda: True,
 ) -> tuple[Verdict, str]:
     """Exosite's verdict on ``cik`` as ``sn``'s CIK (``owner``: that it is ``sn``'s own),
-    and what it came to in words ("HTTP 401", a timeout)."""
+    and what it came to in words ("HTTP 401", a timeout). ``pace`` is called before the
+    second request (the vendor API's), as the rate limit asks; False: it is not sent."""
     found, said, own = lookup(client, config, cik)
     if found is Verdict.UNKNOWN:
         return Verdict.UNKNOWN, said
@@ -137,6 +140,8 @@ def check(
         return Verdict.REFUSED, said  # not adopted: nothing to confirm
     if found is not Verdict.REFUSED and not owner:
         return Verdict.ACCEPTED, said
+    if not pace():
+        return Verdict.UNKNOWN, f"{said}; the vendor API not asked: gatewayd is stopping"
     return _with_vendor(vendor, model, sn, found, said, own=own)
 
 

@@ -245,6 +245,7 @@ class ExositeClient:
                 model=job.model,
                 vendor=self._vendor,
                 owner=job.owner,
+                pace=lambda: self._limiter.wait(self._stop),  # its second request
             )
         except Exception as exc:
             log.exception("node %s: CIK check failed unexpectedly", sn, extra=logs.about(sn))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from gatewayd.core.model import Node, State
+from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.timers import Timers
 
 EXPIRY_WINDOW: Final = 24 * 3600.0
@@ -52,7 +52,8 @@ class Deadlines:
                 self._timers.push(now + delay, sn)
         else:
             self._retry.pop(sn, None)
-        if node.state is State.ACTIVATED or node.expiry_warned:
+        if node.state is State.ACTIVATED or node.expiry_warned or node.reason is Reason.ROTATION:
+            # a rotation re-enables an activated serial: its first activation is long past
             self._expiry.pop(sn, None)
         elif sn not in self._expiry:
             left = min(max(node.first_seen + EXPIRY_WINDOW - wall, 0.0), EXPIRY_WINDOW)

@@ -47,9 +47,11 @@ class SecureBroker:
 @pytest.fixture
 def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
     """mosquitto on examples/mosquitto/gatewayd.conf and gatewayd.acl."""
-    pki = make_pki(tmp_path, ["gatewayd", "SN-CERT"])
+    pki = make_pki(tmp_path, ["gatewayd", "gatewayd-answers", "SN-CERT"])
     passwd = tmp_path / "gatewayd.passwd"
-    accounts = {"gatewayd": GATEWAY_PASSWORD, **NODE_PASSWORDS}
+    # gatewayd's two connections, each its account (the same password), as README.md says
+    accounts = {"gatewayd": GATEWAY_PASSWORD, "gatewayd-answers": GATEWAY_PASSWORD}
+    accounts |= NODE_PASSWORDS
     for user, password in accounts.items():
         create = ["-c"] if not passwd.exists() else []
         subprocess.run(
@@ -181,6 +183,9 @@ def test_gatewayd_authenticates_with_a_client_certificate(
 ) -> None:
     sb = secure_broker
     pki = sb.pki
+    answers_pem = pki.path("gatewayd-answers.pem").read_text()
+    answers = pki.path("answers-with-key.pem")  # certificate and key in one file
+    answers.write_text(answers_pem + pki.path("gatewayd-answers.key").read_text())
     gw = gateway(
         mqtt={
             "host": "localhost",
@@ -189,6 +194,7 @@ def test_gatewayd_authenticates_with_a_client_certificate(
                 "ca_file": str(pki.path("ca.pem")),
                 "cert_file": str(pki.path("gatewayd.pem")),
                 "key_file": str(pki.path("gatewayd.key")),
+                "answers_cert_file": str(answers),
             },
         }
     )
@@ -230,6 +236,7 @@ def test_a_password_in_plain_text_to_another_machine_is_refused(
         mqtt={
             "host": "192.0.2.10",
             "username": "gatewayd",
+            "answers_username": "gatewayd-answers",
             "password_file": str(password_file),
             "allow_insecure": True,
         }
@@ -247,6 +254,7 @@ def _secure_gateway(tmp_path: Path, sb: SecureBroker, gateway: MakeGateway) -> G
             "host": "localhost",
             "port": sb.password_port,
             "username": "gatewayd",
+            "answers_username": "gatewayd-answers",
             "password_file": str(password_file),
             "tls": {"ca_file": str(sb.pki.path("ca.pem"))},
         }
@@ -308,3 +316,26 @@ def test_no_node_can_take_gatewayds_connection_or_another_nodes_session(
     assert json.loads(got.stdout)["cik"] == cik_b  # SN-B's session kept its credentials
     assert "too long" not in gw.log_text()
     assert "SN-A: announce ignored" not in gw.log_text()
+
+
+def test_one_account_for_both_connections_is_an_error_that_says_what_to_set(
+    tmp_path: Path, secure_broker: SecureBroker, gateway: MakeGateway
+) -> None:
+    """Under use_username_as_clientid, gatewayd's two connections under one account have
+    one client id, and the broker closes each when the other connects."""
+    sb = secure_broker
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text(GATEWAY_PASSWORD + "\n")
+    gw = gateway(
+        mqtt={
+            "host": "localhost",
+            "port": sb.password_port,
+            "username": "gatewayd",
+            "password_file": str(password_file),
+            "tls": {"ca_file": str(sb.pki.path("ca.pem"))},
+        }
+    )
+    gw.start(wait_connected=False)
+    error = gw.wait_for(r"ERROR .*client id.*give the answers connection an account")
+    assert "mqtt.answers_username" in error
+    assert gw.log_text().count("give the answers connection an account") == 1  # said once

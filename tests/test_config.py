@@ -152,6 +152,7 @@ BAD = [
     ("mqtt", "keepalive", ["4", "3601", "60.5", "false"]),
     ("mqtt", "session_expiry", ["-1", "4294967296", "false", "1.5"]),
     ("mqtt", "username", ['""', "1", "true"]),
+    ("mqtt", "answers_username", ['""', "1", "true"]),
     ("mqtt", "password_file", ['"mqtt-password"', "1"]),
     ("mqtt", "allow_insecure", ['"yes"', "1"]),
     ("mqtt", "tls", ['"yes"', "5", "[1]"]),
@@ -340,6 +341,14 @@ def test_password_file_needs_username() -> None:
     assert cfg.mqtt.username == "gw"
 
 
+def test_the_answers_connection_may_have_an_account_of_its_own() -> None:
+    exc = error_of(toml_text("mqtt", "answers_username", '"gatewayd-answers"'))
+    assert exc.key == "mqtt.answers_username"
+    assert "mqtt.username" in str(exc)
+    cfg = parse_one("mqtt", "answers_username", '"gw-out"', mqtt__username='"gw"')
+    assert (cfg.mqtt.username, cfg.mqtt.answers_username) == ("gw", "gw-out")
+
+
 def test_tls_is_a_table_of_its_own() -> None:
     text = toml_text() + '[mqtt.tls]\nca_file = "/etc/gatewayd/ca.pem"\n'
     tls = parse(text, SOURCE).mqtt.tls
@@ -354,6 +363,7 @@ def test_tls_is_a_table_of_its_own() -> None:
         ('cafile = "/ca.pem"', "mqtt.tls.cafile", "unknown key; [mqtt.tls] knows: ca_file"),
         ('ca_file = "ca.pem"', "mqtt.tls.ca_file", "an absolute path"),
         ('key_file = "/k.pem"', "mqtt.tls.key_file", "needs mqtt.tls.cert_file"),
+        ('answers_cert_file = "c.pem"', "mqtt.tls.answers_cert_file", "an absolute path"),
     ],
 )
 def test_a_bad_tls_table_names_its_key(table: str, key: str, said: str) -> None:

@@ -125,9 +125,10 @@ def test_reconnect_waits_have_full_jitter_below_a_doubling_cap() -> None:
 
     link = make_link(1, uniform=record)
     for _ in range(8):
-        link._on_connect_fail(link._client, None)
+        link._on_connect_fail(link._announces, link._announces.client, None)
     ceilings = [high for _low, high in draws]
-    assert ceilings == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    # a first draw for each of the two connections, then the announces connection's failures
+    assert ceilings == [1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
     assert all(low == 0.0 for low, _high in draws)
 
 
@@ -157,6 +158,7 @@ def test_the_suback_decides_whether_gatewayd_is_subscribed(
     events: queue.Queue[LinkEvent] = queue.Queue()
     link = make_link(1, deliver=events.put)
     with caplog.at_level(logging.ERROR, logger="gatewayd.adapters.mqtt"):
-        link._on_subscribe(link._client, None, 1, granted)
+        link._on_answers_connect(link._answers.connection.client, None, {}, 0)
+        link._on_subscribe(link._announces.client, None, 1, granted)
     assert events.get_nowait() == Connected(session_present=False, subscribed=subscribed)
     assert ("refused the subscription" in caplog.text) is not subscribed

@@ -69,11 +69,12 @@ class TlsConfig(Section):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    answers_cert_file: Path | None = None
+    """The answers connection's own certificate and its key, in one PEM file."""
 
     def __post_init__(self) -> None:
-        self._path("ca_file", optional=True)
-        self._path("cert_file", optional=True)
-        self._path("key_file", optional=True)
+        for key in ("ca_file", "cert_file", "key_file", "answers_cert_file"):
+            self._path(key, optional=True)
         if self.key_file is not None and self.cert_file is None:
             self._error("key_file", "needs mqtt.tls.cert_file (the client certificate) as well")
 
@@ -90,6 +91,7 @@ class MqttConfig(Section):
     keepalive: int = 60
     session_expiry: int = 86400
     username: str | None = None
+    answers_username: str | None = None  # the answers connection's, if not username
     password_file: Path | None = None
     allow_insecure: bool = False
     tls: TlsConfig | None = None
@@ -113,9 +115,11 @@ class MqttConfig(Section):
             "an integer number of seconds from 0 to 4294967295",
         )
         self._str("username", "a non-empty string", is_printable_nonempty, optional=True)
+        self._str("answers_username", "a non-empty string", is_printable_nonempty, optional=True)
         self._path("password_file", optional=True)
-        if self.password_file is not None and self.username is None:
-            self._error("password_file", "needs mqtt.username to be set as well")
+        for key in ("answers_username", "password_file"):
+            if getattr(self, key) is not None and self.username is None:
+                self._error(key, "needs mqtt.username to be set as well")
         self._choice("allow_insecure", (True, False), "true or false")
         tls: object = self.tls
         if isinstance(tls, dict):

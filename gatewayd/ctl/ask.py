@@ -131,6 +131,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         ("version", reply.get("version")),
         ("uptime", f"{reply.get('uptime')} s"),
         ("broker", reply.get("broker")),
+        ("publishes", _publishes(reply.get("publishes"))),
         *((f"nodes {state}", count) for state, count in counts.items()),
         ("last activation", _moment(reply.get("last_activation"))),
         ("oldest pending", _moment(reply.get("oldest_pending"))),
@@ -141,6 +142,16 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     for key, value in rows:
         print(f"{key.ljust(width)}  {cell(value)}")
     return EXIT_OK
+
+
+def _publishes(value: object) -> str | None:
+    """``{"waiting": 3, "stalled_for": 75}`` as "3 waiting, unacknowledged for 75 s"."""
+    match value:
+        case {"waiting": int(waiting), "stalled_for": int(stalled_for)}:
+            return f"{waiting} waiting, unacknowledged by the broker for {stalled_for} s"
+        case {"waiting": int(waiting)}:
+            return f"acknowledged ({waiting} waiting)" if waiting else "acknowledged"
+    return None
 
 
 def _list(value: object) -> list[object]:

@@ -98,14 +98,12 @@ class Daemon:
         self._stopping = False
         self._stop_deadline = 0.0
         self._forced = False
-        user = config.mqtt.username
-        reserved = frozenset() if user is None else frozenset({user})
-        self._intake = Intake(
-            self._topics, config.nodes, self._inbox.put, self._inbox.waiting, reserved
-        )
+        accounts = frozenset(filter(None, (config.mqtt.username, config.mqtt.answers_username)))
+        inbox = self._inbox
+        self._intake = Intake(self._topics, config.nodes, inbox.put, inbox.waiting, accounts)
         # every setting the links need is read and checked here, before READY=1
         self._password = read_password(config)
-        self._tls = tls_context(config)
+        self._tls, self._answers_tls = tls_context(config), tls_context(config, answers=True)
         check_exosite(config)
         self._reporter = status.Reporter(self._engine, self._publish_status, Notifier())
         self._control = control.serve(config.gateway.control_socket, self._inbox.put)
@@ -134,7 +132,9 @@ class Daemon:
             password=self._password,
             deliver=self._intake.receive,
             tls=self._tls,
+            answers_tls=self._answers_tls,
         )
+        self._reporter.publishes = self._link  # watched, and shown in the status
         self._executor = Executor(
             self._keystore,
             self._state,

@@ -3,8 +3,10 @@
 The status topic carries counts by state, uptime and version, republished when
 they change and at most every ``STATUS_INTERVAL`` seconds. systemd's STATUS
 line ("broker connected; 12 activated, 2 pending, 1 rejected") follows the
-same counts. WATCHDOG=1 is sent from the main loop, so a stuck loop lets
-systemd's watchdog fire.
+same counts. Publishes the broker has stopped acknowledging show in all three
+("publishes": "stalled"; "broker connected, publishes unacknowledged").
+WATCHDOG=1 is sent from the main loop, so a stuck loop lets systemd's watchdog
+fire.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from gatewayd import __version__
 from gatewayd.adapters.systemd import Notifier
+from gatewayd.core.acks import AckState
 from gatewayd.core.engine import Engine
 from gatewayd.core.events import Connected, Disconnected
 from gatewayd.core.model import State
@@ -38,6 +41,15 @@ def offline() -> bytes:
 log = logging.getLogger(__name__)
 
 
+class Publishes(Protocol):
+    """The broker link's publishes: whether the broker acknowledges them (and what to do
+    when it stops), checked by :meth:`Reporter.report` when :meth:`due`."""
+
+    def due(self) -> float | None: ...
+    def acks(self) -> AckState: ...
+    def watch(self) -> None: ...
+
+
 class Reporter:
     def __init__(
         self, engine: Engine, publish: Callable[[bytes], None], notifier: Notifier
@@ -53,11 +65,18 @@ class Reporter:
         self._said = ""
         self._said_at = -NOTIFY_INTERVAL
         self._watchdog_at = 0.0
+        self.publishes: Publishes | None = None
+        """The broker link's, once there is one."""
+
+    def acks(self) -> AckState:
+        """How many publishes wait for the broker, and whether they have stalled."""
+        return AckState(0, None) if self.publishes is None else self.publishes.acks()
 
     def online(self) -> bytes:
         body: dict[str, object] = {"state": "online", "version": __version__}
         body["uptime"] = int(time.monotonic() - self._started)
         body["nodes"] = {str(k): v for k, v in self._engine.counts().items()}
+        body["publishes"] = "ok" if self.acks().stalled_for is None else "stalled"
         return json.dumps(body, separators=(",", ":")).encode()
 
     def summary(self) -> dict[str, object]:
@@ -71,10 +90,13 @@ class Reporter:
         oldest = min(
             (n for n in nodes if n.state in _WAITING), key=lambda n: n.first_seen, default=None
         )
+        acks = self.acks()
+        stalled_for = None if acks.stalled_for is None else int(acks.stalled_for)
         return {
             "version": __version__,
             "uptime": int(time.monotonic() - self._started),
             "broker": "connected" if self.connected else "disconnected",
+            "publishes": {"waiting": acks.waiting, "stalled_for": stalled_for},
             "nodes": {str(k): v for k, v in self._engine.counts().items()},
             "last_activation": None if last is None else [last.sn, last.activated_at],
             "oldest_pending": None if oldest is None else [oldest.sn, oldest.first_seen],
@@ -83,6 +105,8 @@ class Reporter:
     def text(self) -> str:
         counts = self._engine.counts()
         broker = "broker connected" if self.connected else "broker disconnected"
+        if self.acks().stalled_for is not None:
+            broker += ", publishes unacknowledged"
         shown = [State.ACTIVATED, State.PENDING, State.REJECTED, State.NEEDS_REENABLE]
         parts = [f"{counts[s]} {s}" for s in shown if counts[s] or s is not State.NEEDS_REENABLE]
         return f"{broker}; {', '.join(parts)}"
@@ -111,10 +135,15 @@ class Reporter:
             due.append(self._watchdog_at)
         if self.text() != self._said:
             due.append(self._said_at + NOTIFY_INTERVAL)
+        if self.publishes is not None and (when := self.publishes.due()) is not None:
+            due.append(when)
         return min(due, default=None)
 
     def report(self) -> None:
-        """Called after every event: keeps the topic, STATUS and the watchdog current."""
+        """Called after every event: keeps the topic, STATUS and the watchdog current, and
+        has the broker link look at its publishes."""
+        if self.publishes is not None:
+            self.publishes.watch()
         now = time.monotonic()
         interval = self.notifier.watchdog_interval
         if interval is not None and now >= self._watchdog_at:
@@ -133,4 +162,4 @@ class Reporter:
             self._publish(self.online())
 
     def _key(self) -> tuple[object, ...]:
-        return tuple(self._engine.counts().values())
+        return (*self._engine.counts().values(), self.acks().stalled_for is None)

@@ -218,12 +218,20 @@ def read_password(config: Config) -> Secret | None:
     return password
 
 
-def tls_context(config: Config) -> ssl.SSLContext | None:
+def tls_context(config: Config, *, answers: bool = False) -> ssl.SSLContext | None:
     """For [mqtt.tls]: TLS 1.2 or newer, the broker's certificate and name checked, and
-    the client certificate if one is configured. None without [mqtt.tls]."""
+    the client certificate if one is configured. None without [mqtt.tls].
+
+    ``answers``: the answers connection's own context, with its own client certificate
+    (and key, in the same file); None if it has none (it uses the other connection's)."""
     tls = config.mqtt.tls
     if tls is None:
         return None
+    cert_key, cert_file, key_file = "mqtt.tls.cert_file", tls.cert_file, tls.key_file
+    if answers:
+        if tls.answers_cert_file is None:
+            return None
+        cert_key, cert_file, key_file = "mqtt.tls.answers_cert_file", tls.answers_cert_file, None
     try:
         context = ssl.create_default_context(
             cafile=None if tls.ca_file is None else str(tls.ca_file)
@@ -231,12 +239,12 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(config.source, "mqtt.tls.ca_file", f"a readable CA file ({exc})") from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if tls.cert_file is not None:
-        key = None if tls.key_file is None else str(tls.key_file)
+    if cert_file is not None:
+        key = None if key_file is None else str(key_file)
         try:
-            context.load_cert_chain(str(tls.cert_file), key)
+            context.load_cert_chain(str(cert_file), key)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
-                config.source, "mqtt.tls.cert_file", f"a readable certificate and key ({exc})"
+                config.source, cert_key, f"a readable certificate and key ({exc})"
             ) from exc
     return context

@@ -167,7 +167,7 @@ def test_a_storm_of_offers_makes_few_checks(
 ) -> None:
     gw = token_gateway(tmp_path, registry, gateway, max_pending=5)
     gw.start()
-    registry.set_latency("", 2.0)  # a check of a CIK that is nobody's takes 2 s
+    registry.set_latency("", 4.0)  # a check of a CIK that is nobody's takes 4 s
     fleet = Answered(broker)
     try:
         for i in range(300):  # made-up serials, each offering a random CIK

@@ -102,6 +102,13 @@ class FileStore:
     def __repr__(self) -> str:
         return f"FileStore(folder={str(self._folder)!r}, encrypted={self.encrypted})"
 
+    def has(self, service: str, username: str) -> bool:
+        """Whether an entry is kept for ``service`` and ``username`` (it is not read)."""
+        # a str path: for the 10,000 entries looked for at start, Path objects cost 0.6 MiB
+        # of resident memory that stays (measured with bench/footprint.py)
+        name = os.path.join(self._folder, _entry_name(service, username))  # noqa: PTH118
+        return os.path.lexists(name)
+
     def get_password(self, service: str, username: str) -> str | None:
         name = _entry_name(service, username)
         try:

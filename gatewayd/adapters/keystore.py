@@ -242,8 +242,11 @@ class Keystore:
 
     def has_retired(self, vendor: str, model: str, sn: str) -> bool:
         """Whether a CIK of ``sn`` was ever retired (and is kept apart)."""
+        service = self.service(vendor, model) + RETIRED
+        if isinstance(self._backend, FileStore):  # without reading it
+            return self._backend.has(service, sn)
         with self._mapped("look for the retired CIKs of", sn):
-            return self._backend.get_password(self.service(vendor, model) + RETIRED, sn) is not None
+            return self._backend.get_password(service, sn) is not None
 
     def retired(self, vendor: str, model: str, sn: str) -> tuple[Retired, ...]:
         """Every CIK of ``sn`` retired, oldest first."""

@@ -160,17 +160,29 @@ def points(
         point.close()
 
 
-def test_every_crash_point_of_a_rotation_ends_with_a_working_cik(
+def walk(
     tmp_path: Path,
     points: Callable[[], Point],
     capsys: pytest.CaptureFixture[str],
-) -> None:
+    name: str,
+    *,
+    refused: bool,
+) -> dict[str, int]:
+    """A baseline run of the path (a rotation, or a refused CIK replaced), then a fresh
+    gatewayd killed at every point it counted; each ends with a working CIK. The calls
+    per thread of the baseline."""
+
+    def run(point: Point, inject: str | None, log: Path) -> None:
+        if refused:
+            point.refuse_under(inject, log)
+        else:
+            point.rotate_under(inject, log)
+
     baseline = points()
     log = tmp_path / "baseline.strace"
-    baseline.rotate_under(None, log)
-    baseline.check()
+    run(baseline, None, log)
+    baseline.check(refused=refused)
     counts = calls_per_thread(log)
-    assert counts.get("syncfs", 0) >= 2, counts  # the record saying rotating; the new CIK
     injected = [
         f"{syscall}:signal=KILL:when={n}"
         for syscall, count in sorted(counts.items())
@@ -179,17 +191,27 @@ def test_every_crash_point_of_a_rotation_ends_with_a_working_cik(
     killed = 0
     for inject in injected:
         point = points()
-        point.rotate_under(inject, tmp_path / "point.strace")
+        run(point, inject, tmp_path / "point.strace")
         killed += point.killed
-        point.check()
+        point.check(refused=refused)
         point.close()
-    said = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+    said = ", ".join(f"{call} {count}" for call, count in sorted(counts.items()))
     with capsys.disabled():  # the figure belongs in the CI log
         print(
-            f"\nrotation: {len(injected)} crash points covered, {killed} of them killing "
+            f"\n{name}: {len(injected)} crash points covered, {killed} of them killing "
             f"gatewayd ({said} calls per thread)"
         )
     assert killed == len(injected)
+    return counts
+
+
+def test_every_crash_point_of_a_rotation_ends_with_a_working_cik(
+    tmp_path: Path,
+    points: Callable[[], Point],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    counts = walk(tmp_path, points, capsys, "rotation", refused=False)
+    assert counts.get("syncfs", 0) >= 2, counts  # the record saying rotating; the new CIK
 
 
 def test_every_crash_point_of_a_refused_cik_replaced_ends_with_a_working_cik(
@@ -197,28 +219,5 @@ def test_every_crash_point_of_a_refused_cik_replaced_ends_with_a_working_cik(
     points: Callable[[], Point],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    baseline = points()
-    log = tmp_path / "baseline.strace"
-    baseline.refuse_under(None, log)
-    baseline.check(refused=True)
-    counts = calls_per_thread(log)
+    counts = walk(tmp_path, points, capsys, "refused CIK retired and replaced", refused=True)
     assert counts.get("unlink", 0) >= 1, counts  # the refused CIK retired
-    injected = [
-        f"{syscall}:signal=KILL:when={n}"
-        for syscall, count in sorted(counts.items())
-        for n in range(1, count + 1)
-    ]
-    killed = 0
-    for inject in injected:
-        point = points()
-        point.refuse_under(inject, tmp_path / "point.strace")
-        killed += point.killed
-        point.check(refused=True)
-        point.close()
-    said = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
-    with capsys.disabled():  # the figure belongs in the CI log
-        print(
-            f"\nrefused CIK retired and replaced: {len(injected)} crash points covered, {killed} "
-            f"of them killing gatewayd ({said} calls per thread)"
-        )
-    assert killed == len(injected)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import MODEL, VENDOR, WAIT, Gateway
 from test_check import FilteringProxy
-from test_lifecycle import REJECTED, TOKEN, Fleet, accepted, rr
+from test_lifecycle import REJECTED, Fleet, accepted, rr, with_token
 
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode
@@ -36,15 +36,6 @@ def issued_elsewhere(registry: Registry, sn: str) -> str:
     return answer.cik.reveal()
 
 
-def token_gateway(
-    tmp_path: Path, registry: Registry, gateway: MakeGateway, **nodes: object
-) -> Gateway:
-    token = tmp_path / "vendor-token"
-    token.write_text(TOKEN + "\n")
-    registry.set_vendor_token(TOKEN)
-    return gateway(exosite={"vendor_token_file": str(token)}, nodes=nodes)
-
-
 def stored(gw: Gateway, sn: str) -> object:
     return json.loads(gw.ctl("show", sn, "--reveal", "--json").stdout).get("cik")
 
@@ -54,7 +45,7 @@ def test_a_cik_of_another_device_is_never_adopted_as_the_serials(
 ) -> None:
     cik_a = issued_elsewhere(registry, "SN-A")
     registry.add(VENDOR, MODEL, "SN-B")  # known to Exosite, never activated
-    gw = token_gateway(tmp_path, registry, gateway)
+    gw = with_token(tmp_path, registry, gateway)
     gw.start()
     answer = rr(broker, "SN-B", json.dumps({"cik": cik_a}))
     # B is activated with a CIK of its own, never A's
@@ -79,7 +70,7 @@ def test_a_refused_cik_is_never_replaced_by_another_devices(
 ) -> None:
     cik_a = issued_elsewhere(registry, "SN-A2")
     registry.add(VENDOR, MODEL, "SN-C")
-    gw = token_gateway(tmp_path, registry, gateway)
+    gw = with_token(tmp_path, registry, gateway)
     gw.start()
     old = node("SN-C").activate(timeout=WAIT)["cik"]
     registry.regenerate(VENDOR, MODEL, "SN-C")  # C's stored CIK is now refused
@@ -107,7 +98,7 @@ def test_a_junk_offer_does_not_hold_back_the_nodes_own_cik(
     tmp_path: Path, registry: Registry, gateway: MakeGateway, broker: Broker
 ) -> None:
     own = issued_elsewhere(registry, "SN-J")
-    gw = token_gateway(tmp_path, registry, gateway, check_interval=300)
+    gw = with_token(tmp_path, registry, gateway, check_interval=300)
     gw.start()
     junk = rr(broker, "SN-J", json.dumps({"cik": "0" * 40}))
     assert (junk["status"], junk["reason"]) == ("rejected", "not_activatable")
@@ -134,7 +125,7 @@ def test_a_proxys_403_never_retires_a_good_cik(
     blocked_onep: FilteringProxy,
 ) -> None:
     registry.add(VENDOR, MODEL, "SN-P")
-    gw = token_gateway(tmp_path, registry, gateway, check_interval=0.001)
+    gw = with_token(tmp_path, registry, gateway, check_interval=0.001)
     for name in ("no_proxy", "NO_PROXY", "HTTP_PROXY"):
         gw.env.pop(name, None)
     gw.env["http_proxy"] = blocked_onep.url  # activation passes, the device API is blocked
@@ -165,7 +156,7 @@ class Answered(Fleet):
 def test_a_storm_of_offers_makes_few_checks(
     tmp_path: Path, registry: Registry, gateway: MakeGateway, broker: Broker
 ) -> None:
-    gw = token_gateway(tmp_path, registry, gateway, max_pending=5)
+    gw = with_token(tmp_path, registry, gateway, max_pending=5)
     gw.start()
     registry.set_latency("", 4.0)  # a check of a CIK that is nobody's takes 4 s
     fleet = Answered(broker)

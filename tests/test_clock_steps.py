@@ -143,7 +143,9 @@ def test_the_daemon_rides_out_a_clock_step(
     offset.write_text("0")
     registry.add(VENDOR, MODEL, "SN-C1")
     registry.script("SN-C1", [503])
-    gw = gateway(exosite={"retry_base": 600, "retry_cap": 600})
+    # full jitter draws the retry from [0, retry_base): a week makes one within the test
+    # (a few seconds) a chance in 100,000
+    gw = gateway(exosite={"retry_base": 604_800, "retry_cap": 604_800})
     gw.env |= {
         "NOTIFY_SOCKET": path,
         "WATCHDOG_USEC": "400000",

@@ -10,7 +10,7 @@ from typing import Any
 
 from conftest import FakeClock as Clock
 
-from gatewayd.core import checks
+from gatewayd.core import book as books
 from gatewayd.core.actions import Action, CheckCik, Log, Publish
 from gatewayd.core.engine import Engine
 from gatewayd.core.events import (
@@ -158,13 +158,16 @@ def test_a_second_announce_while_the_stored_cik_is_checked_sends_no_second_check
 
 
 def test_what_is_remembered_of_checks_is_pruned_and_bounded() -> None:
-    book = checks.Checks()
-    for i in range(checks.MAX_REMEMBERED + 500):
-        assert book.start(f"SN{i}", Secret(f"{i:040x}"), float(i) * 1e-6, 300.0)
-        book.done(f"SN{i}")
-    assert book.remembered() == checks.MAX_REMEMBERED
-    assert book.start("late", JUNK, 10_000.0, 300.0)  # all the others are older than 300 s
-    assert book.remembered() == 1
+    clock = Clock()
+    engine = engine_with(clock)
+    for i in range(books.MAX_REMEMBERED + 500):
+        sn = f"SN{i}"
+        assert len(checked(engine.handle(Announced(sn, cik=Secret(f"{i:040x}"))))) == 1
+        engine.handle(CikChecked(sn, Secret(f"{i:040x}"), Verdict.ACCEPTED, "own"))
+    assert engine.checks() == (0, books.MAX_REMEMBERED)
+    clock.advance(301.0)  # all the others are older than check_interval
+    assert len(checked(engine.handle(Announced("late", cik=JUNK)))) == 1
+    assert engine.checks() == (1, 1)
 
 
 def activated(engine: Engine, sn: str = "SN1") -> None:

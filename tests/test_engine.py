@@ -48,7 +48,7 @@ from gatewayd.core.events import (
 from gatewayd.core.model import Node, Reason, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
 from gatewayd.core.timers import backoff_ceiling
-from gatewayd.core.transitions import TRANSITIONS, Effect, Trigger, as_table, stopping
+from gatewayd.core.transitions import TRANSITIONS, Effect, Trigger, as_table, row_for
 
 SETTINGS = Settings(
     vendor="acme", model="thermo-v1", models=frozenset({"thermo-v1", "hygro"}), adopt=True
@@ -461,6 +461,11 @@ SCENARIOS |= {
         e.handle(Announced("SN1", cik_rejected=True)),
     )[1],
     (State.ACTIVATED, Trigger.CHECK_FOUND): _checking,
+    (State.ACTIVATED, Trigger.OFFERED_STORED): lambda e, c: (
+        _activated(e),
+        e.handle(Announced("SN1", cik=CIK)),
+        e.handle(CikLookedUp("SN1", CIK)),
+    )[2],
     (State.ACTIVATED, Trigger.CIK_ACCEPTED): _verdict(Verdict.ACCEPTED),
     (State.ACTIVATED, Trigger.CHECK_UNKNOWN): _verdict(Verdict.UNKNOWN),
     (State.ACTIVATED, Trigger.CIK_REFUSED): _verdict(Verdict.REFUSED),
@@ -640,6 +645,7 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
     (State.NEEDS_REENABLE, Trigger.EXPIRY_DUE): ["SaveNode"],
     (State.ACTIVATED, Trigger.ANNOUNCE_CHECK): ["LookupCik"],
     (State.ACTIVATED, Trigger.CHECK_FOUND): ["CheckCik"],
+    (State.ACTIVATED, Trigger.OFFERED_STORED): ["Publish"],
     (State.ACTIVATED, Trigger.CIK_ACCEPTED): ["Publish"],
     (State.ACTIVATED, Trigger.CHECK_UNKNOWN): ["Publish"],
     (State.ACTIVATED, Trigger.CIK_REFUSED): ["SaveNode", "RetireCik", "Activate"],
@@ -679,10 +685,13 @@ EXPECTED: dict[tuple[State | None, Trigger], list[str]] = {
 
 def test_every_row_that_sends_a_request_or_retries_has_one_for_a_stop() -> None:
     """While gatewayd stops, no request leaves and no retry fires: each such row has a row
-    for its state and the trigger :func:`stopping` makes of it."""
+    for its state and the trigger :func:`row_for` makes of it."""
     for (state, trigger), row in TRANSITIONS.items():
         if Effect.REQUEST in row.effects or trigger is Trigger.RETRY_DUE:
-            assert (state, stopping(trigger)) in TRANSITIONS, (state, trigger)
+            instead, stop = row_for(state, trigger, stopping=True)
+            assert instead in {Trigger.STOPPING, Trigger.REENABLED_STOPPING}, (state, trigger)
+            assert stop is not None, (state, trigger)
+            assert Effect.REQUEST not in stop.effects, (state, trigger)
 
 
 def test_every_row_has_a_scenario() -> None:

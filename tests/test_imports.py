@@ -279,12 +279,13 @@ def test_a_record_left_with_something_under_way_is_not_imported_offline(clock: C
     itself, a rotation) refuses the import as the running gatewayd refuses it meanwhile."""
     node = activated(clock)
     reenabling = dataclasses.replace(node, state=State.NEEDS_REENABLE, uncertain=True)
-    assert imports.left_under_way(reenabling, auto_reenable=True)
-    assert not imports.left_under_way(reenabling, auto_reenable=False)
+    auto, manual = (dataclasses.replace(SETTINGS, auto_reenable=on) for on in (True, False))
+    assert imports.left_under_way(reenabling, auto)
+    assert not imports.left_under_way(reenabling, manual)
     for state in (State.ACTIVATING, State.ROTATING):
-        assert imports.left_under_way(dataclasses.replace(node, state=state), auto_reenable=False)
-    assert not imports.left_under_way(node, auto_reenable=True)
-    assert not imports.left_under_way(None, auto_reenable=True)
+        assert imports.left_under_way(dataclasses.replace(node, state=state), manual)
+    assert not imports.left_under_way(node, auto)
+    assert not imports.left_under_way(None, auto)
     event = Imported(activated(clock), OLD, None)
     assert imports.decide(event, reenabling, under_way=True).answer is Answer.REFUSED
 

@@ -1,19 +1,27 @@
-"""The engine's book of nodes: every record by serial, how many are in each state, the
-response topics waiting for a node's next answer, and the activated nodes whose CIK
-could not be read. Pure; the engine owns one.
+"""The engine's book of nodes: every record by serial, how many are in each state, what is
+under way about each (its :class:`~gatewayd.core.transitions.Work`), the response
+topics waiting for a node's next answer, and the activated nodes whose CIK could not
+be read. Pure; the engine owns one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Final
 
 from gatewayd.core import replies
 from gatewayd.core.actions import Action
 from gatewayd.core.model import Node, ResponseTarget, State
+from gatewayd.core.transitions import IDLE, Work
 
 MAX_WAITING_RESPONSES: Final = 8
 """Response topics remembered per node until it can be answered."""
+
+MAX_REMEMBERED: Final = 10_000
+"""Checks remembered for their ``check_interval`` at most (each a serial and a CIK); the
+oldest are forgotten first."""
 
 UNREADABLE_LOG_WINDOW: Final = 60.0
 """An activated node whose CIK cannot be read is logged about at most this often."""
@@ -26,6 +34,12 @@ class Book:
         self._waiting: dict[str, list[ResponseTarget]] = {}
         self._unreadable: dict[str, float] = {}
         """Activated nodes whose CIK could not be read: when that was last logged."""
+        self._work: OrderedDict[str, Work] = OrderedDict()
+        """The work of each node with something under way or checked lately, the least
+        lately changed first (a serial with no record may have some: a check of the CIK
+        it offers)."""
+        self._checking = 0
+        self._remembered = 0
 
     def get(self, sn: str) -> Node | None:
         return self._nodes.get(sn)
@@ -35,6 +49,10 @@ class Book:
 
     def counts(self) -> dict[State, int]:
         return dict(self._counts)
+
+    def count(self, states: Iterable[State | None]) -> int:
+        """How many nodes are in one of ``states``."""
+        return sum(self._counts[state] for state in states if state is not None)
 
     def put(self, node: Node) -> None:
         old = self._nodes.get(node.sn)
@@ -48,6 +66,50 @@ class Book:
         self._counts[node.state] -= 1
         self._waiting.pop(sn, None)
         self._unreadable.pop(sn, None)
+
+    def work(self, sn: str) -> Work:
+        return self._work.get(sn, IDLE)
+
+    def set_work(self, sn: str, work: Work, now: float, interval: float) -> None:
+        """Take ``sn``'s work; what is remembered of checks older than ``interval`` (at
+        ``now``, monotonic), or beyond MAX_REMEMBERED, is forgotten."""
+        old = self._work.get(sn, IDLE)
+        if work == old:
+            return
+        self._checking += (work.check is not None) - (old.check is not None)
+        self._remembered += len(work.checked) - len(old.checked)
+        if work == IDLE:
+            self._work.pop(sn, None)
+        else:
+            self._work[sn] = work
+            self._work.move_to_end(sn)
+        self._prune(now, interval)
+
+    def _prune(self, now: float, interval: float) -> None:
+        for _ in range(len(self._work)):
+            sn, work = next(iter(self._work.items()))
+            over = self._remembered > MAX_REMEMBERED
+            kept = () if over else tuple(c for c in work.checked if now - c[1] < interval)
+            if len(kept) == len(work.checked):
+                if not over:
+                    return
+                self._work.move_to_end(sn)  # under way, with no check remembered
+                continue
+            self._remembered -= len(work.checked) - len(kept)
+            work = dataclasses.replace(work, checked=kept)
+            if work == IDLE:
+                del self._work[sn]
+            else:
+                self._work[sn] = work
+                self._work.move_to_end(sn)
+
+    def checking(self) -> int:
+        """Checks under way."""
+        return self._checking
+
+    def remembered(self) -> int:
+        """Checks remembered for their ``check_interval``."""
+        return self._remembered
 
     def wait(self, sn: str, response: ResponseTarget) -> None:
         """Remember where the node asked its next answer to go too."""

@@ -18,13 +18,10 @@ from typing import Final
 
 from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.timers import Timers
+from gatewayd.core.transitions import RETRIED
 
 EXPIRY_WINDOW: Final = 24 * 3600.0
 """Exosite expires a device not activated within 24 h of being added."""
-
-
-_RETRIED: Final = frozenset({State.PENDING, State.ROTATING})
-"""States whose next attempt is scheduled: a request, or a rotation's re-enable."""
 
 
 class Deadlines:
@@ -41,7 +38,7 @@ class Deadlines:
         monotonic clock, ``wall`` the wall clock its times were written against, ``cap``
         the longest a retry may be put off (``retry_cap``)."""
         sn = node.sn
-        if node.state in _RETRIED and node.next_attempt is not None:
+        if node.state in RETRIED and node.next_attempt is not None:
             if (
                 before is None
                 or before.state is not node.state

@@ -1,10 +1,10 @@
-"""The node state machine: events in, actions out, no I/O.
+"""The node state machine's engine: events in, actions out, no I/O.
 
-What happens to a node is a row of ``TRANSITIONS`` (:mod:`gatewayd.core.transitions`):
-for its state and a trigger, the next state, the record's changes
-(:mod:`gatewayd.core.records`) and the effects (:mod:`gatewayd.core.effects`).
-This module only picks the trigger: an event, sharpened by a guard such as "the
-rejection is older than ``rejected_retry_after``" or "gatewayd is stopping".
+What happens to a node is decided in :mod:`gatewayd.core.transitions`: a rule there
+turns each event into a trigger from the node's facts, and the table gives the row
+for the node's state and that trigger. The engine only gathers the facts, applies
+the row (the record's changes with :mod:`gatewayd.core.records`, the effects with
+:mod:`gatewayd.core.effects`) and keeps the book.
 
 The engine never sleeps, reads a clock of its own or touches a socket, a file
 or a thread. Time comes from two injected clocks: ``clock``, monotonic, for
@@ -17,10 +17,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from gatewayd.core import announces, checks, commands, imports, records, replies
+from gatewayd.core import commands, imports, records, replies, transitions
 from gatewayd.core.actions import Action, Log, Result
 from gatewayd.core.book import Book
-from gatewayd.core.checks import Checks
 from gatewayd.core.deadlines import Deadlines
 from gatewayd.core.effects import Effects, invalid
 from gatewayd.core.events import (
@@ -44,20 +43,13 @@ from gatewayd.core.events import (
     Tick,
     Verdict,
 )
-from gatewayd.core.model import Node, Reason, ResponseTarget, Settings, State
+from gatewayd.core.model import Node, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
-from gatewayd.core.transitions import (
-    TRANSITIONS,
-    Effect,
-    Row,
-    Trigger,
-    stopping,
-    trigger_of,
-)
+from gatewayd.core.transitions import WAITING, Facts, Trigger
 
 
 class Engine:
-    """Owns every node's record; one thread calls :meth:`handle`."""
+    """Owns every node's record and work; one thread calls :meth:`handle`."""
 
     def __init__(
         self,
@@ -76,27 +68,21 @@ class Engine:
         self._book = Book()
         self._deadlines = Deadlines()
         self._effects = Effects(self._book, self._deadlines, clock, lambda: self.settings)
-        self._draining = False
-        self._republishing: set[str] = set()
-        self._reenables: set[str] = set()  # re-enables sent and not answered yet
-        self._checks = Checks()
-        self._guards = announces.Guards(
-            self._busy, self._reenabling, self._hold_over, self._check, self._checks.under_way
-        )
+        self._stopping = False
         for node in nodes:
             self._book.put(node)
             self._arm(None, node, self._wall())
 
     def start(self) -> list[Action]:
         """What the last stop left unfinished: keyring reads for the nodes whose request was
-        in flight, and the re-enables gatewayd had started by itself."""
+        in flight, and the re-enables and rotations gatewayd had started."""
         actions: list[Action] = []
         for node in list(self._book.nodes()):
             actions += self._unfinished(node)
         return actions
 
     def _unfinished(self, node: Node) -> list[Action]:
-        trigger = imports.unfinished(node, reenabling=self._reenabling(node))
+        trigger = transitions.unfinished(node, self.settings)
         return [] if trigger is None else self._fire(node.sn, trigger)
 
     def node(self, sn: str) -> Node | None:
@@ -108,6 +94,10 @@ class Engine:
     def counts(self) -> dict[State, int]:
         return self._book.counts()
 
+    def checks(self) -> tuple[int, int]:
+        """Checks under way, and checks remembered for their ``check_interval``."""
+        return self._book.checking(), self._book.remembered()
+
     def unreadable(self) -> list[str]:
         """Activated nodes whose stored CIK could not be read when last asked for."""
         return self._book.unreadable()
@@ -116,7 +106,7 @@ class Engine:
         """When :class:`Tick` next has something to do, or None."""
         return self._deadlines.next()
 
-    def handle(self, event: Event) -> list[Action]:
+    def handle(self, event: Event) -> list[Action]:  # noqa: C901 (one case per kind of event)
         match event:
             case Announced():
                 return self._announced(event)
@@ -125,7 +115,7 @@ class Engine:
             case ActivationAnswered():
                 return self._answered(event)
             case RequestUnsent() | ReenableAnswered():
-                return self._unsent_or_reenabled(event)
+                return self._reenable_answered(event)
             case CikLookedUp():
                 return self._looked_up(event)
             case CikChecked():
@@ -133,70 +123,94 @@ class Engine:
             case Tick():
                 return self._tick()
             case Drain():
-                self._draining = True
+                self._stopping = True
                 return []
-            case Republish() | Retry() | Forget() | Rotate() | Imported():
+            case Republish() | Retry() | Forget() | Rotate():
                 return self._command(event)
+            case Imported():
+                return self._imported(event)
+
+    def _facts(self, sn: str) -> Facts:
+        node = self._book.get(sn)
+        now = self._clock()
+        return Facts(
+            node,
+            self._book.work(sn),
+            self.settings,
+            now,
+            busy=self._busy(),
+            held_over=node is not None and self._held_over(node, now),
+            stopping=self._stopping,
+        )
 
     def _announced(self, event: Announced) -> list[Action]:
-        sn, model, response = event.sn, event.model, event.response
-        node = self._book.get(sn)
-        if model is not None and model not in self.settings.models:
-            text = f"model {model!r} is not one of the allowed models"
-            return self._fire(sn, Trigger.ANNOUNCE_MODEL, response=response, detail=text)
-        if response is not None:
-            self._book.wait(sn, response)
-        actions: list[Action] = [
-            Log("announce", logging.DEBUG, "announce received", sn, _state(node))
-        ]
-        adopt = self.settings.adopt
-        trigger = announces.trigger(event, node, self._guards, adopt=adopt)
-        cik = None
-        if trigger in {Trigger.ANNOUNCE_ADOPT, Trigger.ANNOUNCE_CHECK}:  # a check started
-            cik = self._checks.announced(
-                event, adopt=trigger is Trigger.ANNOUNCE_ADOPT, offers=adopt
-            )
-        return actions + self._fire(sn, trigger, model=model, cik=cik)
+        sn, facts = event.sn, self._facts(event.sn)
+        trigger = transitions.announced(event, facts)
+        if trigger is Trigger.ANNOUNCE_MODEL:
+            text = f"model {event.model!r} is not one of the allowed models"
+            return self._fire(sn, trigger, response=event.response, detail=text)
+        if event.response is not None:
+            self._book.wait(sn, event.response)
+        said = Log("announce", logging.DEBUG, "announce received", sn, facts.state)
+        checks = trigger in {Trigger.ANNOUNCE_ADOPT, Trigger.ANNOUNCE_CHECK}
+        offered = event.cik if checks and self.settings.adopt else None
+        return [said, *self._fire(sn, trigger, model=event.model, cik=offered, announce=event)]
+
+    def _answered(self, event: ActivationAnswered) -> list[Action]:
+        """Exosite's answer to a request; a 2xx with none of it in flight is kept too."""
+        outcome = event.outcome
+        cik = outcome.cik if isinstance(outcome, Issued) else None
+        trigger = transitions.answered(event, self._facts(event.sn))
+        return self._fire(event.sn, trigger, cik=cik, outcome=outcome)
+
+    def _reenable_answered(self, event: RequestUnsent | ReenableAnswered) -> list[Action]:
+        trigger = transitions.reenable_answered(event, self._facts(event.sn))
+        self._settle(event.sn, event)
+        if isinstance(event, RequestUnsent):
+            outcome: Failed | None = Failed(f"not sent: {event.error}")
+        else:
+            outcome = None if event.error is None else Failed(event.error)
+        return self._fire(event.sn, trigger, outcome=outcome)
+
+    def _looked_up(self, event: CikLookedUp) -> list[Action]:
+        sn, error = event.sn, event.error
+        facts = self._facts(sn)
+        trigger = transitions.looked_up(event, facts)
+        self._settle(sn, event)
+        outcome = None if error is None else Failed(error)
+        actions = self._fire(sn, trigger, cik=event.cik, outcome=outcome)
+        node = facts.node
+        if error is None:
+            self._book.readable(sn)
+        elif node is not None and node.state is State.ACTIVATED:
+            actions += self._book.unreadable_log(node, error, facts.now)
+        if facts.work.republish:
+            actions.append(commands.republished(sn, event.cik, error))
+        return actions
 
     def _checked(self, event: CikChecked) -> list[Action]:
-        """Exosite's verdict on a CIK (:meth:`gatewayd.core.checks.Checks.after`)."""
-        after = self._checks.after(event, self._clock(), self.settings.check_interval)
-        node = self._book.get(event.sn)
+        """Exosite's verdict on a CIK (:func:`gatewayd.core.transitions.verdict`)."""
+        sn, facts = event.sn, self._facts(event.sn)
+        after = transitions.verdict(event, facts)
+        self._settle(sn, event)
         if after is None:
             text = "a verdict on a CIK no check waits for any more: ignored"
-            return [Log("cik_checked", logging.DEBUG, text, event.sn, _state(node))]
+            return [Log("cik_checked", logging.DEBUG, text, sn, facts.state)]
         if isinstance(after, Announced):  # an offered CIK not adopted: as if never offered
             unknown = event.verdict is Verdict.UNKNOWN
-            said = replies.not_adopted_log(event.sn, _state(node), event.detail, unknown=unknown)
+            said = replies.not_adopted_log(sn, facts.state, event.detail, unknown=unknown)
             return [said, *self._announced(after)]
-        failed = Failed(f"no verdict on the CIK: {after.detail}")  # a backoff row says why
-        outcome = failed if after.trigger is Trigger.CHECK_UNKNOWN else None
+        unknown = after.trigger is Trigger.CHECK_UNKNOWN  # a backoff row says why
+        failed = Failed(f"no verdict on the CIK: {after.detail}") if unknown else None
         return self._fire(
-            event.sn,
+            sn,
             after.trigger,
             cik=after.cik,
             detail=after.detail,
             model=after.model,
-            outcome=outcome,
+            outcome=failed,
             retired=after.retired,
         )
-
-    def _unsent_or_reenabled(self, event: RequestUnsent | ReenableAnswered) -> list[Action]:
-        self._reenables.discard(event.sn)
-        if isinstance(event, RequestUnsent):
-            failed = Failed(f"not sent: {event.error}")
-            return self._fire(event.sn, Trigger.UNSAVED, outcome=failed)
-        failed_or_none = None if event.error is None else Failed(event.error)
-        node = self._book.get(event.sn)
-        trigger = Trigger.REENABLED if failed_or_none is None else Trigger.REENABLE_FAILED
-        if (
-            trigger is Trigger.REENABLE_FAILED
-            and node is not None
-            and node.state is State.ROTATING
-            and (event.maybe_done or node.uncertain)
-        ):  # this re-enable, or one before (a restart's), may have been carried out
-            trigger = Trigger.REENABLE_MAYBE
-        return self._fire(event.sn, trigger, outcome=failed_or_none)
 
     def _tick(self) -> list[Action]:
         actions: list[Action] = []
@@ -204,40 +218,23 @@ class Engine:
             actions += self._fire(sn, Trigger.RETRY_DUE if retry else Trigger.EXPIRY_DUE)
         return actions
 
-    def _answered(self, event: ActivationAnswered) -> list[Action]:
-        """Exosite's answer to a request; a 2xx with none of it in flight is kept too."""
-        outcome = event.outcome
-        cik = outcome.cik if isinstance(outcome, Issued) else None
-        trigger = trigger_of(outcome, auto_reenable=self.settings.auto_reenable)
-        node = self._book.get(event.sn)
-        if cik is not None and _state(node) is not State.ACTIVATING:
-            trigger = Trigger.ISSUED_UNASKED
-        elif trigger is Trigger.ISSUED and node is not None and node.reason is Reason.ROTATION:
-            trigger = Trigger.ISSUED_ROTATED
-        return self._fire(event.sn, trigger, cik=cik, outcome=outcome)
-
-    def _looked_up(self, event: CikLookedUp) -> list[Action]:
-        sn, node, error = event.sn, self._book.get(event.sn), event.error
-        if error is not None:
-            actions = self._fire(sn, Trigger.LOOKUP_FAILED, outcome=Failed(error))
-            if node is not None and node.state is State.ACTIVATED:
-                actions += self._book.unreadable_log(node, error, self._clock())
-        else:
-            self._book.readable(sn)
-            auto = self.settings.auto_reenable
-            found = checks.found(
-                node, event.cik, self._checks, auto_reenable=auto, retired=event.retired
-            )
-            actions = self._fire(sn, found, cik=event.cik)
-        if error is not None or event.cik is None:
-            self._checks.unsent(sn)  # nothing to check
-        return actions + commands.republished(self._republishing, sn, event.cik, error)
+    def _command(self, command: commands.Command) -> list[Action]:
+        """``gatewayctl republish``, ``retry``, ``forget``, ``rotate``: the row of the
+        command's trigger, or a refusal that says why."""
+        sn, trigger = command.sn, commands.TRIGGERS[type(command)]
+        self._settle(sn, command)
+        node = self._book.get(sn)
+        refusal = transitions.refusal(node, trigger, self.settings)
+        if node is None or refusal is not None:
+            return [Result(ok=False, message=f"{sn}: {refusal}")]
+        actions: list[Action] = [*commands.said(trigger, node), *self._fire(sn, trigger)]
+        return actions + commands.answer(trigger, node, self._book.get(sn))
 
     def import_refusal(self, event: Imported) -> Result | None:
         """Why ``gatewayctl import`` does not take the entry now, or None (:mod:`.imports`)."""
         sn = event.node.sn
-        asked = self._checks.under_way(sn) or sn in self._republishing or sn in self._reenables
-        return imports.refusal(event, self._book.get(sn), under_way=asked)
+        under_way = self._book.work(sn).busy
+        return imports.refusal(event, self._book.get(sn), under_way=under_way)
 
     def _imported(self, event: Imported) -> list[Action]:
         node, current = event.node, self._book.get(event.node.sn)
@@ -249,18 +246,12 @@ class Engine:
         self._arm(None, node, self._wall())
         return imports.taken(event, current, self._book) + self._unfinished(node)
 
-    def _command(self, command: commands.Command | Imported) -> list[Action]:
-        """``gatewayctl republish``, ``retry``, ``forget``, ``rotate`` (:mod:`.commands`), and
-        ``import`` (:mod:`.imports`)."""
-        if isinstance(command, Imported):
-            return self._imported(command)
-        if not isinstance(command, Republish):
-            self._checks.done(command.sn)  # the operator's word: a verdict later is ignored
-        node = self._book.get(command.sn)
-        reenabling = node is not None and self._reenabling(node)
-        return commands.carry_out(
-            command, node, self._fire, self._book.get, self._republishing, reenabling=reenabling
-        )
+    def _settle(self, sn: str, event: Event) -> None:
+        """What ``event`` ends of ``sn``'s work, whatever its row (:func:`transitions.settle`)."""
+        work = self._book.work(sn)
+        settled = transitions.settle(work, event)
+        if settled is not work:
+            self._book.set_work(sn, settled, self._clock(), self.settings.check_interval)
 
     def _fire(
         self,
@@ -273,27 +264,27 @@ class Engine:
         response: ResponseTarget | None = None,
         detail: str = "",
         retired: Secret | None = None,
+        announce: Announced | None = None,
     ) -> list[Action]:
         """Apply the row of ``trigger`` for ``sn``'s state; a trigger without one is logged."""
         node = self._book.get(sn)
-        state = _state(node)
-        row = TRANSITIONS.get((state, trigger))
-        retry = trigger is Trigger.RETRY_DUE
-        if row is not None and self._draining and (Effect.REQUEST in row.effects or retry):
-            trigger = stopping(trigger)
-            row = TRANSITIONS[(state, trigger)]
+        state = None if node is None else node.state
+        trigger, row = transitions.row_for(state, trigger, stopping=self._stopping)
         if row is None:
             where = "an unknown node" if node is None else f"state {state}"
             return [Log("unexpected", logging.ERROR, f"{trigger.value} for {where}", sn, state)]
-        if Effect.REENABLE in row.effects:
-            self._reenables.add(sn)
+        now = self._clock()
         step = records.Step(
-            sn, trigger, self._wall(), cik, outcome, model, response, detail, retired
+            sn, trigger, self._wall(), cik, outcome, model, response, detail, retired, announce, now
         )
         record = self._move(node, row, step)
+        work = self._book.work(sn)
+        after = records.work_after(work, row, step)
+        if after is not work:
+            self._book.set_work(sn, after, now, self.settings.check_interval)
         return self._effects.emit(row.effects, record, step)
 
-    def _move(self, node: Node | None, row: Row, step: records.Step) -> Node:
+    def _move(self, node: Node | None, row: transitions.Row, step: records.Step) -> Node:
         """Take ``row``'s record for ``node``; the record the effects speak of."""
         if row.target is None:
             if node is None:  # no record is made: the effects speak of a serial only
@@ -311,30 +302,14 @@ class Engine:
         """The deadlines a change of record calls for; ``wall``: the time it was made."""
         self._deadlines.arm(before, node, self._clock(), wall, self.settings.backoff_cap)
 
-    def _reenabling(self, node: Node) -> bool:
-        """gatewayd itself is re-enabling this node's serial (a failure clears ``uncertain``)."""
-        return node.state is State.NEEDS_REENABLE and node.uncertain and self.settings.auto_reenable
-
-    def _check(self, sn: str, cik: Secret | None) -> bool:
-        """Whether a check of ``cik`` (None: the stored CIK) as ``sn``'s may start now (and it
-        is started if so): not while ``max_pending`` nodes wait for Exosite."""
-        if self._busy():
-            return False
-        return self._checks.start(sn, cik, self._clock(), self.settings.check_interval)
-
     def _busy(self) -> bool:
         """As many nodes wait for Exosite, activations and checks, as ``max_pending``
         allows: new ones must wait."""
-        counts = self._book.counts()
-        waiting = counts[State.ACTIVATING] + counts[State.PENDING] + counts[State.RECOVERING]
-        return waiting + self._checks.count() >= self.settings.max_pending
+        waiting = self._book.count(WAITING) + self._book.checking()
+        return waiting >= self.settings.max_pending
 
-    def _hold_over(self, node: Node) -> bool:
-        held = self._deadlines.held_for(node.sn, self._clock())
+    def _held_over(self, node: Node, now: float) -> bool:
+        held = self._deadlines.held_for(node.sn, now)
         if held is None:  # a record without a rejection time: since it was first seen
             held = self._wall() - node.first_seen
         return held >= self.settings.rejected_retry_after
-
-
-def _state(node: Node | None) -> State | None:
-    return None if node is None else node.state

@@ -43,11 +43,9 @@ from gatewayd.core import replies
 from gatewayd.core.actions import Action, Log, Publish, Result, SaveNode, StoreCik
 from gatewayd.core.book import Book
 from gatewayd.core.events import Imported
-from gatewayd.core.model import Node, State
-from gatewayd.core.transitions import Trigger
+from gatewayd.core.model import Node, Settings, State
+from gatewayd.core.transitions import UNDER_WAY, unfinished
 
-UNDER_WAY: Final = frozenset({State.ACTIVATING, State.RECOVERING, State.ROTATING})
-"""States with a request or a keystore read under way: a node in one is not imported."""
 UNCHANGED: Final = "already held, unchanged"
 """The operator's answer for a node left as it is."""
 KEPT: Final = (
@@ -84,26 +82,11 @@ class Decision(Result):
     answer: Answer = Answer.REFUSED
 
 
-def unfinished(node: Node, *, reenabling: bool) -> Trigger | None:
-    """What a record found at start (or imported) left unfinished: a request in flight
-    (its keystore is read first), a re-enable gatewayd had started, a rotation."""
-    if node.state is State.ACTIVATING:
-        return Trigger.RESTARTED
-    if reenabling:
-        return Trigger.RESTARTED_REENABLING
-    if node.state is State.ROTATING:
-        return Trigger.RESTARTED_ROTATING
-    return None
-
-
-def left_under_way(node: Node | None, *, auto_reenable: bool) -> bool:
+def left_under_way(node: Node | None, settings: Settings) -> bool:
     """Whether a record found with gatewayd stopped says something was under way when it
-    stopped, which gatewayd finishes at its start (:func:`unfinished`): a request, a
-    re-enable it had started itself (``auto_reenable``), a rotation."""
-    if node is None:
-        return False
-    reenabling = node.state is State.NEEDS_REENABLE and node.uncertain and auto_reenable
-    return unfinished(node, reenabling=reenabling) is not None
+    stopped, which gatewayd finishes at its start
+    (:func:`gatewayd.core.transitions.unfinished`)."""
+    return node is not None and unfinished(node, settings) is not None
 
 
 def replaces(event: Imported) -> bool:

@@ -1,11 +1,12 @@
-"""How a node's record changes when a row of ``TRANSITIONS`` is applied.
+"""How a node's record, and its work, change when a row of ``TRANSITIONS`` is applied.
 
 Each :class:`~gatewayd.core.transitions.Change` a row names is one function
 here, filling in the fields that go with it: timestamps, attempts and the next
-attempt, the reason of a rejection, the write-ahead of each request.
-:func:`apply` makes the row's changes, sets its state, and sets or clears
-``uncertain`` as the row says: the one place the flag is written. Pure
-functions.
+attempt, the reason of a rejection, the write-ahead of each request; or, for
+the node's :class:`~gatewayd.core.transitions.Work`, the check it starts.
+:func:`apply` makes the row's changes to the record, sets its state, and sets or
+clears ``uncertain`` as the row says: the one place the flag is written.
+:func:`work_after` makes its changes to the work. Pure functions.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Final
 
 from gatewayd.core import replies
 from gatewayd.core.actions import Action, StoreCik
-from gatewayd.core.events import Failed, Issued, Outcome, Refused
+from gatewayd.core.events import Announced, Failed, Issued, Outcome, Refused
 from gatewayd.core.model import Node, Reason, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
 from gatewayd.core.timers import backoff_ceiling
-from gatewayd.core.transitions import Change, Row, Trigger
+from gatewayd.core.transitions import Change, Check, Effect, Row, Trigger, Work
 
 REFUSALS: Final[Mapping[int, Reason]] = {
     404: Reason.UNKNOWN_SERIAL,
@@ -45,7 +46,12 @@ class Step:
     response: ResponseTarget | None = None
     detail: str = ""
     retired: Secret | None = None
-    """A CIK to retire once the one that replaces it is stored."""
+    """A CIK to retire once the one that replaces it is stored (or, a check starting on
+    the node's own CIK, the stored one Exosite refused)."""
+    announce: Announced | None = None
+    """The announce that fired the row, if one did."""
+    clock: float = 0.0
+    """The monotonic clock: when a check starts, for ``check_interval``."""
 
 
 Fields = dict[str, object]
@@ -62,8 +68,10 @@ def apply(
     assert row.target is not None  # noqa: S101 (a row without a record makes none)
     fields: Fields = {}
     for change in row.changes:
-        current = dataclasses.replace(node, **fields) if fields else node  # type: ignore[arg-type]
-        fields |= _CHANGES[change](current, step, settings, uniform)
+        made = _CHANGES.get(change)
+        if made is not None:
+            current = dataclasses.replace(node, **fields) if fields else node  # type: ignore[arg-type]
+            fields |= made(current, step, settings, uniform)
     fields["state"] = row.target
     if row.uncertain is not None:
         fields["uncertain"] = row.uncertain
@@ -231,3 +239,64 @@ def store(node: Node, step: Step) -> list[Action]:
         action = StoreCik(node.sn, node.vendor, node.model, step.cik, unverified=True)
         return [action, replies.malformed_log(node, problem)]
     return [StoreCik(node.sn, node.vendor, node.model, step.cik)]
+
+
+def work_after(work: Work, row: Row, step: Step) -> Work:
+    """The node's work after ``row``: the checks it starts, a republish waited for, and a
+    re-enable under way when it sends one (until its answer: see ``settle``)."""
+    for change in row.changes:
+        made = _WORK.get(change)
+        if made is not None:
+            work = made(work, step)
+    if Effect.REENABLE in row.effects and not work.reenabling:
+        work = dataclasses.replace(work, reenabling=True)
+    return work
+
+
+def _checking(work: Work, check: Check | None, marked: Secret | None, step: Step) -> Work:
+    """``work`` with ``check`` under way, and ``marked`` (None: the stored CIK) checked now."""
+    checked = tuple(kept for kept in work.checked if kept[0] != marked)
+    return dataclasses.replace(work, check=check, checked=(*checked, (marked, step.clock)))
+
+
+def _check_stored(work: Work, step: Step) -> Work:
+    rejected = step.announce is not None and step.announce.cik_rejected
+    return _checking(work, Check(offered=step.cik, rejected=rejected), None, step)
+
+
+def _check_offer(work: Work, step: Step) -> Work:
+    return _checking(work, Check(offer=step.announce, cik=step.cik), step.cik, step)
+
+
+def _check_sent(work: Work, step: Step) -> Work:
+    check = work.check or Check()
+    return dataclasses.replace(work, check=dataclasses.replace(check, cik=step.cik))
+
+
+def _check_next(work: Work, step: Step) -> Work:
+    check = Check(refusal=step.detail, cik=step.cik, refused=step.retired)
+    return _checking(work, check, step.cik, step)
+
+
+def _check_again(work: Work, step: Step) -> Work:
+    return dataclasses.replace(work, check=Check(cik=step.cik))
+
+
+def _check_dropped(work: Work, _step: Step) -> Work:
+    checked = tuple(kept for kept in work.checked if kept[0] is not None)
+    return dataclasses.replace(work, check=None, checked=checked)
+
+
+def _republish(work: Work, _step: Step) -> Work:
+    return dataclasses.replace(work, republish=True)
+
+
+_WORK: Final[Mapping[Change, Callable[[Work, Step], Work]]] = {
+    Change.CHECK_STORED: _check_stored,
+    Change.CHECK_OFFER: _check_offer,
+    Change.CHECK_SENT: _check_sent,
+    Change.CHECK_NEXT: _check_next,
+    Change.CHECK_AGAIN: _check_again,
+    Change.CHECK_DROPPED: _check_dropped,
+    Change.REPUBLISH: _republish,
+}

@@ -40,7 +40,7 @@ from gatewayd.core.secret import Secret
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_OK
 from gatewayd.ctl.sealing import VERSION, BundleError, read_passphrase, seal, unseal
 from gatewayd.daemon import control
-from gatewayd.daemon.wiring import open_keystore
+from gatewayd.daemon.wiring import engine_settings, open_keystore
 
 
 def cmd_export(config: Config, args: argparse.Namespace) -> int:
@@ -104,6 +104,7 @@ def _import_stopped(config: Config, nodes: list[Entry], *, prefer_bundle: bool) 
     state_dir = config.gateway.state_dir
     _check_target(config)
     keystore = open_keystore(config)
+    settings = engine_settings(config, vendor_token=False)
     counts = dict.fromkeys(Answer, 0)
     left: list[str] = []
     taken: list[tuple[Node, Secret | None]] = []
@@ -118,7 +119,7 @@ def _import_stopped(config: Config, nodes: list[Entry], *, prefer_bundle: bool) 
             stored = keystore.load(held.vendor, held.model, sn)
             here = retired_ciks(keystore.retired(held.vendor, held.model, sn))
             event = Imported(node, cik, stored, prefer_bundle, here)
-            under_way = imports.left_under_way(current, auto_reenable=config.exosite.auto_reenable)
+            under_way = imports.left_under_way(current, settings)
             decision = imports.decide(event, current, under_way=under_way)
             if sn in imported and decision.answer is not Answer.REFUSED:
                 decision = imports.Decision(ok=False, message=f"{sn}: {_TWICE}")

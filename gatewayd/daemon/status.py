@@ -23,9 +23,7 @@ from gatewayd.core.acks import AckState
 from gatewayd.core.engine import Engine
 from gatewayd.core.events import Connected, Disconnected
 from gatewayd.core.model import State
-
-_WAITING: Final = frozenset({State.PENDING, State.ACTIVATING, State.RECOVERING})
-"""The states of a node still waiting for its credentials."""
+from gatewayd.core.transitions import WAITING
 
 STATUS_INTERVAL: Final = 2.0
 """The status topic is republished at most this often."""
@@ -88,7 +86,7 @@ class Reporter:
             default=None,
         )
         oldest = min(
-            (n for n in nodes if n.state in _WAITING), key=lambda n: n.first_seen, default=None
+            (n for n in nodes if n.state in WAITING), key=lambda n: n.first_seen, default=None
         )
         acks = self.acks()
         stalled_for = None if acks.stalled_for is None else int(acks.stalled_for)

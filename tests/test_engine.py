@@ -1315,3 +1315,23 @@ def test_rotating_a_node_first_seen_long_ago_warns_of_no_expiry(clock: Clock) ->
     engine.handle(ReenableAnswered("SN1"))
     clock.advance(1)
     assert engine.handle(Tick()) == []
+
+
+def test_a_node_saying_its_cik_is_refused_while_it_is_rotated_waits_for_the_new_one(
+    clock: Clock,
+) -> None:
+    """The question gatewayd/core/README.md walks through: answered pending, in words that
+    say why; no check, and never the old CIK (the re-enable may have killed it)."""
+    engine = Engine(SETTINGS, [], clock, upper)
+    _activated(engine)
+    engine.handle(Rotate("SN1"))
+    actions = engine.handle(Announced("SN1", cik_rejected=True, cik=CIK))
+    assert kinds(actions) == ["Publish"]
+    (published,) = of(Publish, actions)
+    answer = published.answer
+    assert (answer.status, answer.cik, answer.retry_in) == ("pending", None, 5)
+    assert answer.message is not None
+    assert "rotating" in answer.message
+    node = engine.node("SN1")
+    assert node is not None
+    assert node.state is State.ROTATING

@@ -122,6 +122,9 @@ def pending(node: Node, delay: float) -> Answer:
     if node.state is State.NEEDS_REENABLE:
         text = "gatewayd is re-enabling the device at Exosite; its credentials follow"
         return Answer(node.sn, "pending", retry_in=REENABLE_RETRY_HINT, message=text)
+    if node.state is State.ROTATING and delay <= 0:  # the re-enable is under way
+        text = "gatewayd is rotating the device's CIK at Exosite; its new credentials follow"
+        return Answer(node.sn, "pending", retry_in=REENABLE_RETRY_HINT, message=text)
     if node.http_status is not None:
         text = f"Exosite answered HTTP {node.http_status}; retrying"
     else:

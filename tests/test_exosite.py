@@ -29,8 +29,7 @@ from gatewayd.core.events import (
     Outcome,
     Refused,
 )
-from gatewayd.core.protocol import CIK_LENGTH
-from gatewayd.core.secret import Secret
+from gatewayd.core.secret import CIK_LENGTH, Secret
 from gatewayd.sim import DROP, Registry, Request, Response, Route, Simulator
 
 pytestmark = pytest.mark.http

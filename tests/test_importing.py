@@ -45,7 +45,7 @@ class Daemon:
     def imports(self, made: list[object], *, prefer_bundle: bool = False) -> Request:
         request = Request("import", None, 30.0, made, prefer_bundle)
         assert request.take()
-        importing.take(request, self.engine, self.rig.executor, self.handle, stopping=False)
+        importing.take(request, self.rig.executor, self.handle, stopping=False)
         return request
 
 

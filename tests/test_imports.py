@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import pytest
 from conftest import FakeClock as Clock
 
-from gatewayd.core import imports
 from gatewayd.core.actions import (
     Action,
+    KeepRetired,
     Log,
     LookupCik,
     Publish,
@@ -27,9 +27,12 @@ from gatewayd.core.entries import EntryError, entry, node_of, retired_of
 from gatewayd.core.events import (
     ActivationAnswered,
     Announced,
+    CikLookedUp,
+    Drain,
     Imported,
     ReenableAnswered,
     Refused,
+    RetiredKept,
     Rotate,
 )
 from gatewayd.core.imports import Answer, Decision
@@ -70,6 +73,31 @@ def of(kind: type[A], actions: list[Action]) -> list[A]:
     return [a for a in actions if isinstance(a, kind)]
 
 
+def imported(
+    engine: Engine,
+    node: Node,
+    cik: Secret | None,
+    stored: Secret | None = None,
+    *,
+    prefer_bundle: bool = False,
+    retired_here: frozenset[Secret] = frozenset(),
+    kept: str | None = None,
+) -> list[Action]:
+    """Hand the engine a bundle's entry as the executor would: the keystore read (``stored``,
+    ``retired_here``), then the bundle's retired CIKs kept (``kept``: why not); what the
+    last step comes to."""
+    sn = node.sn
+    asked = engine.handle(Imported(node, cik, prefer_bundle))
+    held = engine.node(sn) or node
+    assert asked == [LookupCik(sn, held.vendor, held.model, retired_ciks=True)]
+    found = engine.handle(CikLookedUp(sn, stored, retired_ciks=retired_here))
+    if not of(KeepRetired, found):
+        return found
+    (keep,) = of(KeepRetired, found)
+    assert keep.replace is (stored is not None and cik is not None and stored != cik)
+    return engine.handle(RetiredKept(sn, kept))
+
+
 def result(actions: list[Action]) -> Result:
     (found,) = [a for a in actions if isinstance(a, Result)]
     return found
@@ -78,11 +106,11 @@ def result(actions: list[Action]) -> Result:
 def test_a_node_unknown_here_is_taken_cik_first(clock: Clock) -> None:
     engine = Engine(SETTINGS, [], clock, upper)
     node = activated(clock)
-    actions = engine.handle(Imported(node, OLD, None))
-    assert kinds(actions) == ["StoreCik", "SaveNode", "Log:imported", "Result"]
+    actions = imported(engine, node, OLD)
+    assert kinds(actions) == ["StoreCik", "SaveNode", "Log:imported", "Decision"]
     assert actions[0] == StoreCik("SN1", "acme", "thermo-v1", OLD)
     assert actions[1] == SaveNode(node)
-    assert result(actions) == Result(ok=True, message="SN1: imported")
+    assert result(actions) == Decision(ok=True, message="SN1: imported", answer=Answer.IMPORTED)
     assert engine.node("SN1") == node
     assert engine.next_deadline() is None  # activated: no expiry warning is armed
 
@@ -92,8 +120,8 @@ def test_a_node_waiting_for_its_credentials_is_sent_them(clock: Clock) -> None:
     engine.handle(Announced("SN1"))
     engine.handle(ActivationAnswered("SN1", Refused(404)))
     assert engine.node("SN1").state is State.REJECTED  # type: ignore[union-attr]
-    actions = engine.handle(Imported(activated(clock), OLD, None))
-    assert kinds(actions) == ["StoreCik", "SaveNode", "Log:imported", "Publish", "Result"]
+    actions = imported(engine, activated(clock), OLD)
+    assert kinds(actions) == ["StoreCik", "SaveNode", "Log:imported", "Publish", "Decision"]
     (told,) = [a for a in actions if isinstance(a, Publish)]
     assert (told.answer.status, told.answer.cik) == ("activated", OLD)
     assert engine.node("SN1") == activated(clock)
@@ -104,7 +132,7 @@ def test_a_node_with_a_request_in_flight_is_not_imported(clock: Clock) -> None:
     engine = Engine(SETTINGS, [], clock, upper)
     engine.handle(Announced("SN1"))
     before = engine.node("SN1")
-    actions = engine.handle(Imported(activated(clock), OLD, None))
+    actions = imported(engine, activated(clock), OLD)
     assert actions == [
         Decision(
             ok=False,
@@ -118,7 +146,7 @@ def test_a_node_with_a_request_in_flight_is_not_imported(clock: Clock) -> None:
 def test_the_same_cik_stored_leaves_the_node_as_it_is(clock: Clock) -> None:
     here = dataclasses.replace(activated(clock), activated_at=clock.now)
     engine = Engine(SETTINGS, [here], clock, upper)
-    actions = engine.handle(Imported(activated(clock), OLD, OLD))
+    actions = imported(engine, activated(clock), OLD, OLD)
     assert actions == [
         Decision(ok=True, message="SN1: already held, unchanged", answer=Answer.UNCHANGED)
     ]
@@ -128,15 +156,13 @@ def test_the_same_cik_stored_leaves_the_node_as_it_is(clock: Clock) -> None:
 def test_a_differing_cik_is_kept_unless_the_bundle_is_preferred(clock: Clock) -> None:
     here = activated(clock)
     engine = Engine(SETTINGS, [here], clock, upper)
-    kept = engine.handle(Imported(activated(clock), NEW, OLD))
+    kept = imported(engine, activated(clock), NEW, OLD)
     assert kept == [
         Decision(ok=False, message="SN1: kept as stored: its CIK differs from the bundle's "
                  "(--prefer-bundle takes the bundle's)", answer=Answer.KEPT)
     ]  # fmt: skip
-    preferred = Imported(activated(clock), NEW, OLD, prefer_bundle=True)
-    assert engine.import_refusal(preferred) is None
-    taken = engine.handle(preferred)  # the daemon has retired the stored CIK
-    assert kinds(taken) == ["StoreCik", "SaveNode", "Log:imported", "Result"]
+    taken = imported(engine, activated(clock), NEW, OLD, prefer_bundle=True)  # OLD retired
+    assert kinds(taken) == ["StoreCik", "SaveNode", "Log:imported", "Decision"]
     assert taken[0] == StoreCik("SN1", "acme", "thermo-v1", NEW)
     assert "the CIK stored before is retired" in of(Log, taken)[0].message
     assert not of(Publish, taken)  # it holds a CIK: asked, it is told
@@ -148,7 +174,7 @@ def test_a_node_with_a_check_or_a_reenable_under_way_is_not_imported(clock: Cloc
     engine = Engine(SETTINGS, [], clock, upper)
     assert acts(engine.handle(Announced("SN1", cik=OLD))) == ["CheckCik"]
     assert engine.node("SN1") is None
-    refused = engine.handle(Imported(activated(clock), NEW, None))
+    refused = imported(engine, activated(clock), NEW)
     assert [r.ok for r in of(Result, refused)] == [False]
     assert engine.node("SN1") is None
     here = activated(clock, "SN2")
@@ -156,18 +182,18 @@ def test_a_node_with_a_check_or_a_reenable_under_way_is_not_imported(clock: Cloc
     assert "Reenable" in acts(engine.handle(Rotate("SN2")))
     engine.handle(ReenableAnswered("SN2", error="HTTP 503"))  # back to activated
     assert engine.node("SN2").state is State.ACTIVATED  # type: ignore[union-attr]
-    assert engine.import_refusal(Imported(here, OLD, OLD)) == Decision(
-        ok=True, message="SN2: already held, unchanged", answer=Answer.UNCHANGED
-    )
+    assert imported(engine, here, OLD, OLD) == [
+        Decision(ok=True, message="SN2: already held, unchanged", answer=Answer.UNCHANGED)
+    ]
     engine.handle(Rotate("SN2"))
-    assert engine.import_refusal(Imported(here, NEW, None)) is not None
+    assert [r.ok for r in of(Result, imported(engine, here, NEW))] == [False]
 
 
 def test_a_record_left_activating_is_finished_as_at_start(clock: Clock) -> None:
     engine = Engine(SETTINGS, [], clock, upper)
     node = Node("SN1", "acme", "thermo-v1", State.ACTIVATING, clock.now - 60, 1)
-    actions = engine.handle(Imported(node, None, None))
-    assert kinds(actions) == ["SaveNode", "Log:imported", "Result", "LookupCik"]
+    actions = imported(engine, node, None)
+    assert kinds(actions) == ["SaveNode", "Log:imported", "Decision", "LookupCik"]
     assert actions[-1] == LookupCik("SN1", "acme", "thermo-v1")
     assert engine.node("SN1").state is State.RECOVERING  # type: ignore[union-attr]
 
@@ -180,7 +206,7 @@ def test_a_rejected_record_is_held_from_its_own_rejection_time(clock: Clock) -> 
             sn, "acme", "thermo-v1", State.REJECTED, clock.now - ago,
             reason=Reason.UNKNOWN_SERIAL, http_status=404, rejected_at=clock.now - ago,
         )  # fmt: skip
-        engine.handle(Imported(node, None, None))
+        imported(engine, node, None)
     assert acts(engine.handle(Announced("SN1"))) == ["SaveNode", "Activate"]
     assert acts(engine.handle(Announced("SN2"))) == ["Publish"]  # told rejected again
     clock.advance(240)
@@ -241,29 +267,36 @@ def test_each_entry_is_decided_from_what_is_held_here(
     prefer: bool,
     expected: Answer,
 ) -> None:
-    """The rules both imports follow, gatewayd running (the engine) or stopped (gatewayctl)."""
-    event = Imported(made(clock), cik, stored, prefer, frozenset(retired))
+    """The rules both imports follow, gatewayd running or stopped (gatewayctl runs the same
+    engine, stopped)."""
     current = None if here is None else here(clock)
-    decision = imports.decide(event, current, under_way=False)
-    assert decision.answer is expected
-    assert decision.ok is (expected in {Answer.IMPORTED, Answer.UNCHANGED})
-    engine = Engine(SETTINGS, [] if current is None else [current], clock, upper)
-    assert imports.answer_of(engine.import_refusal(event)) is expected
+    for stopped in (False, True):
+        engine = Engine(SETTINGS, [] if current is None else [current], clock, upper)
+        if stopped:
+            engine.handle(Drain())
+        actions = imported(
+            engine, made(clock), cik, stored, prefer_bundle=prefer, retired_here=frozenset(retired)
+        )
+        (decision,) = of(Decision, actions)
+        assert decision.answer is expected
+        assert decision.ok is (expected in {Answer.IMPORTED, Answer.UNCHANGED})
 
 
 def test_a_node_activated_here_is_not_replaced_by_an_older_record_even_preferred(
     clock: Clock,
 ) -> None:
     engine = Engine(SETTINGS, [activated(clock)], clock, upper)
-    actions = engine.handle(Imported(pending(clock), NEW, OLD, prefer_bundle=True))
+    actions = imported(engine, pending(clock), NEW, OLD, prefer_bundle=True)
     assert actions == [Decision(ok=False, message=KEPT_ACTIVATED, answer=Answer.KEPT)]
     assert engine.node("SN1") == activated(clock)
 
 
 def test_a_cik_retired_here_is_refused_by_the_engine(clock: Clock) -> None:
     engine = Engine(SETTINGS, [], clock, upper)
-    event = Imported(activated(clock), OLD, None, prefer_bundle=True, retired=frozenset({OLD}))
-    assert engine.handle(event) == [
+    actions = imported(
+        engine, activated(clock), OLD, prefer_bundle=True, retired_here=frozenset({OLD})
+    )
+    assert actions == [
         Decision(
             ok=False,
             message="SN1: not imported: its CIK in the bundle was retired here (refused, or "
@@ -280,14 +313,18 @@ def test_a_record_left_with_something_under_way_is_not_imported_offline(clock: C
     node = activated(clock)
     reenabling = dataclasses.replace(node, state=State.NEEDS_REENABLE, uncertain=True)
     auto, manual = (dataclasses.replace(SETTINGS, auto_reenable=on) for on in (True, False))
-    assert imports.left_under_way(reenabling, auto)
-    assert not imports.left_under_way(reenabling, manual)
-    for state in (State.ACTIVATING, State.ROTATING):
-        assert imports.left_under_way(dataclasses.replace(node, state=state), manual)
-    assert not imports.left_under_way(node, auto)
-    assert not imports.left_under_way(None, auto)
-    event = Imported(activated(clock), OLD, None)
-    assert imports.decide(event, reenabling, under_way=True).answer is Answer.REFUSED
+    cases = [
+        (reenabling, auto, Answer.REFUSED),
+        (reenabling, manual, Answer.UNCHANGED),
+        (dataclasses.replace(node, state=State.ACTIVATING), manual, Answer.REFUSED),
+        (dataclasses.replace(node, state=State.ROTATING), manual, Answer.REFUSED),
+        (node, auto, Answer.UNCHANGED),
+    ]
+    for here, settings, expected in cases:
+        engine = Engine(settings, [here], clock, upper)
+        engine.handle(Drain())  # gatewayctl's engine: gatewayd stopped
+        (decision,) = of(Decision, imported(engine, activated(clock), None, OLD))
+        assert decision.answer is expected, (here.state, settings.auto_reenable)
 
 
 # -------------------------------------------------------------------- entries

@@ -32,8 +32,7 @@ from gatewayd.core.events import (
     Refused,
     Verdict,
 )
-from gatewayd.core.protocol import cik_shape
-from gatewayd.core.secret import Secret
+from gatewayd.core.secret import Secret, cik_shape
 
 if TYPE_CHECKING:
     import ssl

@@ -24,8 +24,7 @@ import threading
 from collections import OrderedDict
 from typing import Final
 
-from gatewayd.core.protocol import CIK_LENGTH, cik_shape
-from gatewayd.core.secret import Secret
+from gatewayd.core.secret import CIK_LENGTH, Secret, cik_shape
 
 MASK: Final = "<secret>"
 MAX_CIKS: Final = 16_384

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gatewayd.core.model import Node, Reason, ResponseTarget, State
+from gatewayd.core.retired import Retired
 from gatewayd.core.secret import Secret
 
 # ----------------------------------------------------------------- actions
@@ -59,11 +60,25 @@ class StoreCik:
 
 @dataclass(frozen=True, slots=True)
 class LookupCik:
-    """Read the stored CIK and answer with a ``CikLookedUp`` event."""
+    """Read the stored CIK (and, ``retired_ciks``, every CIK of the serial retired) and
+    answer with a ``CikLookedUp`` event."""
 
     sn: str
     vendor: str
     model: str
+    retired_ciks: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KeepRetired:
+    """Keep a bundle's retired CIKs with the serial's, then (``replace``) retire the stored
+    CIK, each on disk; answer with a ``RetiredKept`` event."""
+
+    sn: str
+    vendor: str
+    model: str
+    retired: tuple[Retired, ...]
+    replace: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +167,7 @@ Action = (
     | LookupCik
     | CheckCik
     | RetireCik
+    | KeepRetired
     | Reenable
     | SaveNode
     | DeleteNode

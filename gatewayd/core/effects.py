@@ -13,19 +13,21 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
-from gatewayd.core import records, replies
+from gatewayd.core import imports, records, replies
 from gatewayd.core.actions import (
     Action,
     Activate,
     Answer,
     CheckCik,
     DeleteNode,
+    KeepRetired,
     Log,
     LookupCik,
     Publish,
     Reenable,
     RetireCik,
     SaveNode,
+    StoreCik,
 )
 from gatewayd.core.book import Book
 from gatewayd.core.deadlines import Deadlines
@@ -137,6 +139,51 @@ class Effects:
         hours = self._deadlines.waited(node.sn, self._clock()) / 3600
         return [replies.expiry_log(node, hours)]
 
+    def _lookup_all(self, node: Node, step: Step) -> list[Action]:
+        held = self._held(node, step)
+        return [LookupCik(node.sn, held.vendor, held.model, retired_ciks=True)]
+
+    def _keep_retired(self, node: Node, step: Step) -> list[Action]:
+        importing = step.importing
+        assert importing is not None  # noqa: S101 (the entry is under way)
+        held, stored, cik = self._held(node, step), step.cik, importing.entry.cik  # the stored one
+        replaces = stored is not None and cik is not None and stored != cik
+        return [KeepRetired(node.sn, held.vendor, held.model, importing.entry.retired, replaces)]
+
+    def _store_imported(self, node: Node, step: Step) -> list[Action]:
+        importing = step.importing
+        assert importing is not None  # noqa: S101 (the entry is under way)
+        cik = importing.entry.cik
+        if cik is None or cik == importing.stored:
+            return []
+        return [StoreCik(node.sn, node.vendor, node.model, cik)]
+
+    def _tell_imported(self, node: Node, step: Step) -> list[Action]:
+        importing = step.importing
+        assert importing is not None  # noqa: S101 (the entry is under way)
+        cik, stored = importing.entry.cik, importing.stored
+        said = "imported from a bundle"
+        if cik is not None and stored is not None and cik != stored:
+            said += "; the CIK stored before is retired"
+        elif cik is None:
+            said += ", without a CIK"
+        actions: list[Action] = [Log("imported", logging.INFO, said, node.sn, node.state)]
+        waited = step.before is not None and step.before is not State.ACTIVATED
+        if waited and cik is not None and node.state is State.ACTIVATED:
+            actions.append(self._publish(replies.activated(node, cik)))
+        return actions
+
+    def _tell_operator(self, node: Node, step: Step) -> list[Action]:
+        ok, answer = _IMPORT_ANSWERS[step.trigger]
+        message = step.detail or f"{node.sn}: {_IMPORT_WORDS.get(answer, answer.value)}"
+        return [imports.Decision(ok=ok, message=message, answer=answer)]
+
+    def _held(self, node: Node, step: Step) -> Node:
+        """The record held here for a bundle's entry's serial, else the entry's."""
+        if self._book.get(node.sn) is not None or step.importing is None:
+            return node
+        return step.importing.entry.node
+
     def _publish(self, answer: Answer) -> Publish:
         return Publish(answer, self._book.responses(answer.sn))
 
@@ -165,6 +212,24 @@ _EMITTERS: Final[Mapping[Effect, Emitter]] = {
     Effect.TELL_ADOPTED: Effects._tell_adopted,  # noqa: SLF001
     Effect.WARN_ROTATION: Effects._warn_rotation,  # noqa: SLF001
     Effect.WARN_NO_VERDICT: Effects._warn_no_verdict,  # noqa: SLF001
+    Effect.LOOKUP_ALL: Effects._lookup_all,  # noqa: SLF001
+    Effect.KEEP_RETIRED: Effects._keep_retired,  # noqa: SLF001
+    Effect.STORE_IMPORTED: Effects._store_imported,  # noqa: SLF001
+    Effect.TELL_IMPORTED: Effects._tell_imported,  # noqa: SLF001
+    Effect.TELL_OPERATOR: Effects._tell_operator,  # noqa: SLF001
+}
+
+_IMPORT_ANSWERS: Final = {
+    Trigger.IMPORT_REFUSED: (False, imports.Answer.REFUSED),
+    Trigger.IMPORT_KEPT: (False, imports.Answer.KEPT),
+    Trigger.IMPORT_UNKEPT: (False, imports.Answer.REFUSED),
+    Trigger.IMPORT_LEFT: (True, imports.Answer.UNCHANGED),
+    Trigger.IMPORT_TAKEN: (True, imports.Answer.IMPORTED),
+}
+"""How the operator's answer counts each way a bundle's entry ends."""
+_IMPORT_WORDS: Final = {
+    imports.Answer.UNCHANGED: imports.UNCHANGED,
+    imports.Answer.IMPORTED: "imported",
 }
 
 

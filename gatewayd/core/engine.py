@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from gatewayd.core import commands, imports, records, replies, transitions
+from gatewayd.core import commands, records, replies, transitions
 from gatewayd.core.actions import Action, Log, Result
 from gatewayd.core.book import Book
 from gatewayd.core.deadlines import Deadlines
@@ -38,6 +38,7 @@ from gatewayd.core.events import (
     ReenableAnswered,
     Republish,
     RequestUnsent,
+    RetiredKept,
     Retry,
     Rotate,
     Tick,
@@ -45,7 +46,7 @@ from gatewayd.core.events import (
 )
 from gatewayd.core.model import Node, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
-from gatewayd.core.transitions import WAITING, Facts, Trigger
+from gatewayd.core.transitions import ANY, TAKEN, WAITING, Facts, Importing, Trigger
 
 
 class Engine:
@@ -128,7 +129,10 @@ class Engine:
             case Republish() | Retry() | Forget() | Rotate():
                 return self._command(event)
             case Imported():
-                return self._imported(event)
+                importing = Importing(event)
+                return self._fire(event.node.sn, Trigger.IMPORT, importing=importing)
+            case RetiredKept():
+                return self._retired_kept(event)
 
     def _facts(self, sn: str) -> Facts:
         node = self._book.get(sn)
@@ -175,10 +179,17 @@ class Engine:
     def _looked_up(self, event: CikLookedUp) -> list[Action]:
         sn, error = event.sn, event.error
         facts = self._facts(sn)
-        trigger = transitions.looked_up(event, facts)
+        found = transitions.looked_up(event, facts)
         self._settle(sn, event)
         outcome = None if error is None else Failed(error)
-        actions = self._fire(sn, trigger, cik=event.cik, outcome=outcome)
+        actions = self._fire(
+            sn,
+            found.trigger,
+            cik=found.cik,
+            outcome=outcome,
+            detail=found.detail,
+            importing=facts.work.importing,
+        )
         node = facts.node
         if error is None:
             self._book.readable(sn)
@@ -230,21 +241,19 @@ class Engine:
         actions: list[Action] = [*commands.said(trigger, node), *self._fire(sn, trigger)]
         return actions + commands.answer(trigger, node, self._book.get(sn))
 
-    def import_refusal(self, event: Imported) -> Result | None:
-        """Why ``gatewayctl import`` does not take the entry now, or None (:mod:`.imports`)."""
-        sn = event.node.sn
-        under_way = self._book.work(sn).busy
-        return imports.refusal(event, self._book.get(sn), under_way=under_way)
-
-    def _imported(self, event: Imported) -> list[Action]:
-        node, current = event.node, self._book.get(event.node.sn)
-        refusal = self.import_refusal(event)
-        if refusal is not None:
-            return [refusal]
-        self._book.put(node)
-        self._deadlines.forget(node.sn)
-        self._arm(None, node, self._wall())
-        return imports.taken(event, current, self._book) + self._unfinished(node)
+    def _retired_kept(self, event: RetiredKept) -> list[Action]:
+        """A bundle's entry, its retired CIKs kept: taken (and what its record left
+        unfinished then finished, as at a start, unless gatewayd stops), or answered."""
+        sn, facts = event.sn, self._facts(event.sn)
+        after = transitions.retired_kept(event, facts)
+        if after is None:
+            return [Log("unexpected", logging.ERROR, "retired CIKs kept for no entry", sn)]
+        importing = facts.work.importing
+        actions = self._fire(sn, after.trigger, detail=after.detail, importing=importing)
+        node = self._book.get(sn)
+        if after.trigger is Trigger.IMPORT_TAKEN and node is not None and not self._stopping:
+            actions += self._unfinished(node)
+        return actions
 
     def _settle(self, sn: str, event: Event) -> None:
         """What ``event`` ends of ``sn``'s work, whatever its row (:func:`transitions.settle`)."""
@@ -265,6 +274,7 @@ class Engine:
         detail: str = "",
         retired: Secret | None = None,
         announce: Announced | None = None,
+        importing: Importing | None = None,
     ) -> list[Action]:
         """Apply the row of ``trigger`` for ``sn``'s state; a trigger without one is logged."""
         node = self._book.get(sn)
@@ -275,7 +285,19 @@ class Engine:
             return [Log("unexpected", logging.ERROR, f"{trigger.value} for {where}", sn, state)]
         now = self._clock()
         step = records.Step(
-            sn, trigger, self._wall(), cik, outcome, model, response, detail, retired, announce, now
+            sn,
+            trigger,
+            self._wall(),
+            cik,
+            outcome,
+            model,
+            response,
+            detail,
+            retired,
+            announce,
+            now,
+            importing,
+            state,
         )
         record = self._move(node, row, step)
         work = self._book.work(sn)
@@ -286,12 +308,24 @@ class Engine:
 
     def _move(self, node: Node | None, row: transitions.Row, step: records.Step) -> Node:
         """Take ``row``'s record for ``node``; the record the effects speak of."""
-        if row.target is None:
+        if row.target is None or (row.target is ANY and node is None):
             if node is None:  # no record is made: the effects speak of a serial only
                 return records.new(step.sn, step, self.settings)
             self._book.delete(node.sn)
             self._deadlines.forget(node.sn)
             return node
+        if row.target is TAKEN:  # a bundle's record, taken as it stands: armed afresh
+            record = records.apply(
+                node or records.new(step.sn, step, self.settings),
+                row,
+                step,
+                self.settings,
+                self._uniform,
+            )
+            self._book.put(record)
+            self._deadlines.forget(record.sn)
+            self._arm(None, record, step.now)
+            return record
         record = node or records.new(step.sn, step, self.settings)
         record = records.apply(record, row, step, self.settings, self._uniform)
         self._book.put(record)

@@ -17,9 +17,9 @@ from typing import Any, Final
 
 from gatewayd.core.errors import GatewaydError
 from gatewayd.core.model import Node, Reason, State
-from gatewayd.core.protocol import cik_shape, serial_level
+from gatewayd.core.protocol import serial_level
 from gatewayd.core.retired import Retired, RetiredError, as_object, of_object
-from gatewayd.core.secret import Secret
+from gatewayd.core.secret import Secret, cik_shape
 
 FIELDS: Final = tuple(field.name for field in dataclasses.fields(Node))
 

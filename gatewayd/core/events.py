@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 
 from gatewayd.core.model import Node, ResponseTarget
+from gatewayd.core.retired import Retired
 from gatewayd.core.secret import Secret
 
 # ---------------------------------------------------------------- outcomes
@@ -115,12 +116,25 @@ class CikLookedUp:
     ``error`` is set when the keystore could not be read at all: then nothing
     is known about the CIK. ``retired``: nothing is stored, but a CIK of the
     serial was retired (Exosite refused it, or it was rotated away).
+    ``retired_ciks``: every CIK of the serial retired, when the read asked for them.
     """
 
     sn: str
     cik: Secret | None
     error: str | None = None
     retired: bool = False
+    retired_ciks: frozenset[Secret] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredKept:
+    """The keystore kept a bundle's retired CIKs for ``sn``, and retired the stored CIK the
+    entry replaces (``error`` None), or could not (``unretired``: the stored CIK could not
+    be retired; else the bundle's retired CIKs could not be kept)."""
+
+    sn: str
+    error: str | None = None
+    unretired: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,19 +197,15 @@ class Forget:
 
 @dataclass(frozen=True, slots=True)
 class Imported:
-    """The operator imports a node's record and CIK from a bundle: into the running daemon,
-    or, gatewayd stopped, decided on by gatewayctl by the same rules
-    (:func:`gatewayd.core.imports.decide`).
-
-    ``stored``: the CIK the keystore holds for the serial now, read from it.
-    ``prefer_bundle``: a stored CIK that differs from the bundle's is replaced.
-    ``retired``: the CIKs the gateway has retired for the serial, read from the keystore."""
+    """A bundle's entry for a node (``gatewayctl import``), taken by the engine whether
+    gatewayd runs or not: the node's record, its CIK, and the CIKs the bundle lists as
+    retired for it. ``prefer_bundle``: a stored CIK that differs from the bundle's is
+    replaced."""
 
     node: Node
     cik: Secret | None
-    stored: Secret | None
     prefer_bundle: bool = False
-    retired: frozenset[Secret] = frozenset()
+    retired: tuple[Retired, ...] = ()
 
 
 Event = (
@@ -213,6 +223,7 @@ Event = (
     | Forget
     | Rotate
     | Imported
+    | RetiredKept
 )
 
 

@@ -16,7 +16,7 @@ from gatewayd.core.actions import Answer
 from gatewayd.core.errors import InvalidRequest
 from gatewayd.core.events import Announced
 from gatewayd.core.model import ResponseTarget
-from gatewayd.core.secret import Secret
+from gatewayd.core.secret import Secret, cik_shape
 
 MAX_ANNOUNCE_BYTES: Final = 4096
 """An announce larger than this is refused before it is parsed."""
@@ -31,21 +31,6 @@ MAX_TOPIC_SN_CHARS: Final = 256
 """A topic level longer than this is not answered, even with invalid_request."""
 
 _WILDCARDS: Final = re.compile(r"[+#\x00]")
-
-CIK_LENGTH: Final = 40
-CIK_CHARACTERS: Final = frozenset(chr(c) for c in range(0x21, 0x7F)) - set("<>&")
-"""Visible ASCII, without markup: what a CIK may be made of (Exosite's are hex)."""
-
-
-def cik_shape(text: str) -> str | None:
-    """What keeps ``text`` from being a CIK, in words that never quote it; None if nothing."""
-    if not text:
-        return "empty"
-    if len(text) != CIK_LENGTH:
-        return f"{len(text)} bytes, not {CIK_LENGTH}"
-    if not CIK_CHARACTERS.issuperset(text):
-        return f"not {CIK_LENGTH} visible ASCII characters without markup"
-    return None
 
 
 @dataclass(frozen=True, slots=True)

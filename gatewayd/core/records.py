@@ -22,7 +22,17 @@ from gatewayd.core.events import Announced, Failed, Issued, Outcome, Refused
 from gatewayd.core.model import Node, Reason, ResponseTarget, Settings, State
 from gatewayd.core.secret import Secret
 from gatewayd.core.timers import backoff_ceiling
-from gatewayd.core.transitions import Change, Check, Effect, Row, Trigger, Work
+from gatewayd.core.transitions import (
+    ANY,
+    TAKEN,
+    Change,
+    Check,
+    Effect,
+    Importing,
+    Row,
+    Trigger,
+    Work,
+)
 
 REFUSALS: Final[Mapping[int, Reason]] = {
     404: Reason.UNKNOWN_SERIAL,
@@ -52,6 +62,10 @@ class Step:
     """The announce that fired the row, if one did."""
     clock: float = 0.0
     """The monotonic clock: when a check starts, for ``check_interval``."""
+    importing: Importing | None = None
+    """A bundle's entry under way."""
+    before: State | None = None
+    """The node's state the row is applied in (None: no record)."""
 
 
 Fields = dict[str, object]
@@ -64,15 +78,20 @@ def apply(
     settings: Settings,
     uniform: Callable[[float, float], float],
 ) -> Node:
-    """``node``'s record after ``row`` (whose target is a state)."""
+    """``node``'s record after ``row`` (whose target is a state, the same state, or the
+    record a bundle's entry brings)."""
     assert row.target is not None  # noqa: S101 (a row without a record makes none)
+    if row.target is TAKEN:
+        assert step.importing is not None  # noqa: S101 (the entry is under way)
+        return step.importing.entry.node
     fields: Fields = {}
     for change in row.changes:
         made = _CHANGES.get(change)
         if made is not None:
             current = dataclasses.replace(node, **fields) if fields else node  # type: ignore[arg-type]
             fields |= made(current, step, settings, uniform)
-    fields["state"] = row.target
+    if row.target is not ANY:
+        fields["state"] = row.target
     if row.uncertain is not None:
         fields["uncertain"] = row.uncertain
     return dataclasses.replace(node, **fields)  # type: ignore[arg-type]
@@ -291,6 +310,22 @@ def _republish(work: Work, _step: Step) -> Work:
     return dataclasses.replace(work, republish=True)
 
 
+def _import(work: Work, step: Step) -> Work:
+    return dataclasses.replace(work, importing=step.importing)
+
+
+def _import_found(work: Work, step: Step) -> Work:
+    importing = work.importing
+    assert importing is not None  # noqa: S101 (the entry is under way)
+    take = step.trigger is Trigger.IMPORT_TAKE
+    found = dataclasses.replace(importing, decided=True, stored=step.cik, take=take)
+    return dataclasses.replace(work, importing=found)
+
+
+def _import_over(work: Work, _step: Step) -> Work:
+    return dataclasses.replace(work, importing=None)
+
+
 _WORK: Final[Mapping[Change, Callable[[Work, Step], Work]]] = {
     Change.CHECK_STORED: _check_stored,
     Change.CHECK_OFFER: _check_offer,
@@ -299,4 +334,7 @@ _WORK: Final[Mapping[Change, Callable[[Work, Step], Work]]] = {
     Change.CHECK_AGAIN: _check_again,
     Change.CHECK_DROPPED: _check_dropped,
     Change.REPUBLISH: _republish,
+    Change.IMPORT: _import,
+    Change.IMPORT_FOUND: _import_found,
+    Change.IMPORT_OVER: _import_over,
 }

@@ -15,8 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gatewayd.core.protocol import cik_shape
-from gatewayd.core.secret import Secret
+from gatewayd.core.secret import Secret, cik_shape
 
 REFUSED_OR_ROTATED: Final = "refused by Exosite, or rotated away"
 """Why, when the caller does not say: Exosite refuses the CIK (also after a re-enable)."""

@@ -1,4 +1,4 @@
-"""A wrapper that keeps a secret out of reprs, f-strings and log lines.
+"""A wrapper that keeps a secret out of reprs, f-strings and log lines, and what a CIK looks like.
 
 The value is only reachable through :meth:`Secret.reveal`. The log filter's
 last line of defence, which takes known secrets out of any text, is an adapter's
@@ -11,6 +11,21 @@ import ctypes
 from typing import Final
 
 _MASK: Final = "<secret>"
+
+CIK_LENGTH: Final = 40
+CIK_CHARACTERS: Final = frozenset(chr(c) for c in range(0x21, 0x7F)) - set("<>&")
+"""Visible ASCII, without markup: what a CIK may be made of (Exosite's are hex)."""
+
+
+def cik_shape(text: str) -> str | None:
+    """What keeps ``text`` from being a CIK, in words that never quote it; None if nothing."""
+    if not text:
+        return "empty"
+    if len(text) != CIK_LENGTH:
+        return f"{len(text)} bytes, not {CIK_LENGTH}"
+    if not CIK_CHARACTERS.issuperset(text):
+        return f"not {CIK_LENGTH} visible ASCII characters without markup"
+    return None
 
 
 class Secret:

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from gatewayd.core import imports
 from gatewayd.core.events import (
     ActivationAnswered,
     Announced,
@@ -38,11 +39,13 @@ from gatewayd.core.events import (
     Event,
     Failed,
     Forget,
+    Imported,
     Issued,
     Outcome,
     ReenableAnswered,
     Refused,
     RequestUnsent,
+    RetiredKept,
     Retry,
     Rotate,
     Verdict,
@@ -101,6 +104,17 @@ class Trigger(enum.Enum):
     RETIRED_ONLY = "no CIK stored, one retired: Exosite refused it or it was rotated away"
     RETIRED_ONLY_AUTO = "no CIK stored, one retired, with auto_reenable"
     OFFERED_STORED = "the CIK the node offers is the one stored, and not said refused"
+    IMPORT = "a bundle's entry: the stored CIK and those retired are read first"
+    IMPORT_REFUSED = "the entry refused: its CIK retired here, the node busy, or no keyring"
+    IMPORT_KEPT = "the entry is not taken over what is held here"
+    IMPORT_UNCHANGED = "the entry is held here already"
+    IMPORT_TAKE = "the entry is to be taken"
+    IMPORT_LEFT = "the bundle's retired CIKs kept: the entry left as it is held"
+    IMPORT_TAKEN = (
+        "the bundle's retired CIKs kept, the CIK it replaces retired: the entry taken (then "
+        "finished as at a start, unless gatewayd stops)"
+    )
+    IMPORT_UNKEPT = "the keystore cannot keep the retired CIKs, or retire the CIK replaced"
 
 
 class Change(enum.Enum):
@@ -133,6 +147,9 @@ class Change(enum.Enum):
     CHECK_AGAIN = "a check of the CIK found starts, whatever the limits"
     CHECK_DROPPED = "nothing to check after all (not counted as checked)"
     REPUBLISH = "the operator waits for the republish's outcome"
+    IMPORT = "the entry waits for the keystore's answer"
+    IMPORT_FOUND = "what the keystore holds is kept with the entry"
+    IMPORT_OVER = "the entry is answered"
 
 
 class Effect(enum.Enum):
@@ -156,6 +173,24 @@ class Effect(enum.Enum):
     TELL_ADOPTED = "publish the credentials, adopted"
     WARN_ROTATION = "log an error: the rotation failed"
     WARN_NO_VERDICT = "log a warning: no verdict on the CIK, nothing retired"
+    LOOKUP_ALL = "read the stored CIK and those retired"
+    KEEP_RETIRED = "keep the bundle's retired CIKs, and retire the CIK the entry replaces"
+    STORE_IMPORTED = "store the bundle's CIK, unless it is stored already"
+    TELL_IMPORTED = "log the import; publish the credentials to a node that waited for them"
+    TELL_OPERATOR = "tell the operator what became of the entry"
+
+
+class Special(enum.Enum):
+    """Rows that stand for more than one state, or lead to a state a row cannot name."""
+
+    ANY = "(any)"
+    """The row of a trigger for every state (none of its own)."""
+    TAKEN = "(the bundle's)"
+    """The record a bundle's entry brings, taken as it stands."""
+
+
+ANY: Final = Special.ANY
+TAKEN: Final = Special.TAKEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +199,7 @@ class Row:
     the one there was is deleted); ``uncertain`` True or False sets the flag, None keeps
     it."""
 
-    target: State | None
+    target: State | Special | None
     changes: tuple[Change, ...]
     effects: tuple[Effect, ...]
     uncertain: bool | None = None
@@ -223,6 +258,19 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
+class Importing:
+    """A bundle's entry under way: taken, or answered, once the keystore has been read
+    and has kept what it must."""
+
+    entry: Imported
+    decided: bool = False
+    """The keystore was read, and the entry is to be taken (``take``) or left as held."""
+    stored: Secret | None = None
+    """The CIK stored for the serial when the keystore was read."""
+    take: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Work:
     """What gatewayd has under way about a node beside its record; lost at a stop."""
 
@@ -231,14 +279,20 @@ class Work:
     """A re-enable was sent and is not answered yet."""
     republish: bool = False
     """The operator waits for the keystore's answer to a republish."""
+    importing: Importing | None = None
     checked: tuple[tuple[Secret | None, float], ...] = ()
     """When each CIK (None: the stored one) was last checked, on the monotonic clock: each
     is checked at most once per ``check_interval``."""
 
     @property
+    def under_way(self) -> bool:
+        """A check, a re-enable or a republish is under way: a bundle's entry is refused."""
+        return self.check is not None or self.reenabling or self.republish
+
+    @property
     def busy(self) -> bool:
         """Something is under way (else the work is kept only for ``checked``)."""
-        return self.check is not None or self.reenabling or self.republish
+        return self.under_way or self.importing is not None
 
 
 IDLE: Final = Work()
@@ -271,7 +325,7 @@ TELL_CIK, TELL_PENDING, TELL_REJECTED = E.TELL_CIK, E.TELL_PENDING, E.TELL_REJEC
 SET, CLEAR, KEEP = True, False, None
 
 # fmt: off
-TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
+TRANSITIONS: Final[Mapping[tuple[State | Special | None, Trigger], Row]] = {
     # state before   trigger               Row(state after, record changes, effects, uncertain)
     # -- announces: a record is written ahead of every request; never two requests at once
     (_NEW,       T.ANNOUNCE):          Row(ACTIVATING, (C.NEW, C.REQUEST), (SAVE, REQUEST)),
@@ -384,6 +438,19 @@ TRANSITIONS: Final[Mapping[tuple[State | None, Trigger], Row]] = {
     (REENABLE,   T.RETRY):             Row(ACTIVATING, (C.REQUEST_AGAIN,), (SAVE, REQUEST)),
     **{(state,   T.FORGET):            Row(_NEW, (), (E.DELETE,))
        for state in (PENDING, ACTIVATED, REJECTED, REENABLE)},
+    # -- a bundle's entry (gatewayctl import), whether gatewayd runs or not: the keystore
+    #    is read, the entry decided on (see imported_found), the bundle's retired CIKs kept
+    #    and a stored CIK it replaces retired, then the entry taken or answered
+    (ANY,        T.IMPORT):            Row(ANY, (C.IMPORT,), (E.LOOKUP_ALL,)),
+    (ANY,        T.IMPORT_REFUSED):    Row(ANY, (C.IMPORT_OVER,), (E.TELL_OPERATOR,)),
+    (ANY,        T.IMPORT_KEPT):       Row(ANY, (C.IMPORT_OVER,), (E.TELL_OPERATOR,)),
+    (ANY,        T.IMPORT_UNCHANGED):  Row(ANY, (C.IMPORT_FOUND,), (E.KEEP_RETIRED,)),
+    (ANY,        T.IMPORT_TAKE):       Row(ANY, (C.IMPORT_FOUND,), (E.KEEP_RETIRED,)),
+    (ANY,        T.IMPORT_LEFT):       Row(ANY, (C.IMPORT_OVER,), (E.TELL_OPERATOR,)),
+    (ANY,        T.IMPORT_UNKEPT):     Row(ANY, (C.IMPORT_OVER,), (E.TELL_OPERATOR,)),
+    (ANY,        T.IMPORT_TAKEN):      Row(TAKEN, (C.IMPORT_OVER,),
+                                           (E.STORE_IMPORTED, SAVE, E.TELL_IMPORTED,
+                                            E.TELL_OPERATOR)),
 }
 # fmt: on
 
@@ -509,9 +576,18 @@ def answered(event: ActivationAnswered, facts: Facts) -> Trigger:
             return Trigger.FAILED
 
 
-def looked_up(event: CikLookedUp, facts: Facts) -> Trigger:
-    """The keystore's answer: the CIK stored for the node (None: none is; ``retired``: one
-    of the serial's was retired), maybe with a check of it waiting."""
+def looked_up(event: CikLookedUp, facts: Facts) -> Next:
+    """The keystore's answer: for a bundle's entry waiting for it, see :func:`imported_found`;
+    else the trigger of the CIK stored for the node (:func:`found`)."""
+    importing = facts.work.importing
+    if importing is not None and not importing.decided:
+        return imported_found(importing.entry, event, facts)
+    return Next(found(event, facts), event.cik)
+
+
+def found(event: CikLookedUp, facts: Facts) -> Trigger:
+    """The CIK stored for the node (None: none is; ``retired``: one of the serial's was
+    retired), maybe with a check of it waiting."""
     node, cik, check = facts.node, event.cik, facts.work.check
     auto = facts.settings.auto_reenable
     if event.error is not None:
@@ -539,6 +615,72 @@ def looked_up(event: CikLookedUp, facts: Facts) -> Trigger:
         auto = auto or node.reason is Reason.ROTATION
         return Trigger.CIK_LOST_AUTO if auto else Trigger.CIK_LOST
     return Trigger.CIK_MISSING
+
+
+def imported_found(entry: Imported, event: CikLookedUp, facts: Facts) -> Next:
+    """What becomes of a bundle's entry, from what the keystore holds for its serial; the
+    same whether gatewayd runs or not. In this order:
+
+    - the keystore cannot be read, or the CIK is one the gateway retired (Exosite refused
+      it, it was rotated, or an import replaced it), however long ago: refused;
+    - a node with a request, a check, a republish or a re-enable under way (or, gatewayd
+      stopped, whose record says one was when it stopped): refused; imported again once
+      it is answered, it is then decided on as below;
+    - a node activated here with its CIK stored, whose bundle record is not activated and
+      holds another CIK: kept as stored;
+    - a node whose stored CIK differs from the bundle's: kept as stored, unless the
+      operator prefers the bundle (``--prefer-bundle``): then taken, the stored CIK
+      retired first;
+    - a node known here whose stored CIK is the bundle's, or for which the bundle holds no
+      CIK: left as it is (already held);
+    - any other entry is taken: a node unknown here, or one with no CIK stored for which
+      the bundle holds one.
+
+    The bundle's retired CIKs are kept with the gateway's before an entry is taken or left
+    as it is. The ``cik`` of the result is the one stored."""
+    sn, cik, stored = entry.node.sn, entry.cik, event.cik
+    if event.error is not None:
+        return Next(Trigger.IMPORT_REFUSED, detail=f"{sn}: not imported: {event.error}")
+    if cik is not None and cik in event.retired_ciks:
+        return Next(Trigger.IMPORT_REFUSED, detail=f"{sn}: {imports.RETIRED}")
+    if facts.work.under_way or facts.state in UNDER_WAY or stopped_under_way(facts):
+        return Next(Trigger.IMPORT_REFUSED, detail=f"{sn}: {imports.BUSY}")
+    held = facts.state is ACTIVATED and stored is not None
+    if held and cik is not None and cik != stored and entry.node.state is not ACTIVATED:
+        said = (
+            f"kept as stored: activated here, and the bundle's record of it is {entry.node.state}"
+        )
+        return Next(Trigger.IMPORT_KEPT, detail=f"{sn}: {said}")
+    replaces = stored is not None and cik is not None and stored != cik
+    if replaces and not entry.prefer_bundle:
+        return Next(Trigger.IMPORT_KEPT, detail=f"{sn}: {imports.KEPT}")
+    if facts.node is not None and not replaces and (stored is not None or cik is None):
+        return Next(Trigger.IMPORT_UNCHANGED, stored)
+    return Next(Trigger.IMPORT_TAKE, stored)
+
+
+def stopped_under_way(facts: Facts) -> bool:
+    """gatewayd is stopped (or stops), and the node's record says something was under way
+    when it stopped, which gatewayd finishes at its next start (:func:`unfinished`)."""
+    return (
+        facts.stopping
+        and facts.node is not None
+        and unfinished(facts.node, facts.settings) is not None
+    )
+
+
+def retired_kept(event: RetiredKept, facts: Facts) -> Next | None:
+    """The keystore kept a bundle's retired CIKs (and retired the CIK the entry replaces),
+    or could not: the entry is taken, left as it is held, or refused. None when no entry
+    waits for it."""
+    importing = facts.work.importing
+    if importing is None or not importing.decided:
+        return None
+    sn = importing.entry.node.sn
+    if event.error is not None:
+        words = imports.UNRETIRED if event.unretired else imports.UNKEPT
+        return Next(Trigger.IMPORT_UNKEPT, detail=f"{sn}: {words}: {event.error}")
+    return Next(Trigger.IMPORT_TAKEN if importing.take else Trigger.IMPORT_LEFT)
 
 
 def verdict(event: CikChecked, facts: Facts) -> Next | Announced | None:
@@ -650,7 +792,7 @@ def row_for(state: State | None, trigger: Trigger, *, stopping: bool) -> tuple[T
     for. While gatewayd stops, a row that would send a request, and a rotation's retried
     re-enable, give way to the stopping row: ``REENABLED_STOPPING`` for ``REENABLED``,
     ``STOPPING`` for any other trigger."""
-    row = TRANSITIONS.get((state, trigger))
+    row = TRANSITIONS.get((state, trigger)) or TRANSITIONS.get((ANY, trigger))
     if row is None or not stopping:
         return trigger, row
     if Effect.REQUEST in row.effects or trigger is Trigger.RETRY_DUE:
@@ -668,14 +810,20 @@ def as_table() -> str:
     ]
     flag = {True: "set", False: "cleared", None: ""}
     for (state, trigger), row in TRANSITIONS.items():
-        before = "(none)" if state is None else f"`{state}`"
-        after = "(none)" if row.target is None else f"`{row.target}`"
+        before = _shown(state)
+        after = "(the same)" if row.target is ANY else _shown(row.target)
         changed = "; ".join(change.value for change in row.changes)
         done = "; ".join(effect.value for effect in row.effects) or "nothing"
         lines.append(
             f"| {before} | {trigger.value} | {after} | {changed} | {flag[row.uncertain]} | {done} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _shown(state: State | Special | None) -> str:
+    if state is None:
+        return "(none)"
+    return state.value if isinstance(state, Special) else f"`{state}`"
 
 
 if __name__ == "__main__":

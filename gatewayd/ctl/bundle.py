@@ -7,8 +7,8 @@ While gatewayd runs, an import hands the entries to it over the control socket
 never reaches the daemon. While it is stopped, the import writes to the gateway's
 state folder itself, so it runs as the folder's owner (``sudo -u gatewayd gatewayctl
 import ...``). Either way, what becomes of each entry (imported, already held, kept as
-stored, refused) is decided by the same rules (:func:`gatewayd.core.imports.decide`),
-and gatewayctl prints how many of each.
+stored, refused) is decided by the same engine (:mod:`gatewayd.daemon.importing`), and
+gatewayctl prints how many of each.
 """
 
 from __future__ import annotations
@@ -16,31 +16,21 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import os
 import secrets
 import sys
 from pathlib import Path
 from typing import Any, Final
 
-from gatewayd.adapters import logs
-from gatewayd.adapters.disk import Volumes
-from gatewayd.adapters.keystore import Keystore
 from gatewayd.adapters.state import StateDB
 from gatewayd.config.schema import Config
 from gatewayd.core import imports
-from gatewayd.core.actions import Log
 from gatewayd.core.entries import EntryError, entry, node_of, retired_of
-from gatewayd.core.errors import KeystoreError
-from gatewayd.core.events import Imported
 from gatewayd.core.imports import Answer
-from gatewayd.core.model import Node
-from gatewayd.core.retired import REPLACED, Retired, retired_ciks
-from gatewayd.core.secret import Secret
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_OK
 from gatewayd.ctl.sealing import VERSION, BundleError, read_passphrase, seal, unseal
-from gatewayd.daemon import control
-from gatewayd.daemon.wiring import engine_settings, open_keystore
+from gatewayd.daemon import control, importing
+from gatewayd.daemon.wiring import open_keystore
 
 
 def cmd_export(config: Config, args: argparse.Namespace) -> int:
@@ -86,124 +76,25 @@ def cmd_import(config: Config, args: argparse.Namespace) -> int:
     if document.get("format") != VERSION or not isinstance(entries, list):
         raise BundleError("the bundle is damaged (no list of nodes)")
     try:  # every entry checked before any write
-        nodes = [(*node_of(made), retired_of(made)) for made in entries]
+        for made in entries:
+            node_of(made)
+            retired_of(made)
     except EntryError as exc:
         raise BundleError(f"the bundle is damaged ({exc})") from None
     if _running(config):
         return _import_live(config, entries, prefer_bundle=args.prefer_bundle)
-    return _import_stopped(config, nodes, prefer_bundle=args.prefer_bundle)
+    return _import_stopped(config, entries, prefer_bundle=args.prefer_bundle)
 
 
-Entry = tuple[Node, Secret | None, tuple[Retired, ...]]
-"""A bundle's entry: the node's record, its CIK, and its CIKs retired before."""
-
-
-def _import_stopped(config: Config, nodes: list[Entry], *, prefer_bundle: bool) -> int:
-    """Write the bundle's records and CIKs into the state folder of a stopped gatewayd,
-    each entry decided on by the rules the running gatewayd follows (:func:`imports.decide`)."""
-    state_dir = config.gateway.state_dir
+def _import_stopped(config: Config, entries: list[Any], *, prefer_bundle: bool) -> int:
+    """Write the bundle's records and CIKs into the state folder of a stopped gatewayd, by
+    the engine and executor gatewayd runs (:func:`gatewayd.daemon.importing.stopped`)."""
     _check_target(config)
-    keystore = open_keystore(config)
-    settings = engine_settings(config, vendor_token=False)
-    counts = dict.fromkeys(Answer, 0)
-    left: list[str] = []
-    taken: list[tuple[Node, Secret | None]] = []
-    with StateDB.in_dir(state_dir) as db:
-        chosen: list[tuple[Answer, Imported, Node, tuple[Retired, ...]]] = []
-        """The entries to take or leave as they are, each with the record held here."""
-        imported: set[str] = set()
-        for node, cik, retired in nodes:  # every stored and retired CIK read before any write
-            sn = node.sn
-            current = db.get(sn)
-            held = current or node
-            stored = keystore.load(held.vendor, held.model, sn)
-            here = retired_ciks(keystore.retired(held.vendor, held.model, sn))
-            event = Imported(node, cik, stored, prefer_bundle, here)
-            under_way = imports.left_under_way(current, settings)
-            decision = imports.decide(event, current, under_way=under_way)
-            if sn in imported and decision.answer is not Answer.REFUSED:
-                decision = imports.Decision(ok=False, message=f"{sn}: {_TWICE}")
-            if decision.answer in {Answer.IMPORTED, Answer.UNCHANGED}:
-                chosen.append((decision.answer, event, held, retired))
-                if decision.answer is Answer.IMPORTED:
-                    imported.add(sn)
-            else:
-                counts[decision.answer] += 1
-                left.append(decision.message)
-        for answer, event, held, retired in chosen:
-            problem = _retire(keystore, held, retired, replaces=imports.replaces(event))
-            if problem is not None:
-                counts[Answer.REFUSED] += 1
-                left.append(problem)
-                continue
-            counts[answer] += 1
-            if answer is Answer.IMPORTED:  # the CIK, unless it is stored already
-                taken.append((event.node, None if event.cik == event.stored else event.cik))
-        _store(config, keystore, taken)
-        db.begin()
-        for node, _cik in taken:
-            db.save(node)
-        db.commit()  # the records after their CIKs, which are on disk already
-    said = "imported from a bundle by gatewayctl, gatewayd stopped"
-    logs.to_journal(
-        (Log("imported", logging.INFO, said, node.sn, node.state) for node, _cik in taken),
-        "gatewayctl",
-    )
-    print(_counted(counts, str(state_dir)))
-    for problem in left:
+    tally = importing.stopped(config, entries, prefer_bundle=prefer_bundle)
+    print(imports.counted(tally.counts, str(config.gateway.state_dir)))
+    for problem in tally.problems:
         print(f"gatewayctl: {problem}", file=sys.stderr)
-    return EXIT_FAILURE if left else EXIT_OK
-
-
-_TWICE: Final = "not imported: an earlier entry of the bundle for it is imported"
-"""The answer for a second entry of a serial whose first is taken."""
-
-
-def _counted(counts: dict[Answer, int], where: str) -> str:
-    """What became of a bundle's entries, as both imports print it."""
-    return (
-        f"{counts[Answer.IMPORTED]} nodes imported into {where}, "
-        f"{counts[Answer.UNCHANGED]} already held, {counts[Answer.KEPT]} kept as stored, "
-        f"{counts[Answer.REFUSED]} refused"
-    )
-
-
-def _retire(
-    keystore: Keystore, node: Node, retired: tuple[Retired, ...], *, replaces: bool
-) -> str | None:
-    """Keep the entry's retired CIKs with the gateway's, then retire the stored CIK the
-    entry replaces (each on disk before its CIK is replaced); ``node``: the record held
-    here for the serial (else the entry's). The problem, if they cannot be."""
-    vendor, model, sn = node.vendor, node.model, node.sn
-    try:
-        keystore.add_retired(vendor, model, sn, retired)
-    except KeystoreError as exc:
-        return f"{sn}: {imports.UNKEPT}: {exc}"
-    try:
-        if replaces:
-            keystore.retire(vendor, model, sn, why=REPLACED)
-    except KeystoreError as exc:
-        return f"{sn}: {imports.UNRETIRED}: {exc}"
-    return None
-
-
-def _store(config: Config, keystore: Keystore, taken: list[tuple[Node, Secret | None]]) -> None:
-    """The CIKs of ``taken`` (None where the keystore holds the bundle's already), written
-    and made durable together (one flush of the file system), then put in place."""
-    staged = [
-        (node.sn, keystore.stage(node.vendor, node.model, node.sn, cik))
-        for node, cik in taken
-        if cik is not None
-    ]
-    folders = [config.gateway.state_dir] + ([keystore.folder] if keystore.folder else [])
-    volumes = Volumes(folders)
-    try:
-        volumes.sync()
-    finally:
-        volumes.close()
-    for sn, staging in staged:
-        if staging is not None:
-            keystore.place(staging, sn)
+    return EXIT_FAILURE if tally.problems else EXIT_OK
 
 
 def _running(config: Config) -> bool:
@@ -240,7 +131,7 @@ def _import_live(config: Config, entries: list[Any], *, prefer_bundle: bool) -> 
                 counts[answer] += _count(reply.get(answer.value))
             problems += [str(p) for p in listed]
     finally:
-        print(_counted(counts, "the running gatewayd"))
+        print(imports.counted(counts, "the running gatewayd"))
         for problem in problems:
             print(f"gatewayctl: {problem}", file=sys.stderr)
     return EXIT_FAILURE if problems else EXIT_OK

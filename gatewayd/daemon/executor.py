@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gatewayd.adapters import logs, redaction
 from gatewayd.core import protocol
@@ -25,6 +25,7 @@ from gatewayd.core.actions import (
     Activate,
     CheckCik,
     DeleteNode,
+    KeepRetired,
     Log,
     LookupCik,
     Publish,
@@ -35,20 +36,39 @@ from gatewayd.core.actions import (
     StoreCik,
 )
 from gatewayd.core.errors import KeystoreError, StateError
-from gatewayd.core.events import CikLookedUp, RequestUnsent
+from gatewayd.core.events import CikLookedUp, RequestUnsent, RetiredKept
 from gatewayd.core.model import Node, State
-from gatewayd.core.retired import Retired
+from gatewayd.core.retired import REPLACED, Retired, retired_ciks
+from gatewayd.core.secret import Secret
 from gatewayd.daemon.batches import Batch, Batches, subject
 from gatewayd.daemon.held import Held
 
 if TYPE_CHECKING:
-    from gatewayd.adapters.exosite import ExositeClient
     from gatewayd.adapters.keystore import Keystore
-    from gatewayd.adapters.mqtt import MqttLink
     from gatewayd.adapters.state import StateDB
     from gatewayd.daemon.writer import Flushed
 
 log = logging.getLogger(__name__)
+
+FollowUp = CikLookedUp | RequestUnsent | RetiredKept
+"""An event for the engine that carrying out an action gave."""
+
+
+class Requests(Protocol):
+    """Exosite, as the executor sends to it (:class:`gatewayd.adapters.exosite.ExositeClient`)."""
+
+    def submit(self, sn: str, vendor: str, model: str) -> None: ...
+    def check(self, sn: str, model: str, cik: Secret, *, owner: bool) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+
+
+class Publisher(Protocol):
+    """The broker, as the executor publishes to it (:class:`gatewayd.adapters.mqtt.MqttLink`)."""
+
+    def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, correlation: bytes | None = None
+    ) -> bool: ...
 
 
 class Executor:
@@ -56,18 +76,22 @@ class Executor:
         self,
         keystore: Keystore,
         state: StateDB,
-        exosite: ExositeClient,
-        link: MqttLink,
+        exosite: Requests,
+        link: Publisher,
         topics: protocol.Topics,
         reenable: Callable[[Reenable], None],
         writer: Callable[[int, Sequence[StoreCik]], None],
+        emit: Callable[[Log], None] = logs.emit,
     ) -> None:
+        """``emit`` writes the engine's journal lines (gatewayctl writes them to the journal
+        itself)."""
         self._keystore = keystore
         self._state = state
         self._exosite = exosite
         self._link = link
         self._topics = topics
         self._reenable = reenable
+        self._emit = emit
         self.outstanding = 0
         """Requests (activations and re-enables) sent and not answered yet."""
         self.held = Held(exosite.pause, exosite.resume)
@@ -76,14 +100,33 @@ class Executor:
         """The last write to the state database failed: no request is sent meanwhile."""
         self.results: list[Result] = []
         """What the operator's commands came to, for the control channel to collect."""
-        self.followups: list[CikLookedUp | RequestUnsent] = []
+        self.followups: list[FollowUp] = []
         """Events for the engine that carrying out actions gave, in order."""
         self._unretired: dict[str, str] = {}
         """Nodes whose refused CIK could not be retired: their next request is not sent."""
 
+    def take_results(self) -> list[Result]:
+        """What the operator's commands came to since last asked, in order."""
+        results, self.results = self.results, []
+        return results
+
+    def writing(self, sn: str) -> str | None:
+        """Why ``sn`` cannot be acted on for the operator now (a write about it must be
+        durable first), or None."""
+        if sn in self.held:
+            return "its CIK is not stored yet (the keyring refuses it); see the journal"
+        if self.batches.waiting(sn):
+            return "a write about it is under way"
+        return None
+
+    def after_writes(self, done: Callable[[], None]) -> None:
+        """Call ``done`` once what was written so far is durable."""
+        self.batches.after_writes(done)
+
     @property
-    def keystore(self) -> Keystore:
-        return self._keystore
+    def busy(self) -> bool:
+        """Something waits for the disk, is being flushed, or is held in memory."""
+        return self.batches.busy or bool(self.held)
 
     def run(
         self,
@@ -112,7 +155,7 @@ class Executor:
         if done is not None:
             done()
 
-    def _do(self, action: Action, saved: dict[str, str | None]) -> bool:
+    def _do(self, action: Action, saved: dict[str, str | None]) -> bool:  # noqa: C901 (per kind)
         """Carry out one action; True if it wrote what must be durable before the next."""
         match action:
             case StoreCik():
@@ -127,10 +170,12 @@ class Executor:
                 self._check(action)
             case RetireCik():
                 self._retire(action, saved.get(action.sn))
+            case KeepRetired():
+                self.followups.append(self._keep_retired(action))
             case Publish():
                 self._publish(action)
             case Log():
-                logs.emit(action)
+                self._emit(action)
             case DeleteNode() | Result():
                 self._command(action)
         return False
@@ -237,18 +282,39 @@ class Executor:
 
     def lookup(self, action: LookupCik) -> CikLookedUp:
         held = self.held.ciks.get(action.sn)
-        if held is not None and not held.unverified:
+        if held is not None and not held.unverified and not action.retired_ciks:
             return CikLookedUp(action.sn, held.cik)
+        vendor, model, sn = action.vendor, action.model, action.sn
+        every: frozenset[Secret] = frozenset()
         try:
-            cik = self._keystore.load(action.vendor, action.model, action.sn)
-            retired = cik is None and self._keystore.has_retired(
-                action.vendor, action.model, action.sn
+            cik = self._keystore.load(vendor, model, sn)
+            if action.retired_ciks:
+                every = retired_ciks(self._keystore.retired(vendor, model, sn))
+            retired = (
+                bool(every)
+                if cik is None and action.retired_ciks
+                else (cik is None and self._keystore.has_retired(vendor, model, sn))
             )
         except KeystoreError as exc:
-            return CikLookedUp(action.sn, None, error=f"cannot read the keyring: {exc}")
+            return CikLookedUp(sn, None, error=f"cannot read the keyring: {exc}")
         if cik is not None:
             redaction.remember_cik(cik)
-        return CikLookedUp(action.sn, cik, retired=retired)
+        return CikLookedUp(sn, cik, retired=retired, retired_ciks=every)
+
+    def _keep_retired(self, action: KeepRetired) -> RetiredKept:
+        """Keep a bundle's retired CIKs with the serial's, then retire the stored CIK the
+        entry replaces, each on disk before the CIK that replaces it is stored."""
+        vendor, model, sn = action.vendor, action.model, action.sn
+        try:
+            self._keystore.add_retired(vendor, model, sn, action.retired)
+        except KeystoreError as exc:
+            return RetiredKept(sn, str(exc))
+        try:
+            if action.replace:
+                self._keystore.retire(vendor, model, sn, why=REPLACED)
+        except KeystoreError as exc:
+            return RetiredKept(sn, str(exc), unretired=True)
+        return RetiredKept(sn)
 
     # -------------------------------------------------------------- state, MQTT
 

@@ -116,24 +116,22 @@ class Operator:
             from gatewayd.daemon import importing  # noqa: PLC0415 (rare: loaded when asked)
 
             stopping = self._stopping()
-            importing.take(request, self._engine, self._executor, self._handle, stopping=stopping)
+            importing.take(request, self._executor, self._handle, stopping=stopping)
             return
         sn = request.sn or ""
         refusal = None
         if self._stopping():
             refusal = "gatewayd is stopping"
-        elif sn in self._executor.held:
-            refusal = "its CIK is not stored yet (the keyring refuses it); see the journal"
         elif request.command == "rotate" and not self._vendor_token:
             refusal = "a rotation needs the vendor token ([exosite] vendor_token_file)"
-        elif self._executor.batches.waiting(sn):
-            refusal = "a write about it is under way; try again in a moment"
+        elif (busy := self._executor.writing(sn)) is not None:
+            refusal = busy if sn in self._executor.held else f"{busy}; try again in a moment"
         if refusal is not None:
             request.answer({"ok": False, "message": f"{sn}: {refusal}"})
             return
-        self._executor.results.clear()
+        self._executor.take_results()
         self._handle(COMMANDS[request.command](sn))
-        results = self._executor.results
+        results = self._executor.take_results()
         ok = bool(results) and all(r.ok for r in results)
         message = "; ".join(r.message for r in results) or f"{sn}: nothing was done"
         request.answer({"ok": ok, "message": message})

@@ -202,9 +202,9 @@ def test_rate_limiter_counts_from_the_later_of_now_and_the_next_slot() -> None:
     clock = FakeClock(500.0)
     limiter = RateLimiter(1.0, clock)
     stop = RecordingStop()
-    limiter.wait(stop)
+    assert limiter.wait(stop)
     clock.now += 0.25
-    limiter.wait(stop)
+    assert limiter.wait(stop)
     assert stop.waits == pytest.approx([0.75])
 
 

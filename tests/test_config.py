@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gatewayd.config import schema
@@ -293,6 +293,10 @@ def test_a_good_value_is_kept_with_the_field_type(
 
 
 @given(st.integers(min_value=-(2**40), max_value=2**40))
+@example(0)
+@example(1)
+@example(65535)
+@example(65536)
 def test_port_is_accepted_exactly_in_range(port: int) -> None:
     text = toml_text("mqtt", "port", str(port))
     if 1 <= port <= 65535:
@@ -571,11 +575,17 @@ def test_the_example_documents_every_key_in_its_section() -> None:
 
 
 def test_the_example_explains_every_key() -> None:
+    explained = set()
     for name, lines in example_sections().items():
         for i, line in enumerate(lines):
-            if re.match(r"(?:# )?\w+ = ", line):
+            if key := re.match(r"(?:# )?(\w+) = ", line):
                 assert lines[i - 1].startswith("# "), f"[{name}] {line}"
                 assert not re.match(r"# \w+ = ", lines[i - 1]), f"[{name}] {line}"
+                explained.add((name, key[1]))
+    keys = {
+        (name, f.name) for name, cls in schema.SECTIONS.items() for f in dataclasses.fields(cls)
+    }
+    assert explained == keys
 
 
 def test_the_example_sets_only_vendor_and_model() -> None:

@@ -201,9 +201,9 @@ def test_rate_limiter_counts_from_the_later_of_now_and_the_next_slot() -> None:
     clock = FakeClock(500.0)
     limiter = RateLimiter(1.0, clock)
     stop = RecordingStop()
-    limiter.wait(stop)
+    assert limiter.wait(stop)
     clock.now += 0.25
-    limiter.wait(stop)
+    assert limiter.wait(stop)
     assert stop.waits == pytest.approx([0.75])
 
 
@@ -287,9 +287,13 @@ class Arrivals:
 
         sim.routes = (Route(route.method, route.pattern, endpoint), *sim.routes[1:])
 
-    def wait_for(self, count: int, timeout: float = WAIT) -> None:
+    def reached(self, count: int, within: float) -> bool:
+        """Whether ``count`` requests have arrived, or do within ``within`` seconds."""
         with self._cond:
-            assert self._cond.wait_for(lambda: len(self.times) >= count, timeout)
+            return self._cond.wait_for(lambda: len(self.times) >= count, within)
+
+    def wait_for(self, count: int, timeout: float = WAIT) -> None:
+        assert self.reached(count, timeout), f"{len(self.times)} of {count} requests arrived"
 
 
 Make = Callable[..., tuple[ExositeClient, Results]]
@@ -504,6 +508,7 @@ def test_at_most_max_concurrent_requests_are_in_flight(
     for sn in serials:
         client.submit(sn, VENDOR, MODEL)
     outcomes = results.by_sn(len(serials))
+    assert outcomes.keys() == set(serials)
     assert all(isinstance(outcome, Issued) for outcome in outcomes.values())
     starts = [entry.time for entry in registry.request_log()]
     assert len(starts) == len(serials)
@@ -690,19 +695,11 @@ def test_no_more_answers_wait_unhandled_than_twice_max_concurrent(
         client.submit(sn, VENDOR, MODEL)
     arrivals.wait_for(4)
     held = [results._queue.get(timeout=WAIT) for _ in range(4)]  # answered, not handled
-    assert not arrivals_reach(arrivals, 5, within=0.5)
+    assert not arrivals.reached(5, within=0.5)
     client.handled(held[0])
     arrivals.wait_for(5)
-    assert not arrivals_reach(arrivals, 6, within=0.2)
+    assert not arrivals.reached(6, within=0.2)
     for answer in held[1:]:
         client.handled(answer)
     assert len(results.take(3)) == 3
     assert len(arrivals.times) == 7
-
-
-def arrivals_reach(arrivals: Arrivals, count: int, within: float) -> bool:
-    try:
-        arrivals.wait_for(count, timeout=within)
-    except AssertionError:
-        return False
-    return True

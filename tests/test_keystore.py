@@ -516,7 +516,13 @@ def test_the_third_party_backend_of_the_tests_keeps_case(
 ) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent / "thirdparty"))
-    Keystore(open_backend("jsonkeyring.JsonKeyring", tmp_path, None)).probe()
+    keystore = Keystore(open_backend("jsonkeyring.JsonKeyring", tmp_path, None))
+    keystore.probe()  # a KeystoreError if it folded case
+    upper, lower = new_cik(), new_cik()
+    keystore.store(VENDOR, MODEL, "SN-CASE", upper)
+    keystore.store(VENDOR, MODEL, "sn-case", lower)
+    assert keystore.load(VENDOR, MODEL, "SN-CASE") == upper
+    assert keystore.load(VENDOR, MODEL, "sn-case") == lower
 
 
 def test_a_sealed_temp_file_that_cannot_be_checked_is_left_in_place(tmp_path: Path) -> None:

@@ -244,7 +244,7 @@ def test_an_unaddressable_topic_is_refused_without_a_serial(topic: str) -> None:
 )
 def test_depth_and_key_limits(payload: bytes, said: str | None) -> None:
     if said is None:
-        parse(payload=payload)
+        assert parse(payload=payload).sn == SN
     else:
         error = refusal(payload=payload)
         assert said in str(error)

@@ -518,7 +518,9 @@ def test_cli_serves_until_signalled(tmp_path: Path, signum: signal.Signals) -> N
             assert proc.wait(timeout=TIMEOUT) == 0
             assert proc.stdout.read() == ""
             assert proc.stderr is not None
-            assert response.text not in proc.stderr.read()
+            said = proc.stderr.read()
+            assert "activate sn='ABC123': 200" in said
+            assert response.text not in said
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -192,5 +192,6 @@ def test_a_notify_socket_nobody_reads_neither_stops_the_loop_nor_floods_it(
     with contextlib.suppress(TimeoutError):
         while True:  # what the queue took while nobody read it: the first few
             said.append(sock.recv(4096).decode())
+    assert said[0].startswith("READY=1\nSTATUS="), said  # the queue holds gatewayd's datagrams
     statuses = [m for m in said if m.startswith("STATUS=")]
     assert len(statuses) <= took + 2

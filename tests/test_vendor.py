@@ -188,6 +188,7 @@ def test_a_wrong_token_is_refused_without_being_shown(
         assert no_token_in(caught.value, TOKEN)
     assert registry.device(VENDOR, MODEL, "ABC123").state is State.ACTIVATED
     assert [e.status for e in registry.request_log()] == [200, 401, 401]
+    assert "vendor API: re-enable request for serial ABC123" in caplog.text
     assert WRONG not in caplog.text
     assert TOKEN not in caplog.text
 

@@ -172,6 +172,8 @@ def stopped(config: Config, entries: list[object], *, prefer_bundle: bool) -> Ta
     the folder's lock): the engine and the executor gatewayd runs, started from the
     folder's records, stopped; the CIKs flushed, then the records."""
     keystore = open_keystore(config)
+    keystore.recover()  # as gatewayd starts: a write a stop interrupted is completed first
+    preflight.check_keystore(keystore)
     state = preflight.open_state(config.gateway.state_dir)
     flushed: queue.SimpleQueue[Flushed] = queue.SimpleQueue()
     flusher = writer(config, keystore, state, flushed.put)

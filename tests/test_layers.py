@@ -137,7 +137,7 @@ PURE: Final = "keeps process state KEPT"
         ("core/acks.py", "import random", PURE),
         ("core/model.py", "import sqlite3", PURE),
         ("core/events.py", "from datetime import datetime", PURE),
-        ("adapters/state.py", "from gatewayd.daemon import wiring", "above core KEPT"),
+        ("adapters/statedb.py", "from gatewayd.daemon import wiring", "above core KEPT"),
         ("config/load.py", "from gatewayd.adapters import logs", "above core KEPT"),
         ("daemon/loop.py", "from gatewayd.ctl import main", "above core KEPT"),
         ("sim/demo.py", "from gatewayd.daemon import loop", "never imports it KEPT"),

@@ -26,7 +26,7 @@ from typing import Any, Final
 from gatewayd.adapters import logs
 from gatewayd.adapters.disk import Volumes
 from gatewayd.adapters.keystore import Keystore
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.config.schema import Config
 from gatewayd.core import imports
 from gatewayd.core.actions import Log

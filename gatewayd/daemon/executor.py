@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from gatewayd.adapters.exosite import ExositeClient
     from gatewayd.adapters.keystore import Keystore
     from gatewayd.adapters.mqtt import MqttLink
-    from gatewayd.adapters.state import StateDB
+    from gatewayd.adapters.statedb import StateDB
     from gatewayd.daemon.writer import Flushed
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from support import MODEL, VENDOR
 from gatewayd.adapters import filestore
 from gatewayd.adapters.filestore import FileStore
 from gatewayd.adapters.keystore import Keystore
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.core.model import Node, State
 from gatewayd.core.secret import Secret
 

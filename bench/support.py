@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from gatewayd.sim import Registry, Simulator, tomlfile
+from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.demo import start_broker
 from gatewayd.sim.processes import Output, stop
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+sys.path.append(str(CHECKOUT / "tests"))  # the tests' helpers, tomlfile among them
+import tomlfile  # noqa: E402
 
 VENDOR = "acme"
 MODEL = "thermo-v1"
 WAIT = 120.0
-CHECKOUT = Path(__file__).resolve().parent.parent
 DEBIAN_PYTHON = "/usr/bin/python3"
 """Debian's own Python, with the packages the .deb depends on: what a gateway runs."""
 

@@ -18,13 +18,12 @@ from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from gatewayd import __version__  # noqa: E402
-from gatewayd.adapters import logs  # noqa: E402
+from gatewayd.adapters import coredumps, logs  # noqa: E402
 from gatewayd.config.load import DEFAULT_PATH, load  # noqa: E402
-from gatewayd.core import secret  # noqa: E402
 from gatewayd.core.errors import ConfigError, GatewaydError  # noqa: E402
 from gatewayd.daemon.loop import Daemon  # noqa: E402
 
-log = logging.getLogger("gatewayd.daemon.loop")
+log = logging.getLogger("gatewayd")  # not __name__: under python -m gatewayd, that is __main__
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -44,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gatewayd: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.gateway.log_level)
-    if not secret.no_core_dumps():
+    if not coredumps.no_core_dumps():
         log.warning("cannot turn core dumps off (prctl): a core file could hold CIKs")
     try:
         daemon = Daemon(config)

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import tomlfile
 
 from gatewayd.adapters import redaction
-from gatewayd.sim import Registry, Simulator, tomlfile
+from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.processes import Broker, Output
 
 if TYPE_CHECKING:  # paho, loaded only by the tests that start nodes

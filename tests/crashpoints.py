@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 from conftest import WAIT
 
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.core.model import State
 from gatewayd.sim import Request, Response, Route, Simulator
 

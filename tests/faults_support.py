@@ -23,7 +23,7 @@ from typing import Any
 from conftest import KEYRING_BACKENDS, MODEL, VENDOR, Gateway
 
 from gatewayd.adapters.keystore import Keystore, open_backend
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.core.model import Node
 from gatewayd.sim import Registry
 from gatewayd.sim.node import FINAL, Received, SimulatedNode

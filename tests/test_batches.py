@@ -17,7 +17,7 @@ import pytest
 
 from gatewayd.adapters.filestore import FileStore
 from gatewayd.adapters.keystore import Keystore
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.core import protocol
 from gatewayd.core.actions import (
     Activate,

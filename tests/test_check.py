@@ -25,7 +25,7 @@ from conftest import MODEL, VENDOR, WAIT
 from gatewayd.adapters import cikcheck
 from gatewayd.adapters.exosite import ExositeClient
 from gatewayd.adapters.http import Client
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.adapters.vendor import VendorClient
 from gatewayd.config.load import load
 from gatewayd.config.schema import ExositeConfig

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd.adapters.keystore import FileKeyring, Keystore
-from gatewayd.adapters.state import DB_NAME, SCHEMA_VERSION, StateDB
+from gatewayd.adapters.statedb import DB_NAME, SCHEMA_VERSION, StateDB
 from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.retired import Retired
 from gatewayd.core.secret import Secret

@@ -21,7 +21,7 @@ import pytest
 from conftest import MODEL, VENDOR, WAIT, Gateway
 
 from gatewayd.adapters.keystore import FileKeyring, Keystore
-from gatewayd.adapters.state import DB_NAME
+from gatewayd.adapters.statedb import DB_NAME
 from gatewayd.daemon.control import ControlError, ControlServer, Request, call
 from gatewayd.sim import Registry, Simulator
 from gatewayd.sim.node import SimulatedNode

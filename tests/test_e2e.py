@@ -13,7 +13,7 @@ import pytest
 from conftest import MODEL, VENDOR, Gateway
 
 from gatewayd.adapters.keystore import FileKeyring, Keystore
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.core.model import State as EngineState
 from gatewayd.sim import Registry, Simulator, State
 from gatewayd.sim.node import Received, SimulatedNode

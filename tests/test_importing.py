@@ -12,7 +12,7 @@ import pytest
 from test_batches import MODEL, VENDOR, Rig
 
 from gatewayd.adapters.keystore import Keystore
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.core.actions import Activate, Log, RetireCik, SaveNode
 from gatewayd.core.engine import Engine
 from gatewayd.core.entries import entry

@@ -18,7 +18,7 @@ import pytest
 from conftest import MODEL, THIRD_PARTY, VENDOR, WAIT, Gateway
 
 from gatewayd.adapters.mqtt import new_client
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.config.load import load
 from gatewayd.core.model import Node, State
 from gatewayd.daemon.wiring import open_keystore

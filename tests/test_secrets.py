@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import leaked, root_logging_restored
 
-from gatewayd.adapters import logs, redaction
-from gatewayd.core import protocol, secret
+from gatewayd.adapters import coredumps, logs, redaction
+from gatewayd.core import protocol
 from gatewayd.core.secret import Secret
 from gatewayd.ctl import main as cli
 
@@ -117,7 +117,7 @@ def test_core_dumps_are_turned_off() -> None:
     if pid == 0:  # pragma: no cover (the child)
         import ctypes  # noqa: PLC0415
 
-        ok = secret.no_core_dumps()
+        ok = coredumps.no_core_dumps()
         dumpable = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
         os.write(write, f"{ok} {dumpable}".encode())
         os._exit(0)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatewayd.adapters.state import DB_NAME, MIGRATIONS, SCHEMA_VERSION, StateDB
+from gatewayd.adapters.statedb import DB_NAME, MIGRATIONS, SCHEMA_VERSION, StateDB
 from gatewayd.core.errors import StateError
 from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.secret import Secret
@@ -313,7 +313,7 @@ def flushes_during_saves(folder: Path, *, deferred: bool, together: bool = False
             "from pathlib import Path",
             "from gatewayd.core.model import Node, State",
             "from gatewayd.adapters.disk import Volumes",
-            "from gatewayd.adapters.state import StateDB",
+            "from gatewayd.adapters.statedb import StateDB",
             f"folder = Path({str(folder)!r})",
             "db = StateDB.in_dir(folder)",
             "volumes = Volumes([folder])",

@@ -20,7 +20,7 @@ import pytest
 from conftest import KEYRING_BACKENDS, MODEL, VENDOR, Gateway
 
 from gatewayd.adapters.keystore import FileKeyring, Keystore
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.core.model import State
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import MODEL, VENDOR, WAIT, Gateway, messages_until
 
-from gatewayd.adapters.state import DB_NAME
+from gatewayd.adapters.statedb import DB_NAME
 from gatewayd.adapters.systemd import Notifier
 from gatewayd.sim import Registry
 from gatewayd.sim.node import SimulatedNode

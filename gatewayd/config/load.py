@@ -24,7 +24,7 @@ from gatewayd.config.schema import (
     MqttConfig,
     NodesConfig,
 )
-from gatewayd.config.sections import Section, show
+from gatewayd.config.validation import Section, show
 from gatewayd.core.errors import ConfigError
 
 DEFAULT_PATH: Final = Path("/etc/gatewayd/config.toml")

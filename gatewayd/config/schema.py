@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 from urllib.parse import urlsplit
 
-from gatewayd.config.sections import (
+from gatewayd.config.validation import (
     Section,
     is_client_id,
     is_dotted_name,

@@ -1,13 +1,14 @@
 """A wrapper that keeps a secret out of reprs, f-strings and log lines, and what a CIK looks like.
 
-The value is only reachable through :meth:`Secret.reveal`. The log filter's
-last line of defence, which takes known secrets out of any text, is an adapter's
-(:mod:`gatewayd.adapters.redaction`): wrapping a value remembers nothing.
+The value is only reachable through :meth:`Secret.reveal`. Wrapping a value
+remembers nothing and guards no memory: the log filter's last line of defence,
+which takes known secrets out of any text, is an adapter's
+(:mod:`gatewayd.adapters.redaction`), and so is keeping the process's memory out
+of core files (:mod:`gatewayd.adapters.coredumps`).
 """
 
 from __future__ import annotations
 
-import ctypes
 from typing import Final
 
 _MASK: Final = "<secret>"
@@ -60,15 +61,3 @@ class Secret:
 
     def __reduce__(self) -> str:
         raise TypeError("a Secret cannot be pickled")
-
-
-def no_core_dumps() -> bool:
-    """Make this process not dumpable (no core file holds its secrets); False if it cannot."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-_PR_SET_DUMPABLE: Final = 4

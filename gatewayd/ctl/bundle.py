@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.config.schema import Config
 from gatewayd.core import imports
 from gatewayd.core.entries import EntryError, entry, node_of, retired_of

@@ -1,12 +1,13 @@
 """gatewayctl: the operator's command line.
 
 ``check-config``, ``list`` and ``show`` read the configuration and the state
-database directly; ``show --reveal`` also reads the keyring. ``status``,
-``republish``, ``retry`` and ``forget`` ask the running daemon, over its control
-socket (``gatewayd.daemon.control``), and need none of its secrets. ``sn-status`` and
-``reenable`` call Exosite's vendor management API with the vendor token; ``check``
-asks Exosite whether it accepts a node's CIK. ``export`` and ``import`` move every
-record and CIK to another gateway, sealed with a passphrase (``gatewayd.ctl.bundle``).
+database directly; ``show --reveal`` also reads the keyring (``gatewayd.ctl.listing``).
+``status``, ``republish``, ``retry``, ``rotate``, ``forget`` and ``reload`` ask the
+running daemon, over its control socket, and need none of its secrets
+(``gatewayd.ctl.control``). ``sn-status`` and ``reenable`` call Exosite's vendor
+management API with the vendor token; ``check`` asks Exosite whether it accepts a
+node's CIK (``gatewayd.ctl.exosite``). ``export`` and ``import`` move every record and
+CIK to another gateway, sealed with a passphrase (``gatewayd.ctl.bundle``).
 Exit codes: 0 on success, 2 for a bad configuration or usage, 1 for anything
 else (a refused command included).
 """
@@ -24,9 +25,9 @@ from typing import Any, Final
 from gatewayd import __version__
 from gatewayd.config.load import DEFAULT_PATH, load
 from gatewayd.core.errors import ConfigError, GatewaydError
-from gatewayd.ctl import ask, bundle, state
+from gatewayd.ctl import bundle, control, exosite, listing
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_USAGE
-from gatewayd.daemon import control
+from gatewayd.daemon.control import ANSWER_TIMEOUT
 
 
 def _seconds(text: str) -> float:
@@ -34,10 +35,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not 0 < value <= control.ANSWER_TIMEOUT:
-        raise argparse.ArgumentTypeError(
-            f"a number of seconds above 0, at most {control.ANSWER_TIMEOUT:g}"
-        )
+    if not 0 < value <= ANSWER_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"a number of seconds above 0, at most {ANSWER_TIMEOUT:g}")
     return value
 
 
@@ -72,9 +71,9 @@ def parser() -> argparse.ArgumentParser:
     asks.add_argument(
         "--timeout",
         type=_seconds,
-        default=control.ANSWER_TIMEOUT,
+        default=ANSWER_TIMEOUT,
         help="seconds gatewayd has to take the command up, else it is not done "
-        f"(default {control.ANSWER_TIMEOUT:g})",
+        f"(default {ANSWER_TIMEOUT:g})",
     )
     top = argparse.ArgumentParser(
         prog="gatewayctl", description="Inspect gatewayd's nodes.", parents=[common]
@@ -82,51 +81,51 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"gatewayctl {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = sub.add_parser("check-config", parents=[common], help="validate the configuration")
-    check.set_defaults(run=state.cmd_check_config)
-    listing = sub.add_parser("list", parents=[common], help="every node and its state")
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(run=state.cmd_list)
+    check.set_defaults(run=listing.cmd_check_config)
+    listed = sub.add_parser("list", parents=[common], help="every node and its state")
+    listed.add_argument("--json", action="store_true", help="print JSON")
+    listed.set_defaults(run=listing.cmd_list)
     show = sub.add_parser("show", parents=[common], help="one node in full")
     show.add_argument("sn", help="the node's serial number")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.add_argument("--reveal", action="store_true", help="include the CIK")
-    show.set_defaults(run=state.cmd_show)
+    show.set_defaults(run=listing.cmd_show)
     status = sub.add_parser(
         "sn-status", parents=[common], help="ask Exosite about a serial (vendor API)"
     )
     status.add_argument("sn", help="the serial number")
     status.add_argument("--model", help="the model (default: the node's, else exosite.model)")
     status.add_argument("--json", action="store_true", help="print JSON")
-    status.set_defaults(run=ask.cmd_sn_status)
+    status.set_defaults(run=exosite.cmd_sn_status)
     _bundle_commands(sub, common)
     checking = sub.add_parser(
         "check", parents=[common], help="ask Exosite whether it accepts a node's CIK"
     )
     checking.add_argument("sn", help="the serial number")
     checking.add_argument("--json", action="store_true", help="print JSON")
-    checking.set_defaults(run=ask.cmd_check)
+    checking.set_defaults(run=exosite.cmd_check)
     reenable = sub.add_parser(
         "reenable", parents=[common], help="re-enable a serial at Exosite (vendor API)"
     )
     reenable.add_argument("sn", help="the serial number")
     reenable.add_argument("--model", help="the model (default: the node's, else exosite.model)")
     reenable.add_argument("--json", action="store_true", help="print JSON")
-    reenable.set_defaults(run=ask.cmd_reenable)
+    reenable.set_defaults(run=exosite.cmd_reenable)
     daemon = sub.add_parser(
         "status", parents=[asks], help="the running gatewayd: broker, counts, progress"
     )
     daemon.add_argument("--json", action="store_true", help="print JSON")
-    daemon.set_defaults(run=ask.cmd_status)
+    daemon.set_defaults(run=control.cmd_status)
     reload = sub.add_parser(
         "reload", parents=[asks], help="have the running gatewayd reload its configuration"
     )
     reload.add_argument("--json", action="store_true", help="print the reply as JSON")
-    reload.set_defaults(run=ask.cmd_reload)
+    reload.set_defaults(run=control.cmd_reload)
     for name, run, text in (
-        ("republish", ask.cmd_republish, "publish an activated node's credentials again"),
-        ("retry", ask.cmd_retry, "clear a rejection or needs_reenable and ask Exosite now"),
-        ("forget", ask.cmd_forget, "delete a node's record and CIK (asks first)"),
-        ("rotate", ask.cmd_rotate, "give a node a new CIK: re-enable, activate, publish"),
+        ("republish", control.cmd_republish, "publish an activated node's credentials again"),
+        ("retry", control.cmd_retry, "clear a rejection or needs_reenable and ask Exosite now"),
+        ("forget", control.cmd_forget, "delete a node's record and CIK (asks first)"),
+        ("rotate", control.cmd_rotate, "give a node a new CIK: re-enable, activate, publish"),
     ):
         command = sub.add_parser(name, parents=[asks], help=text)
         command.add_argument("sn", help="the node's serial number")

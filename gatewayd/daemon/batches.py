@@ -24,7 +24,7 @@ from gatewayd.core.actions import Action, Log, Publish, Result, SaveNode, StoreC
 from gatewayd.core.errors import StateError
 
 if TYPE_CHECKING:
-    from gatewayd.adapters.state import StateDB
+    from gatewayd.adapters.statedb import StateDB
 
 BATCH_MOST: Final = 64
 """A batch is cut once the inbox is idle, or once it holds this many CIKs and waiting

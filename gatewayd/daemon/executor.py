@@ -45,7 +45,7 @@ from gatewayd.daemon.held import Held
 
 if TYPE_CHECKING:
     from gatewayd.adapters.keystore import Keystore
-    from gatewayd.adapters.state import StateDB
+    from gatewayd.adapters.statedb import StateDB
     from gatewayd.daemon.writer import Flushed
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from pathlib import Path
 from gatewayd.adapters import logs
 from gatewayd.adapters.filestore import FileStore
 from gatewayd.adapters.keystore import Keystore
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.core.errors import KeystoreError, StateError
 from gatewayd.core.events import CikLookedUp
 from gatewayd.core.model import Node, State

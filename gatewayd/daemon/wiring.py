@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from gatewayd.adapters import redaction
 from gatewayd.adapters.disk import Volumes
 from gatewayd.adapters.keystore import Keystore, load_key, open_backend
-from gatewayd.adapters.state import StateDB
+from gatewayd.adapters.statedb import StateDB
 from gatewayd.config.schema import Config
 from gatewayd.core.actions import Reenable
 from gatewayd.core.errors import ConfigError, ExositeError, StateError

@@ -1,5 +1,5 @@
-"""A configuration written as TOML, for the tests, the benchmarks and firmware developers'
-scripts that start gatewayd: ``{"section": {"key": value}}`` to text.
+"""A configuration written as TOML, for the tests and the benchmarks (bench/support.py):
+``{"section": {"key": value}}`` to text.
 
 Values are strings, booleans, numbers, lists and inline tables of those; the
 standard library reads TOML (tomllib) but does not write it.

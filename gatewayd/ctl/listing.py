@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from gatewayd.adapters.keystore import Keystore
-from gatewayd.adapters.state import DB_NAME, StateDB
+from gatewayd.adapters.statedb import DB_NAME, StateDB
 from gatewayd.config.schema import Config
 from gatewayd.core.errors import KeystoreError
 from gatewayd.core.model import Node

@@ -1,8 +1,9 @@
-"""The checks every section of the configuration shares.
+"""The checks every section of the configuration shares (the sections themselves are in
+:mod:`gatewayd.config.schema`).
 
-A section is a frozen dataclass; its ``__post_init__`` calls these checks,
-which fail with a :class:`~gatewayd.core.errors.ConfigError` naming the dotted key
-(``mqtt.port``), what was expected, and the value found.
+A section is a frozen dataclass deriving from :class:`Section`; its ``__post_init__``
+calls these checks, which fail with a :class:`~gatewayd.core.errors.ConfigError`
+naming the dotted key (``mqtt.port``), what was expected, and the value found.
 """
 
 from __future__ import annotations

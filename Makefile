@@ -16,6 +16,7 @@ DEB12_PINS := paho-mqtt==1.6.1 requests==2.28.1 urllib3==1.26.12
 DEB13_PINS := paho-mqtt==2.1.0 requests==2.32.3 urllib3==2.3.0
 
 .PHONY: all deps newer-mosquitto libwebsockets17 venv test lint typecheck pytest pytest-deb12 pytest-deb13 demo man deb deb-check \
+	readme-table \
 	bench clean
 
 all: test
@@ -112,6 +113,10 @@ pytest-deb13: $(VENV_DEB13)/.stamp
 	$(VENV_DEB13)/bin/pytest -m '(mqtt or http or e2e) and not slow'
 
 test: lint typecheck pytest pytest-deb12 pytest-deb13 deb-check
+
+# The README's copy of the node state machine's table, rewritten from gatewayd/core/transitions.py.
+readme-table: $(VENV)/.stamp
+	$(VENV)/bin/python tests/readme_table.py
 
 demo: $(VENV)/.stamp
 	$(VENV)/bin/python -m gatewayd.sim.demo

@@ -1242,7 +1242,7 @@ def test_beyond_max_pending_a_new_node_is_told_to_come_back_and_nothing_is_kept(
 
 def test_the_readme_shows_the_transition_table() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert as_table() in readme, "run python -m gatewayd.core.transitions and paste its table"
+    assert as_table() in readme, "run make readme-table"
     assert as_table().count("\n") == len(TRANSITIONS) + 2
 
 

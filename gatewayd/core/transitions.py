@@ -802,8 +802,7 @@ def row_for(state: State | None, trigger: Trigger, *, stopping: bool) -> tuple[T
 
 
 def as_table() -> str:
-    """``TRANSITIONS`` as a Markdown table, for the README
-    (``python -m gatewayd.core.transitions``)."""
+    """``TRANSITIONS`` as a Markdown table, for the README (``make readme-table``)."""
     lines = [
         "| state | trigger | next state | record | uncertain | what gatewayd does, in order |",
         "|---|---|---|---|---|---|",
@@ -824,7 +823,3 @@ def _shown(state: State | Special | None) -> str:
     if state is None:
         return "(none)"
     return state.value if isinstance(state, Special) else f"`{state}`"
-
-
-if __name__ == "__main__":
-    print(as_table(), end="")

@@ -37,6 +37,7 @@ from gatewayd.core.imports import Answer
 from gatewayd.core.model import Node
 from gatewayd.core.retired import REPLACED, Retired, retired_ciks
 from gatewayd.core.secret import Secret
+from gatewayd.ctl import offline
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_OK
 from gatewayd.ctl.sealing import VERSION, BundleError, read_passphrase, seal, unseal
 from gatewayd.daemon import control
@@ -91,6 +92,7 @@ def cmd_import(config: Config, args: argparse.Namespace) -> int:
         raise BundleError(f"the bundle is damaged ({exc})") from None
     if _running(config):
         return _import_live(config, entries, prefer_bundle=args.prefer_bundle)
+    offline.hold(config, args)  # no gatewayd starts while this writes (or this is refused)
     return _import_stopped(config, nodes, prefer_bundle=args.prefer_bundle)
 
 

@@ -42,6 +42,8 @@ from gatewayd.core.model import State
 from gatewayd.sim import Simulator
 from gatewayd.sim.processes import Broker
 
+pytestmark = pytest.mark.e2e
+
 PASSPHRASE = b"correct horse battery staple\n"
 TOKEN = b"a-vendor-token-for-the-test\n"
 HOLD = """

@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 
 def lock_state(state_dir: Path) -> StateLock:
     """The state folder's lock, which gatewayd holds for its whole life, taken before the
-    state or the keystore is opened: StateLockedError naming the process that holds it (another
-    gatewayd, or a gatewayctl writing the folder), or a StateError that says where and
-    whose the folder is if it cannot be locked."""
+    state or the keystore is opened: StateLockedError naming the process that holds it
+    (another gatewayd, or a gatewayctl writing the folder), or a StateError that says
+    where and whose the folder is if it cannot be locked."""
     try:
         return StateLock.take(state_dir, GATEWAYD)
     except StateLockedError:

@@ -21,6 +21,7 @@ from gatewayd import __version__  # noqa: E402
 from gatewayd.adapters import coredumps, logs  # noqa: E402
 from gatewayd.config.load import DEFAULT_PATH, load  # noqa: E402
 from gatewayd.core.errors import ConfigError, GatewaydError  # noqa: E402
+from gatewayd.daemon import preflight  # noqa: E402
 from gatewayd.daemon.loop import Daemon  # noqa: E402
 
 log = logging.getLogger("gatewayd")  # not __name__: under python -m gatewayd, that is __main__
@@ -45,15 +46,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(config.gateway.log_level)
     if not coredumps.no_core_dumps():
         log.warning("cannot turn core dumps off (prctl): a core file could hold CIKs")
-    try:
-        daemon = Daemon(config)
-    except ConfigError as exc:
-        log.error("%s", exc)  # noqa: TRY400 (a bad setting, not a bug: no traceback)
-        return 2
+    try:  # before anything opens the state or the keystore; held until the process ends
+        lock = preflight.lock_state(config.gateway.state_dir)
     except GatewaydError as exc:
-        log.error("cannot start: %s", exc)  # noqa: TRY400
+        log.error("cannot start: %s", exc)  # noqa: TRY400 (the message is the whole story)
         return 1
-    return daemon.run()
+    with lock:
+        try:
+            daemon = Daemon(config)
+        except ConfigError as exc:
+            log.error("%s", exc)  # noqa: TRY400 (a bad setting, not a bug: no traceback)
+            return 2
+        except GatewaydError as exc:
+            log.error("cannot start: %s", exc)  # noqa: TRY400
+            return 1
+        return daemon.run()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from conftest import MODEL, THIRD_PARTY, VENDOR, WAIT, Gateway
 
 from gatewayd.adapters.mqtt import new_client
 from gatewayd.adapters.statedb import StateDB
+from gatewayd.adapters.statelock import LOCK_NAME
 from gatewayd.config.load import load
 from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.secret import Secret
@@ -78,10 +79,15 @@ def ctl(capsys: pytest.CaptureFixture[str], gw: Gateway, *argv: str) -> tuple[in
 
 
 def snapshot(gw: Gateway) -> dict[str, bytes]:
-    """Every file of the gateway's state folder, by path."""
+    """Every file of the gateway's state folder, by path, but its lock file (which an import
+    may create, and which holds nothing once the import has ended)."""
     if not gw.state_dir.exists():
         return {}
-    return {str(p): p.read_bytes() for p in sorted(gw.state_dir.rglob("*")) if p.is_file()}
+    return {
+        str(p): p.read_bytes()
+        for p in sorted(gw.state_dir.rglob("*"))
+        if p.is_file() and p != gw.state_dir / LOCK_NAME
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -27,6 +27,7 @@ from gatewayd.config.schema import Config
 from gatewayd.core import imports
 from gatewayd.core.entries import EntryError, entry, node_of, retired_of
 from gatewayd.core.imports import Answer
+from gatewayd.ctl import offline
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_OK
 from gatewayd.ctl.sealing import VERSION, BundleError, read_passphrase, seal, unseal
 from gatewayd.daemon import control, importing
@@ -83,6 +84,7 @@ def cmd_import(config: Config, args: argparse.Namespace) -> int:
         raise BundleError(f"the bundle is damaged ({exc})") from None
     if _running(config):
         return _import_live(config, entries, prefer_bundle=args.prefer_bundle)
+    offline.hold(config, args)  # no gatewayd starts while this writes (or this is refused)
     return _import_stopped(config, entries, prefer_bundle=args.prefer_bundle)
 
 

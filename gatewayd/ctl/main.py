@@ -7,7 +7,9 @@ running daemon, over its control socket, and need none of its secrets
 (``gatewayd.ctl.control``). ``sn-status`` and ``reenable`` call Exosite's vendor
 management API with the vendor token; ``check`` asks Exosite whether it accepts a
 node's CIK (``gatewayd.ctl.exosite``). ``export`` and ``import`` move every record and
-CIK to another gateway, sealed with a passphrase (``gatewayd.ctl.bundle``).
+CIK to another gateway, sealed with a passphrase (``gatewayd.ctl.bundle``); an
+``import`` that writes the state folder itself holds its lock (``gatewayd.ctl.offline``).
+
 Exit codes: 0 on success, 2 for a bad configuration or usage, 1 for anything
 else (a refused command included).
 """
@@ -19,13 +21,14 @@ import os
 import pwd
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Final
 
 from gatewayd import __version__
 from gatewayd.config.load import DEFAULT_PATH, load
 from gatewayd.core.errors import ConfigError, GatewaydError
-from gatewayd.ctl import bundle, control, exosite, listing
+from gatewayd.ctl import bundle, control, exosite, listing, offline
 from gatewayd.ctl.exits import EXIT_FAILURE, EXIT_USAGE
 from gatewayd.daemon.control import ANSWER_TIMEOUT
 
@@ -164,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gatewayctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    lock = offline.writing(config, args) if args.command in offline.WRITERS else nullcontext()
     try:
-        status: int = args.run(config, args)
+        with lock:
+            status: int = args.run(config, args)
     except (GatewaydError, OSError) as exc:
         print(f"gatewayctl: {exc}", file=sys.stderr)
         return EXIT_FAILURE

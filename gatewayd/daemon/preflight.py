@@ -5,7 +5,8 @@ by root, a read-only file system, a full disk) would be found only when the
 first CIK arrives; so at start gatewayd writes, fsyncs, reads back and deletes
 a test entry in each, and refuses to start when it cannot, naming the path,
 its owner and the user gatewayd runs as. The keystore's test also proves that
-it keeps user names apart by case (two nodes must never share one CIK). Once
+it keeps user names apart by case (two nodes must never share one CIK). Before
+any of that it takes the state folder's lock (:func:`lock_state`). Once
 started, it looks for activated nodes whose CIK was retired with none stored
 (:func:`retired_only`).
 """
@@ -24,11 +25,25 @@ from gatewayd.adapters import logs
 from gatewayd.adapters.filestore import FileStore
 from gatewayd.adapters.keystore import Keystore
 from gatewayd.adapters.statedb import StateDB
+from gatewayd.adapters.statelock import GATEWAYD, StateLock, StateLockedError
 from gatewayd.core.errors import KeystoreError, StateError
 from gatewayd.core.events import CikLookedUp
 from gatewayd.core.model import Node, State
 
 log = logging.getLogger(__name__)
+
+
+def lock_state(state_dir: Path) -> StateLock:
+    """The state folder's lock, which gatewayd holds for its whole life, taken before the
+    state or the keystore is opened: StateLockedError naming the process that holds it
+    (another gatewayd, or a gatewayctl writing the folder), or a StateError that says
+    where and whose the folder is if it cannot be locked."""
+    try:
+        return StateLock.take(state_dir, GATEWAYD)
+    except StateLockedError:
+        raise
+    except StateError as exc:
+        raise StateError(f"{exc}{ownership(state_dir)}") from exc
 
 
 def open_state(state_dir: Path) -> StateDB:

@@ -3,7 +3,8 @@
 The server here reads each request, then sends its answer a byte at a time,
 forever: every socket read gets a byte well within ``[exosite] timeout``, so
 only a deadline for the whole request ends it. Activation, the vendor API and
-a stop of the daemon are each bounded by it.
+a stop of the daemon are each bounded by it, and so is the way to a connection:
+a connect never answered, a proxy's answer to CONNECT, the TLS handshake.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from conftest import MODEL, VENDOR, WAIT, Gateway
 
+from gatewayd.adapters import cutoff
 from gatewayd.adapters.exosite import ExositeClient
-from gatewayd.adapters.http import Client, HttpError
+from gatewayd.adapters.http import Answer, Client, HttpError
 from gatewayd.adapters.vendor import VendorApiError, VendorClient
 from gatewayd.config.schema import ExositeConfig
 from gatewayd.core.events import ActivationAnswered, CikChecked, Failed, Issued
@@ -43,6 +45,9 @@ HEADER = b"HTTP/1.1 200 OK\r\nX-Dribble: "
 """A success whose headers never end."""
 BODY = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
 """An answer whose body (delimited by the end of the connection) never ends."""
+HANDSHAKE = b"\x16\x03\x03\x40\x00"
+"""A TLS handshake record of 16 KiB, whose bytes never all come."""
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 class Dribbler:
@@ -132,6 +137,28 @@ def test_a_success_the_deadline_cut_is_kept_and_never_taken_for_a_cik(
     assert took < TIMEOUT + SLACK
 
 
+def bounded(call: Callable[[], object]) -> tuple[object, float]:
+    """What ``call`` returned or raised (an HttpError), and how long it took; queue.Empty
+    if it took longer than the deadline allows."""
+    ended: queue.Queue[object] = queue.Queue()
+
+    def run() -> None:
+        try:
+            ended.put(call())
+        except HttpError as exc:
+            ended.put(exc)
+
+    started = time.monotonic()
+    threading.Thread(target=run, daemon=True).start()
+    outcome = ended.get(timeout=TIMEOUT + SLACK)
+    return outcome, time.monotonic() - started
+
+
+def post(client: Client, url: str, sn: str) -> Answer:
+    form = {"vendor": VENDOR, "model": MODEL, "sn": sn}
+    return client.request("POST", f"{url}/provision/activate", form=form, timeout=TIMEOUT)
+
+
 def test_a_kept_connection_is_held_to_the_next_requests_deadline(simulator: Simulator) -> None:
     """The second request goes out on the connection the first one opened: the deadline
     shuts that socket too, however slowly the answer comes."""
@@ -140,29 +167,79 @@ def test_a_kept_connection_is_held_to_the_next_requests_deadline(simulator: Simu
         registry.add(VENDOR, MODEL, sn)
     registry.script("SN-K2", [Fault.ISSUED_DRIBBLED])
     client = Client()
-    url = f"{simulator.url}/provision/activate"
-    form = {"vendor": VENDOR, "model": MODEL}
     try:
-        first = client.request("POST", url, form=form | {"sn": "SN-K1"}, timeout=TIMEOUT)
-        ended: queue.Queue[BaseException | object] = queue.Queue()
-
-        def second() -> None:
-            try:
-                ended.put(client.request("POST", url, form=form | {"sn": "SN-K2"}, timeout=TIMEOUT))
-            except HttpError as exc:
-                ended.put(exc)
-
-        started = time.monotonic()
-        threading.Thread(target=second, daemon=True).start()
-        outcome = ended.get(timeout=TIMEOUT + SLACK)  # queue.Empty: the deadline did not hold
-        took = time.monotonic() - started
+        first = post(client, simulator.url, "SN-K1")
+        outcome, took = bounded(lambda: post(client, simulator.url, "SN-K2"))
     finally:
         client.close()
+    assert isinstance(first, Answer)
     assert (first.status, first.broken) == (200, None)
     assert isinstance(outcome, HttpError)
     assert str(outcome) == f"timeout after {TIMEOUT:g} s"
     assert outcome.reached  # the request went out on the kept connection
     assert took < TIMEOUT + SLACK
+
+
+def test_a_connect_never_answered_ends_at_the_deadline_as_not_sent() -> None:
+    """A listener whose queue of connections is full drops every further SYN, as a
+    host that is down or a firewall would."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        with socket.create_connection(listener.getsockname()):  # the queue is full
+            client = Client()
+            url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            try:
+                outcome, took = bounded(lambda: post(client, url, "SN-C1"))
+            finally:
+                client.close()
+    assert isinstance(outcome, HttpError)
+    assert str(outcome) == f"timeout after {TIMEOUT:g} s"
+    assert not outcome.reached
+    assert took < TIMEOUT + SLACK
+
+
+@pytest.mark.parametrize("through", ["proxy", "handshake"])
+def test_the_way_to_a_tls_connection_is_held_to_the_deadline_and_sends_nothing(
+    dribbler: Callable[[bytes], Dribbler], monkeypatch: pytest.MonkeyPatch, through: str
+) -> None:
+    """A proxy that dribbles its answer to CONNECT, or a server its TLS handshake: the
+    request was never sent."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    if through == "proxy":
+        monkeypatch.setenv("https_proxy", dribbler(STATUS).url)
+        url = "https://localhost:9"
+    else:
+        url = dribbler(HANDSHAKE).url.replace("http://", "https://")
+    client = Client()
+    try:
+        outcome, took = bounded(lambda: post(client, url, "SN-W1"))
+    finally:
+        client.close()
+    assert isinstance(outcome, HttpError)
+    assert str(outcome) == f"timeout after {TIMEOUT:g} s"
+    assert not outcome.reached
+    assert took < TIMEOUT + SLACK
+
+
+def test_a_socket_that_comes_after_the_deadline_passed_is_shut_down() -> None:
+    """A connect that ended just as the deadline passed: its socket is still shut down,
+    before a proxy's tunnel or a TLS handshake could hold it."""
+    late, peer = socket.socketpair()
+    first, other = socket.socketpair()
+    held: list[socket.socket] = []
+    with late, peer, first, other, cutoff.armed(PACE) as deadline:
+        deadline.attach(lambda: held[0] if held else None)
+        deadline.attach(lambda: first)
+        first.settimeout(WAIT)
+        assert first.recv(1) == b""  # shut down when the deadline passed
+        held.append(late)
+        late.settimeout(WAIT)
+        started = time.monotonic()
+        assert late.recv(1) == b""
+        assert time.monotonic() - started < SLACK
 
 
 @pytest.mark.parametrize("start", [STATUS, HEADER, BODY], ids=["status", "headers", "body"])

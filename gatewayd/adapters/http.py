@@ -1,25 +1,26 @@
 """gatewayd's one HTTP client, on requests: activation, the vendor API and any later
 Exosite call go through it.
 
-A :class:`Client` holds one ``requests.Session``, so one connection kept alive
+A :class:`Client` holds one of requests' adapters, so one connection kept alive
 between requests (one client per worker thread). Proxies (``https_proxy``,
 ``http_proxy``, ``all_proxy`` and ``no_proxy``, CIDR entries included) are
-requests' own reading of the environment, done once per URL; the CA file is
-requests' ``verify``; TLS below 1.2 is refused. Each request has one deadline
+requests' own reading of the environment, done once per origin; the CA file (else the
+system's CAs) is the TLS context's, and TLS below 1.2 is refused. Each request has one deadline
 for the whole exchange (:mod:`gatewayd.adapters.cutoff`), however slowly the
 server answers. The body is read as bytes as it arrives, never decoded.
 
 Failures are :class:`HttpError`; ``reached`` tells whether the request may have
 reached the server: only a failure before a connection was up (name lookup,
 refused, connect timeout, a proxy refusing the tunnel, the TLS handshake)
-proves it did not.
+proves it did not. What a failure comes to is told in one line (:func:`describe`),
+never quoting a header value, a body or anything else the server sent.
 """
 
 from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -30,13 +31,13 @@ import urllib3
 
 from gatewayd import __version__
 from gatewayd.adapters import cutoff
-from gatewayd.adapters.http_errors import describe, overdue
 
 USER_AGENT: Final = f"gatewayd/{__version__}"
 KEEP_IDLE: Final = 4.0
 """A connection idle longer than this is not reused: servers close idle connections
 (Apache after 5 s), and a request sent just as the server closes is one that may or
 may not have been acted on."""
+_CHAIN_LIMIT: Final = 8
 
 
 class HttpError(Exception):
@@ -94,14 +95,15 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
 
 
 class Client:
-    """One session: requests one at a time, each within its deadline.
+    """One connection: requests one at a time, each within its deadline.
 
-    The session's adapter (requests' ``HTTPAdapter``) chooses the connection pool of
-    each origin (direct, or through the proxy) with the TLS settings, as it does for
-    ``Session.request``; the exchange itself is that pool's ``urlopen``, as in the
-    adapter's ``send``. Preparing a requests ``Request``, merging settings, hooks and
-    cookies, none of which gatewayd uses, cost 0.75 ms of CPU per activation request,
-    against 0.24 ms this way (bench/RESULTS.md).
+    requests' adapter (:class:`gatewayd.adapters.cutoff.Adapter`) keeps the
+    connection pools, direct or through a proxy (its credentials, CONNECT for
+    HTTPS); the pool of an origin is chosen once, and each exchange is that pool's
+    ``urlopen``, as in the adapter's ``send``. Preparing a requests ``Request``,
+    merging settings, hooks and cookies, none of which gatewayd uses, cost 0.75 ms
+    of CPU per activation request through ``Session.request``, against 0.24 ms this
+    way. The TLS context verifies the server (:func:`tls_context`).
     """
 
     def __init__(
@@ -114,9 +116,6 @@ class Client:
         """``context``: a TLS context made by :func:`tls_context` for ``ca_file``, to share
         one between clients (it is made here otherwise)."""
         self._max_body = max_body
-        self._session = requests.Session()
-        self._session.trust_env = False  # proxies are read once per origin, below; no .netrc
-        self._verify: str | bool = str(ca_file) if ca_file is not None else True
         self._headers = {
             "User-Agent": USER_AGENT,
             "Accept-Encoding": "identity",
@@ -124,14 +123,12 @@ class Client:
             "Connection": "keep-alive",
         }
         self._adapter = cutoff.Adapter(context or tls_context(ca_file))
-        self._session.mount("http://", self._adapter)
-        self._session.mount("https://", self._adapter)
         self._pools: dict[str, tuple[urllib3.HTTPConnectionPool, bool]] = {}
         self._idle_since = 0.0
 
     def close(self) -> None:
         """Close the connections; the next request opens new ones."""
-        self._session.close()
+        self._adapter.close()
         self._pools.clear()
 
     def request(
@@ -185,7 +182,7 @@ class Client:
                 decode_content=False,
                 timeout=urllib3.Timeout(connect=timeout, read=timeout),
             )
-        except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # requests' errors are OSErrors
             raise HttpError(describe(exc, timeout), reached=_reached()) from exc
         try:
             answer = self._read(response, timeout)
@@ -216,26 +213,14 @@ class Client:
         origin = f"{parsed.scheme}://{parsed.netloc}"
         found = self._pools.get(origin)
         if found is None:
-            proxy = _environ_proxy(url)
-            proxies = {parsed.scheme or "http": proxy} if proxy else {}
-            adapter = self._adapter
-            if hasattr(adapter, "get_connection_with_tls_context"):  # requests 2.32.2 and later
-                prepared = requests.Request("GET", origin).prepare()
-                pool = adapter.get_connection_with_tls_context(prepared, self._verify, proxies)
-            else:
-                pool = adapter.get_connection(origin, proxies)
-            cert_verify: Callable[..., None] = adapter.cert_verify
-            cert_verify(pool, origin, self._verify, None)
-            if not isinstance(pool, urllib3.HTTPConnectionPool):
-                raise HttpError(
-                    f"request error: no HTTP connection pool for {origin}", reached=False
-                )
-            socks = proxy is not None and proxy.lower().startswith("socks")
-            found = (pool, proxy is not None and parsed.scheme != "https" and not socks)
+            manager = self._adapter.manager_for(_environ_proxy(url))
+            pool = manager.connection_from_url(origin)
+            # a proxy for plain HTTP is sent the whole URL (a SOCKS proxy is no ProxyManager)
+            found = (pool, isinstance(manager, urllib3.ProxyManager) and parsed.scheme == "http")
             self._pools[origin] = found
         pool, forwarded = found
         if forwarded:
-            return pool, requests.utils.urldefragauth(url)
+            return pool, f"{origin}{parsed.request_uri}"
         return pool, parsed.request_uri
 
     def _read(self, response: urllib3.BaseHTTPResponse, timeout: float) -> Answer:
@@ -265,3 +250,44 @@ class Client:
 def _reached() -> bool:
     deadline = cutoff.current()
     return deadline is None or deadline.connected
+
+
+def overdue(timeout: float) -> str:
+    """What a request cut by its deadline comes to."""
+    return f"timeout after {timeout:g} s"
+
+
+def describe(exc: BaseException, timeout: float) -> str:
+    """An HTTP error in a line, for a log or an answer; never a header value or a body."""
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError in 1.26
+        return f"connection error: {cause_line(exc)}"
+    if isinstance(exc, urllib3.exceptions.SSLError | ssl.SSLError):
+        return f"TLS error: {cause_line(exc)}"
+    if isinstance(_innermost(exc), TimeoutError) or isinstance(
+        exc, urllib3.exceptions.TimeoutError | TimeoutError
+    ):
+        return overdue(timeout)
+    if isinstance(exc, OSError | urllib3.exceptions.HTTPError):
+        return f"connection error: {cause_line(exc)}"
+    return f"request error: {cause_line(exc)}"
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    for _ in range(_CHAIN_LIMIT):
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
+    return exc
+
+
+def cause_line(exc: BaseException) -> str:
+    """The innermost cause of an error, in one line, for a log or an answer. Only an error
+    of the system (a socket, TLS, a proxy's refusal) is quoted: one of parsing an answer
+    (a status line, a chunk size) may quote what the server sent, a CIK among it, so
+    only its kind is named."""
+    inner = _innermost(exc)
+    if not isinstance(inner, OSError):
+        return f"the answer could not be read ({type(inner).__name__})"
+    text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
+    return text[:200]

@@ -391,6 +391,24 @@ def test_a_sealed_store_loads_cryptography_with_its_first_cik_not_at_start(
     assert entry.read_bytes().startswith(b"GWKR\x01E")
 
 
+@pytest.mark.parametrize(("key", "loads"), [(os.urandom(32), "True"), (None, "False")])
+def test_prepare_loads_cryptography_for_a_sealed_store_only(
+    tmp_path: Path, key: bytes | None, loads: str
+) -> None:
+    script = (
+        "import sys; from pathlib import Path;"
+        "from gatewayd.adapters.keystore import Keystore, open_backend;"
+        "backend = open_backend("
+        f"'gatewayd.adapters.keystore.FileKeyring', Path({str(tmp_path)!r}), {key!r});"
+        "Keystore(backend).prepare();"
+        "print(any(m.split('.')[0] == 'cryptography' for m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == loads
+
+
 def test_a_key_without_cryptography_installed_is_refused_when_the_store_opens(
     tmp_path: Path,
 ) -> None:

@@ -102,6 +102,12 @@ class FileStore:
         """The same folder without the key: its entries are written in plain text."""
         return FileStore(self._folder)
 
+    def prepare(self) -> None:
+        """Make the cipher now, if entries are sealed, rather than with the first entry
+        sealed or opened: for a caller that will need it soon."""
+        if self._key is not None:
+            self._aead(self._key)
+
     def __repr__(self) -> str:
         return f"FileStore(folder={str(self._folder)!r}, encrypted={self.encrypted})"
 

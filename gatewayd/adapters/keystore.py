@@ -181,6 +181,12 @@ class Keystore:
         """The folder of gatewayd's own store; None for another backend."""
         return self._backend.folder if isinstance(self._backend, FileStore) else None
 
+    def prepare(self) -> None:
+        """Load what sealing a CIK needs (cryptography, for gatewayd's own store with a key)
+        now: the first CIK stored then waits for no import, with the keystore held."""
+        if isinstance(self._backend, FileStore):
+            self._backend.prepare()
+
     def recover(self) -> None:
         """Put in place the entries a stop left half written (gatewayd's own store)."""
         if not isinstance(self._backend, FileStore):

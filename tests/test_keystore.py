@@ -367,6 +367,76 @@ def test_the_default_backend_works_without_loading_keyring(tmp_path: Path) -> No
     assert done.stdout.strip() == "[]"
 
 
+def test_a_sealed_store_loads_cryptography_with_its_first_cik_not_at_start(
+    tmp_path: Path,
+) -> None:
+    """Opened with a key and probed, as the daemon starts, the store has not loaded
+    cryptography (an idle gateway has no use for it); sealing the first CIK loads it."""
+    script = (
+        "import os, sys; from pathlib import Path;"
+        "from gatewayd.adapters.keystore import Keystore, open_backend;"
+        "from gatewayd.core.secret import Secret;"
+        "loaded = lambda: any(m.split('.')[0] == 'cryptography' for m in sys.modules);"
+        "backend = open_backend("
+        f"'gatewayd.adapters.keystore.FileKeyring', Path({str(tmp_path)!r}), os.urandom(32));"
+        "store = Keystore(backend); store.probe(); print(loaded());"
+        "store.store('acme', 'm', 'SN1', Secret('c' * 40)); print(loaded());"
+        "assert store.load('acme', 'm', 'SN1') == Secret('c' * 40)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == ["False", "True"]
+    (entry,) = tmp_path.iterdir()
+    assert entry.read_bytes().startswith(b"GWKR\x01E")
+
+
+@pytest.mark.parametrize(("key", "loads"), [(os.urandom(32), "True"), (None, "False")])
+def test_prepare_loads_cryptography_for_a_sealed_store_only(
+    tmp_path: Path, key: bytes | None, loads: str
+) -> None:
+    script = (
+        "import sys; from pathlib import Path;"
+        "from gatewayd.adapters.keystore import Keystore, open_backend;"
+        "backend = open_backend("
+        f"'gatewayd.adapters.keystore.FileKeyring', Path({str(tmp_path)!r}), {key!r});"
+        "Keystore(backend).prepare();"
+        "print(any(m.split('.')[0] == 'cryptography' for m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == loads
+
+
+def test_a_key_without_cryptography_installed_is_refused_when_the_store_opens(
+    tmp_path: Path,
+) -> None:
+    """Without site-packages (``-S``) cryptography cannot be imported: the store, which
+    loads it only with the first CIK, says so at start instead."""
+    script = (
+        "import os; from pathlib import Path;"
+        "from gatewayd.adapters.keystore import open_backend;"
+        "from gatewayd.core.errors import KeystoreError\n"
+        "try:\n"
+        "    open_backend("
+        f"'gatewayd.adapters.keystore.FileKeyring', Path({str(tmp_path)!r}), os.urandom(32))\n"
+        "except KeystoreError as exc:\n"
+        "    print(exc)"
+    )
+    checkout = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
+    )
+    assert "cryptography is not installed" in done.stdout
+
+
 def test_open_backend_builds_plaintext_keyring_under_xdg_data_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -83,13 +84,11 @@ class FileStore:
         if key is not None and len(key) != KEY_SIZE:
             raise FileStoreError(f"a FileKeyring key must be {KEY_SIZE} bytes, not {len(key)}")
         self._folder = Path(folder) if folder is not None else DEFAULT_FOLDER
+        if key is not None and importlib.util.find_spec("cryptography") is None:
+            raise FileStoreError("a keystore key is set, and cryptography is not installed")
         self._folder_ready = False
-        self._aead: AESGCM | None = None
-        if key is not None:
-            # cryptography only where a key is set: it costs a small gateway 6 MiB
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-
-            self._aead = AESGCM(key)
+        self._key = key
+        self._cipher: AESGCM | None = None
 
     @property
     def folder(self) -> Path:
@@ -97,7 +96,17 @@ class FileStore:
 
     @property
     def encrypted(self) -> bool:
-        return self._aead is not None
+        return self._key is not None
+
+    def unsealed(self) -> FileStore:
+        """The same folder without the key: its entries are written in plain text."""
+        return FileStore(self._folder)
+
+    def prepare(self) -> None:
+        """Make the cipher now, if entries are sealed, rather than with the first entry
+        sealed or opened: for a caller that will need it soon."""
+        if self._key is not None:
+            self._aead(self._key)
 
     def __repr__(self) -> str:
         return f"FileStore(folder={str(self._folder)!r}, encrypted={self.encrypted})"
@@ -174,29 +183,40 @@ class FileStore:
             _fsync_folder(self._folder)
         return recovered
 
+    def _aead(self, key: bytes) -> AESGCM:
+        """The cipher, made when an entry is first sealed or opened: cryptography is loaded
+        then, not at start (an idle gateway never needs it; it costs 5 to 10 MiB)."""
+        if self._cipher is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
+            self._cipher = AESGCM(key)
+        return self._cipher
+
     def _seal(self, name: str, payload: bytes) -> bytes:
-        if self._aead is None:
+        if self._key is None:
             return _PLAIN + payload
         nonce = os.urandom(_NONCE_SIZE)
-        return _SEALED + nonce + self._aead.encrypt(nonce, payload, _SEALED + name.encode())
+        sealed = self._aead(self._key).encrypt(nonce, payload, _SEALED + name.encode())
+        return _SEALED + nonce + sealed
 
     def _open(self, name: str, blob: bytes) -> dict[str, str]:
         where = self._folder / name
         header, body = blob[: len(_PLAIN)], blob[len(_PLAIN) :]
         if header == _SEALED:
-            from cryptography.exceptions import InvalidTag  # noqa: PLC0415 (loaded with the key)
-
-            if self._aead is None:
+            if self._key is None:
                 raise FileStoreError(f"{where} is encrypted and no keystore key was given")
+            aead = self._aead(self._key)
+            from cryptography.exceptions import InvalidTag  # noqa: PLC0415 (loaded with it)
+
             nonce, sealed = body[:_NONCE_SIZE], body[_NONCE_SIZE:]
             try:
-                body = self._aead.decrypt(nonce, sealed, header + name.encode())
+                body = aead.decrypt(nonce, sealed, header + name.encode())
             except InvalidTag as exc:
                 raise FileStoreError(
                     f"{where} cannot be decrypted: wrong keystore key, or the file was altered"
                 ) from exc
         elif header == _PLAIN:
-            if self._aead is not None:
+            if self._key is not None:
                 log.warning("%s is stored unencrypted although a keystore key is set", where)
         else:
             raise FileStoreError(f"{where} is not a gatewayd keyring entry")

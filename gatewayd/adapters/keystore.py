@@ -181,6 +181,12 @@ class Keystore:
         """The folder of gatewayd's own store; None for another backend."""
         return self._backend.folder if isinstance(self._backend, FileStore) else None
 
+    def prepare(self) -> None:
+        """Load what sealing a CIK needs (cryptography, for gatewayd's own store with a key)
+        now: the first CIK stored then waits for no import, with the keystore held."""
+        if isinstance(self._backend, FileStore):
+            self._backend.prepare()
+
     def recover(self) -> None:
         """Put in place the entries a stop left half written (gatewayd's own store)."""
         if not isinstance(self._backend, FileStore):
@@ -199,13 +205,19 @@ class Keystore:
         service = f"{self._prefix}/probe"
         upper = f"Probe-{secrets.token_hex(4)}"
         values = {upper: secrets.token_hex(16), upper.lower(): secrets.token_hex(16)}
+        # gatewayd's own store is probed unsealed: the test entries hold no secret, and
+        # sealing them would load cryptography at every start (5 to 10 MiB an idle gateway
+        # never needs: it is loaded with the first CIK sealed or read)
+        backend = self._backend
+        if isinstance(backend, FileStore):
+            backend = backend.unsealed()
         with self._mapped("write, read back and delete a test entry as", upper):
             for name, value in values.items():
-                self._backend.set_password(service, name, value)
-            read = {name: self._backend.get_password(service, name) for name in values}
+                backend.set_password(service, name, value)
+            read = {name: backend.get_password(service, name) for name in values}
             for name in values:
                 with contextlib.suppress(*self._errors):
-                    self._backend.delete_password(service, name)
+                    backend.delete_password(service, name)
         if read != values:
             raise KeystoreError(
                 f"keyring backend {type(self._backend).__module__}."

@@ -207,18 +207,22 @@ class StateDB:
         """Every record, oldest first; rows are turned into nodes as they are read.
 
         The cyclic garbage collector is paused meanwhile: records hold no cycles,
-        and with 10,000 of them it would run dozens of times for nothing.
+        and with 10,000 of them it would run dozens of times for nothing. The pages
+        read are let go of afterwards (the daemon reads every record once, at start:
+        with 10,000 stored they would keep 0.6 MiB of cache).
         """
         query = f"SELECT {_COLUMNS} FROM nodes ORDER BY first_seen, sn"  # noqa: S608 (fixed)
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return [_node(row) for row in self._db.execute(query)]
+            nodes = [_node(row) for row in self._db.execute(query)]
+            self._db.execute("PRAGMA shrink_memory")
         except sqlite3.Error as exc:
             raise StateError(f"cannot read {self.path}: {exc}") from exc
         finally:
             if collecting:
                 gc.enable()
+        return nodes
 
     def _select(self, clause: str, args: tuple[object, ...]) -> Iterator[Node]:
         try:

@@ -10,7 +10,6 @@ shows the value found.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import tomllib
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -38,6 +37,8 @@ def _keys(cls: type[Section]) -> list[str]:
 
 def _unknown(name: str, section: str | None, value: object) -> str:
     """What to say about an unknown ``name`` in ``section`` (None: the top level)."""
+    import difflib  # noqa: PLC0415 (only for a mistake: a running gatewayd needs it not)
+
     if section is None and isinstance(value, dict):
         close = difflib.get_close_matches(name, list(SECTIONS), n=1)
         if close:

@@ -124,6 +124,7 @@ class Daemon:
         counts = self._engine.counts()
         if not any(counts.values()) or any(counts[state] for state in REQUESTS_AHEAD):
             self._exosite.prepare()  # nodes to activate, or none yet: the first request waits not
+            self._keystore.prepare()  # and the first CIK stored waits for no import
         self._link = MqttLink(
             config.mqtt,
             subscribe=self._topics.announce_filter,

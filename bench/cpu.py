@@ -31,7 +31,6 @@ measurement, only their profiles and counts are.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -40,19 +39,15 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import storm
-from support import MODEL, VENDOR, WAIT, Rig, cpu_times, separate_simulator, stolen
+from support import WAIT, Rig, cpu_times, rig, separate_simulator, stolen
 
 from gatewayd.adapters.mqtt import new_client
-from gatewayd.sim import Registry, Simulator
-from gatewayd.sim.demo import start_broker
 from gatewayd.sim.processes import Output, stop
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -107,20 +102,6 @@ def _group(name: str) -> str:
     """exosite-3 and exosite-5 count together."""
     head, _, tail = name.rpartition("-")
     return f"{head}-*" if head and tail.isdigit() else name
-
-
-@contextlib.contextmanager
-def kept_rig(base: Path) -> Iterator[Rig]:
-    """support.rig, whose folder is left for the end of the run: a round that deleted its
-    thousands of files would make the next round's files dearer to create (see
-    :func:`create_cost`)."""
-    with contextlib.ExitStack() as stack:
-        folder = Path(tempfile.mkdtemp(prefix="round-", dir=base))
-        port = start_broker(folder, stack)
-        registry = Registry()
-        registry.add_pair(VENDOR, MODEL)
-        sim = stack.enter_context(Simulator(registry))
-        yield Rig(folder, port, registry, sim, stack)
 
 
 def create_cost(folder: Path, count: int = 200) -> float:
@@ -303,11 +284,11 @@ def pipeline_storm(
     }
 
 
-def round_(args: argparse.Namespace, k: int, base: Path) -> dict[str, Any]:
+def round_(args: argparse.Namespace, k: int) -> dict[str, Any]:
     """gatewayd's storm, then bench/pipeline.py's, on one broker and simulator."""
     serials = [f"BENCH{i:05d}" for i in range(args.n)]
     others = [f"BASE{i:05d}" for i in range(args.n)]
-    with kept_rig(base) as r:
+    with rig() as r:
         url = separate_simulator(r, serials + others, args.latency)
         gw = gatewayd_storm(r, url, serials, args, k)
         pipeline = None if args.no_baseline else pipeline_storm(r, url, others, args, k)
@@ -340,19 +321,14 @@ def main() -> int:
     for folder in (args.py_spy, args.strace, args.perf, args.cprofile):
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-    results = []
-    base = Path(tempfile.mkdtemp(prefix="gwcpu-"))  # TMPDIR chooses the file system
-    try:
-        results += [_round(args, k, base) for k in range(args.rounds)]
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    results = [_round(args, k) for k in range(args.rounds)]  # TMPDIR chooses the file system
     _summary(args, results)
     return 0
 
 
-def _round(args: argparse.Namespace, k: int, base: Path) -> dict[str, Any]:
+def _round(args: argparse.Namespace, k: int) -> dict[str, Any]:
     """One round, printed."""
-    result = round_(args, k, base)
+    result = round_(args, k)
     gw, pipeline = result["gatewayd"], result["pipeline"]
     line = f"round {k + 1}: gatewayd {_ms(gw)}"
     if pipeline is not None:

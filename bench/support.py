@@ -3,8 +3,11 @@ readings of a process's memory and CPU time. Results go to bench/RESULTS.md."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -164,10 +167,25 @@ class Rig:
         return made
 
 
+@functools.cache
+def scratch() -> Path:
+    """The folder every rig of this run works in, deleted only when the run ends.
+
+    On ext4, a file created soon after thousands were deleted costs up to a
+    millisecond of system time instead of tens of microseconds (freed inodes are
+    checked one by one before reuse). Each storm writes a file per CIK: deleting a
+    round's folder right after it would slow the next round's file creation, in
+    gatewayd and the baseline alike but not equally, and swing their ratio from
+    0.73 to 1.44 for the same code (bench/cpu.py measures it)."""
+    base = Path(tempfile.mkdtemp(prefix="gwbench-"))
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
+    return base
+
+
 @contextlib.contextmanager
 def rig(latency: float = 0.0) -> Iterator[Rig]:
     with contextlib.ExitStack() as stack:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gwbench-")))
+        folder = Path(tempfile.mkdtemp(prefix="rig-", dir=scratch()))
         port = start_broker(folder, stack)
         registry = Registry()
         registry.add_pair(VENDOR, MODEL)

@@ -25,12 +25,13 @@ from gatewayd.adapters.mqtt import new_client
 from gatewayd.adapters.statedb import StateDB
 from gatewayd.adapters.statelock import LOCK_NAME
 from gatewayd.config.load import load
+from gatewayd.core.errors import StateError
 from gatewayd.core.model import Node, Reason, State
 from gatewayd.core.secret import Secret
 from gatewayd.ctl import bundle as bundle_module
 from gatewayd.ctl import sealing
 from gatewayd.ctl.main import main
-from gatewayd.daemon import control
+from gatewayd.daemon import control, importing
 from gatewayd.daemon.wiring import open_keystore
 from gatewayd.sim import Registry
 from gatewayd.sim.processes import Broker
@@ -754,3 +755,30 @@ def test_a_node_activated_here_is_not_downgraded_by_an_offline_import(
     answer = reannounce(broker, ["SN-S1"])["SN-S1"]
     assert (answer["status"], answer["cik"]) == ("activated", X)
     assert registry.total_calls() == 0
+
+
+def test_a_stopped_import_whose_records_the_state_database_refuses_fails(
+    tmp_path: Path,
+    gateway: MakeGateway,
+    passphrase: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """gatewayd stopped: a record the state database does not take makes the import fail
+    (exit 1, saying so), though its CIK, written first, is stored; imported again once the
+    database takes writes, the node is there."""
+    new, bundle, ciks = exported(tmp_path, gateway, passphrase, capsys, 2)
+    argv = ("import", str(bundle), "--passphrase-file", str(passphrase))
+    with monkeypatch.context() as patch:
+
+        def refused(_db: StateDB, node: Node) -> None:
+            raise StateError(f"cannot save {node.sn}: disk full")
+
+        patch.setattr(StateDB, "save", refused)
+        code, _out, err = ctl(capsys, new, *argv)
+    assert code == 1
+    assert f"the state database refused writes: {importing.STATE_REFUSED}" in err
+    assert ctl(capsys, new, *argv)[0] == 0
+    with StateDB.in_dir(new.state_dir, readonly=True) as db:
+        assert sorted(node.sn for node in db.all()) == sorted(ciks)
+    assert {sn: stored_here(new, sn) for sn in ciks} == {sn: Secret(v) for sn, v in ciks.items()}

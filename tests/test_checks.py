@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 from conftest import FakeClock as Clock
 
 from gatewayd.core import book as books
@@ -214,3 +215,23 @@ def test_a_lookup_that_finds_nothing_does_not_forget_a_check_sent() -> None:
     engine.handle(ActivationAnswered("B", Refused(409)))  # a request of before, answered
     engine.handle(CikLookedUp("B", None))
     assert checked(engine.handle(Announced("B", cik=JUNK))) == []
+
+
+def test_beyond_what_is_remembered_only_the_oldest_check_is_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node offering many CIKs fills what is remembered on its own: the check it has just
+    made is not forgotten for it, only its oldest."""
+    monkeypatch.setattr(books, "MAX_REMEMBERED", 3)
+    clock = Clock()
+    engine = engine_with(clock)
+    not_activatable(engine, "SN1")  # Exosite knows it, gatewayd holds no CIK: offers are checked
+    offers = [Secret(f"{i:040x}") for i in range(4)]
+    for cik in offers:
+        clock.advance(1.0)
+        assert len(checked(engine.handle(Announced("SN1", cik=cik)))) == 1
+        engine.handle(CikChecked("SN1", cik, Verdict.REFUSED, "HTTP 401"))
+    assert engine.checks() == (0, 3)
+    clock.advance(1.0)
+    assert checked(engine.handle(Announced("SN1", cik=offers[3]))) == []
+    assert len(checked(engine.handle(Announced("SN1", cik=offers[0])))) == 1  # the one forgotten

@@ -86,10 +86,15 @@ class Book:
         self._prune(now, interval)
 
     def _prune(self, now: float, interval: float) -> None:
+        """Forget the checks older than ``interval``, from the least lately changed work on,
+        and, beyond MAX_REMEMBERED, that work's oldest check, one at a time."""
         for _ in range(len(self._work)):
             sn, work = next(iter(self._work.items()))
             over = self._remembered > MAX_REMEMBERED
-            kept = () if over else tuple(c for c in work.checked if now - c[1] < interval)
+            if over:
+                kept = work.checked[1:]  # oldest first: the newest checks stay
+            else:
+                kept = tuple(c for c in work.checked if now - c[1] < interval)
             if len(kept) == len(work.checked):
                 if not over:
                     return
@@ -100,8 +105,7 @@ class Book:
             if work == IDLE:
                 del self._work[sn]
             else:
-                self._work[sn] = work
-                self._work.move_to_end(sn)
+                self._work[sn] = work  # where it was: the next look starts with it again
 
     def checking(self) -> int:
         """Checks under way."""

@@ -98,6 +98,8 @@ class Executor:
         self.batches = Batches(state, writer)
         self.state_failing = False
         """The last write to the state database failed: no request is sent meanwhile."""
+        self.state_failures = 0
+        """Writes to the state database that failed, ever."""
         self.results: list[Result] = []
         """What the operator's commands came to, for the control channel to collect."""
         self.followups: list[FollowUp] = []
@@ -339,6 +341,7 @@ class Executor:
         return None
 
     def _state_failed(self, exc: StateError) -> None:
+        self.state_failures += 1
         if self.state_failing:
             log.debug("%s", exc)
             return

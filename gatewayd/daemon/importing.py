@@ -41,6 +41,8 @@ from gatewayd.daemon.wiring import engine_settings, open_keystore, writer
 from gatewayd.daemon.writer import Flushed
 
 _REFUSED = "the keystore refuses it; see the journal"
+STATE_REFUSED: Final = "records may be missing; import the bundle again once it takes them"
+"""What an import says when the state database refused a write (gatewayd stopped)."""
 TWICE: Final = "not imported: an earlier entry of the bundle for it is imported"
 """The answer for a second entry of a serial whose first is taken (gatewayd stopped)."""
 FLUSH_WAIT: Final = 600.0
@@ -215,4 +217,6 @@ def stopped(config: Config, entries: list[object], *, prefer_bundle: bool) -> Ta
         state.close()
     unstored = [sn for sn in tally.imported if sn in executor.held]
     tally.problems += [f"{sn}: its CIK is not stored ({_REFUSED})" for sn in unstored]
+    if executor.state_failures:
+        tally.problems.append(f"the state database refused writes: {STATE_REFUSED}")
     return tally

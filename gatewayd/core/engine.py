@@ -251,8 +251,9 @@ class Engine:
         importing = facts.work.importing
         actions = self._fire(sn, after.trigger, detail=after.detail, importing=importing)
         node = self._book.get(sn)
-        if after.trigger is Trigger.IMPORT_TAKEN and node is not None and not self._stopping:
-            actions += self._unfinished(node)
+        if after.trigger is Trigger.IMPORT_TAKEN and node is not None:
+            then = transitions.taken_then(node, facts)
+            actions += [] if then is None else self._fire(sn, then)
         return actions
 
     def _settle(self, sn: str, event: Event) -> None:

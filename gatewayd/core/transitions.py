@@ -289,11 +289,6 @@ class Work:
         """A check, a re-enable or a republish is under way: a bundle's entry is refused."""
         return self.check is not None or self.reenabling or self.republish
 
-    @property
-    def busy(self) -> bool:
-        """Something is under way (else the work is kept only for ``checked``)."""
-        return self.under_way or self.importing is not None
-
 
 IDLE: Final = Work()
 
@@ -667,6 +662,12 @@ def stopped_under_way(facts: Facts) -> bool:
         and facts.node is not None
         and unfinished(facts.node, facts.settings) is not None
     )
+
+
+def taken_then(node: Node, facts: Facts) -> Trigger | None:
+    """What a record taken from a bundle left unfinished, finished as at a start; while
+    gatewayd stops (or is stopped: gatewayctl's import), at its next start instead."""
+    return None if facts.stopping else unfinished(node, facts.settings)
 
 
 def retired_kept(event: RetiredKept, facts: Facts) -> Next | None:

@@ -292,11 +292,9 @@ class Executor:
             cik = self._keystore.load(vendor, model, sn)
             if action.retired_ciks:
                 every = retired_ciks(self._keystore.retired(vendor, model, sn))
-            retired = (
-                bool(every)
-                if cik is None and action.retired_ciks
-                else (cik is None and self._keystore.has_retired(vendor, model, sn))
-            )
+                retired = cik is None and bool(every)
+            else:
+                retired = cik is None and self._keystore.has_retired(vendor, model, sn)
         except KeystoreError as exc:
             return CikLookedUp(sn, None, error=f"cannot read the keyring: {exc}")
         if cik is not None:

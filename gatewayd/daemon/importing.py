@@ -58,7 +58,7 @@ class Tally:
     problems: list[str] = dataclasses.field(default_factory=list)
     imported: list[str] = dataclasses.field(default_factory=list)
 
-    def add(self, sn: str, results: Iterable[Result]) -> None:
+    def add(self, sn: str, results: Iterable[Result]) -> Answer:
         """Count the engine's answer on ``sn``'s entry (a refusal if there is none)."""
         decision = next((r for r in results if isinstance(r, imports.Decision)), None)
         answer = Answer.REFUSED if decision is None else decision.answer
@@ -67,6 +67,7 @@ class Tally:
             self.imported.append(sn)
         elif answer is not Answer.UNCHANGED:
             self.problems.append(f"{sn}: not imported" if decision is None else decision.message)
+        return answer
 
     def refuse(self, problem: str) -> None:
         self.counts[Answer.REFUSED] += 1
@@ -203,8 +204,7 @@ def stopped(config: Config, entries: list[object], *, prefer_bundle: bool) -> Ta
                 tally.refuse(f"{sn}: {TWICE}")
                 continue
             carry_out(engine.handle(event))
-            tally.add(sn, executor.take_results())
-            if tally.imported and tally.imported[-1] == sn:
+            if tally.add(sn, executor.take_results()) is Answer.IMPORTED:
                 taken.add(sn)
         while executor.batches.busy:
             executor.cut()
